@@ -1,0 +1,13 @@
+"""The convolutional network: conv32-pool-conv64-pool-dense128 with dropout, Adam, cosine decay."""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = default.get_config()
+    config.model = "cnn"
+    config.num_epochs = 12
+    config.schedule.name = "cosine"
+    return config

@@ -1,0 +1,82 @@
+"""Every configuration key, with its default. Other configs import this and override a few keys.
+
+Select a config with `--config=configs/<name>.py` and override any key from the command line,
+e.g. `--config.optimizer.learning_rate=3e-4 --config.mlp.hidden_sizes=1024,1024`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+
+    config.model = "cnn"  # which module: one of mnist_jax.models.MODELS ('mlp', 'cnn', 'lenet5')
+    config.seed = 0  # initialisation, batch order and dropout are all derived from this
+    config.dtype = "float32"  # compute dtype of activations: 'float32' or 'bfloat16'
+
+    config.data = ml_collections.ConfigDict()
+    config.data.source = "idx"  # 'idx' (official gz IDX files) or 'tfds' (prepared TFDS mnist)
+    config.data.dir = ""  # directory of the data; '' = $MNIST_DIR, else a download cache
+    config.data.validation_fraction = 0.1  # held out of the 60k training images; 0 = none
+    config.data.split_seed = 0  # fixes which images are held out, independently of `seed`
+    config.data.train_fraction = 1.0  # stratified fraction of the training split that is used
+    config.data.pca_components = 0  # >0: project inputs onto this many principal components
+
+    config.mlp = ml_collections.ConfigDict()
+    config.mlp.hidden_sizes = (512, 512)  # width of each hidden layer
+    config.mlp.activation = "relu"  # 'relu', 'gelu', 'tanh', 'sigmoid', 'silu', 'elu'
+    config.mlp.dropout = 0.2  # dropout rate after each hidden layer
+
+    config.cnn = ml_collections.ConfigDict()
+    config.cnn.channels = (32, 64)  # output channels of each conv block
+    config.cnn.kernel_sizes = (5, 5)  # square kernel size of each conv block
+    config.cnn.convs_per_block = 1  # conv layers in each block (the block's channels each)
+    config.cnn.pool = "max"  # pooling after each block: 'max', 'avg' or 'none'
+    config.cnn.dense = (128,)  # widths of the dense layers after the conv stack
+    config.cnn.activation = "relu"  # activation after every conv and dense layer
+    config.cnn.dropout = 0.5  # dropout rate before each dense layer
+
+    config.lenet5 = ml_collections.ConfigDict()
+    config.lenet5.activation = "tanh"  # LeCun et al. 1998 use a scaled tanh
+    config.lenet5.pool = "avg"  # subsampling layers: 'avg' (classic) or 'max'
+
+    config.layers = ml_collections.ConfigDict()
+    config.layers.conv_impl = "xla"  # 'xla' (lax.conv) or 'im2col' (patches @ kernel): same math
+    config.layers.pool_impl = "reshape"  # 'reshape' (fast on CPU) or 'reduce_window': same math
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adam"  # 'adam', 'adamw' or 'sgd'
+    config.optimizer.learning_rate = 1e-3  # peak learning rate of the schedule
+    config.optimizer.momentum = 0.9  # sgd momentum (0 = plain sgd); ignored by adam/adamw
+    config.optimizer.nesterov = False  # sgd: Nesterov momentum
+    config.optimizer.b1 = 0.9  # adam/adamw first-moment decay
+    config.optimizer.b2 = 0.999  # adam/adamw second-moment decay
+    config.optimizer.weight_decay = 0.0  # adamw: decoupled decay; adam/sgd: L2 added to the grads
+    config.optimizer.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0 = off
+
+    config.schedule = ml_collections.ConfigDict()
+    config.schedule.name = "constant"  # 'constant', 'cosine', 'warmup_cosine' or 'onecycle'
+    config.schedule.warmup_epochs = 1.0  # warmup_cosine: linear warmup length
+    config.schedule.final_fraction = 0.0  # cosine/warmup_cosine: final lr as a fraction of peak
+    config.schedule.onecycle_pct_start = 0.25  # onecycle: fraction of training spent rising
+
+    config.label_smoothing = 0.0  # cross-entropy against (1-a) one-hot + a/10
+    config.batch_size = 128  # global batch, split evenly over all devices of all processes
+    config.eval_batch_size = 1000  # global eval batch; the last one is padded and masked
+    config.num_epochs = 10  # maximum number of epochs
+    config.steps_per_chunk = 0  # train steps per compiled scan (progress granularity); 0 = auto
+
+    config.early_stopping = ml_collections.ConfigDict()
+    config.early_stopping.patience = 0  # epochs without val-loss improvement; 0 = off
+    config.early_stopping.min_delta = 0.0  # smallest val-loss decrease that counts
+
+    config.parallel = ml_collections.ConfigDict()
+    config.parallel.mode = "pmap"  # 'pmap' or 'shard_map' (jax.jit + jax.shard_map)
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every_epochs = 1  # save every this many epochs (and always at the end)
+    config.checkpoint.keep = 2  # latest checkpoints kept, besides the best
+    config.checkpoint.keep_best_by = "val_accuracy"  # metric of the checkpoint kept as best
+
+    config.log_every_seconds = 5.0  # progress line (steps/s, ETA) at most this often
+    return config

@@ -1,0 +1,1 @@
+"""mnist_jax: MLP vs CNN on MNIST in JAX."""

@@ -1,0 +1,42 @@
+"""Train one model on MNIST on every local device (and every host, when launched on several).
+
+  python -m mnist_jax.main --config=configs/cnn.py --workdir=runs/cnn
+  python -m mnist_jax.main --config=configs/mlp.py --workdir=runs/mlp \\
+      --config.num_epochs=5 --config.optimizer.learning_rate=3e-4
+
+Running the same command again resumes from the latest checkpoint in --workdir, or does
+nothing if the run has finished. Results: <workdir>/{config.json,metrics.jsonl,summary.json}.
+Every config key, with its meaning, is in configs/default.py.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mnist_jax import platform, train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Python config file (configs/mlp.py, configs/cnn.py, configs/lenet.py, ...). Override any "
+    "key with --config.<key>=<value>, e.g. --config.num_epochs=3.",
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Run directory: config.json, metrics.jsonl, summary.json, checkpoints/."
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    with platform.user_errors_exit():
+        platform.initialize()
+        logging.info("Config: %s", _CONFIG.value.to_json_best_effort(sort_keys=True))
+        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))

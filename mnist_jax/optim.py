@@ -1,0 +1,60 @@
+"""Optax optimizers and learning-rate schedules named in the config."""
+
+import jax
+import ml_collections
+import optax
+
+from mnist_jax.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle")
+
+
+def create_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+    """Learning rate per optimizer step; decays reach their end at the last step of the run."""
+    c, lr = config.schedule, config.optimizer.learning_rate
+    total = max(config.num_epochs * steps_per_epoch, 1)
+    if c.name == "constant":
+        return optax.constant_schedule(lr)
+    if c.name == "cosine":
+        return optax.cosine_decay_schedule(lr, total, alpha=c.final_fraction)
+    if c.name == "warmup_cosine":
+        warmup = min(int(c.warmup_epochs * steps_per_epoch), total - 1)
+        return optax.warmup_cosine_decay_schedule(
+            0.0, lr, warmup, total, end_value=lr * c.final_fraction
+        )
+    if c.name == "onecycle":
+        return optax.cosine_onecycle_schedule(total, lr, pct_start=c.onecycle_pct_start)
+    raise ConfigError(f"unknown schedule.name {c.name!r}; valid: {', '.join(SCHEDULES)}")
+
+
+def _decay_mask(params):
+    """Decay weight matrices and kernels, not biases: the usual convention for L2 and AdamW."""
+    return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def create_optimizer(
+    config: ml_collections.ConfigDict, schedule: optax.Schedule
+) -> optax.GradientTransformation:
+    c = config.optimizer
+    if c.name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer.name {c.name!r}; valid: {', '.join(OPTIMIZERS)}")
+    if c.learning_rate <= 0:
+        raise ConfigError(f"optimizer.learning_rate must be > 0, got {c.learning_rate}")
+    if c.weight_decay < 0:
+        raise ConfigError(f"optimizer.weight_decay must be >= 0, got {c.weight_decay}")
+    chain = []
+    if c.grad_clip_norm > 0:
+        chain.append(optax.clip_by_global_norm(c.grad_clip_norm))
+    if c.name == "adamw":
+        chain.append(
+            optax.adamw(schedule, c.b1, c.b2, weight_decay=c.weight_decay, mask=_decay_mask)
+        )
+    else:
+        if c.weight_decay > 0:  # classic L2: add wd * w to the gradient
+            chain.append(optax.add_decayed_weights(c.weight_decay, mask=_decay_mask))
+        if c.name == "adam":
+            chain.append(optax.adam(schedule, c.b1, c.b2))
+        else:
+            chain.append(optax.sgd(schedule, c.momentum or None, nesterov=c.nesterov))
+    return optax.chain(*chain)

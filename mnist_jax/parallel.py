@@ -1,0 +1,123 @@
+"""Devices, and turning a per-device function into a `jax.pmap` or `jax.jit(jax.shard_map)` program.
+
+Both modes run the same per-device code from steps.py over the named axis `steps.AXIS` spanning
+every device of every process. What differs is only how values live on the devices:
+
+- pmap: every per-device argument carries a leading axis of local-device size;
+- shard_map: values are global `jax.Array`s, replicated (`P()`) over a one-axis mesh.
+
+`Parallel.replicate` and `Parallel.to_host` hide that difference from the training loop.
+"""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from mnist_jax.errors import ConfigError
+from mnist_jax.steps import AXIS
+
+MODES = ("pmap", "shard_map")
+
+
+class Parallel:
+    """The devices of this run and the programs compiled for them."""
+
+    def __init__(self, mode: str):
+        if mode not in MODES:
+            raise ConfigError(f"unknown parallel.mode {mode!r}; valid: {', '.join(MODES)}")
+        self.mode = mode
+        self.num_devices = jax.device_count()
+        self.local_devices = jax.local_devices()
+        self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
+        self._local_mesh = Mesh(np.array(self.local_devices), (AXIS,))
+
+    @property
+    def device_kind(self) -> str:
+        return self.local_devices[0].device_kind
+
+    def check_divisible(self, name: str, value: int) -> None:
+        """A global batch must split evenly over all devices; say which sizes would."""
+        n = self.num_devices
+        if value <= 0 or value % n:
+            lower, upper = max(value // n * n, n), (value // n + 1) * n
+            raise ConfigError(
+                f"{name}={value} cannot be split evenly over {n} devices; use a multiple of {n} "
+                f"(e.g. {lower} or {upper})"
+            )
+
+    # Moving values between the host and the devices.
+
+    def replicate(self, tree: Any) -> Any:
+        """Host values (the same on every process) as one copy per device."""
+        if self.mode == "pmap":
+            n = len(self.local_devices)
+            sharding = NamedSharding(self._local_mesh, P(AXIS))
+            return jax.tree.map(
+                lambda x: jax.device_put(np.broadcast_to(x, (n, *np.shape(x))), sharding), tree
+            )
+        sharding = NamedSharding(self.mesh, P())
+        return jax.tree.map(
+            lambda x: jax.make_array_from_callback(
+                np.shape(x), sharding, lambda idx: np.asarray(x)[idx]
+            ),
+            tree,
+        )
+
+    def to_host(self, tree: Any) -> Any:
+        """One replica of replicated device values, as numpy arrays."""
+        if self.mode == "pmap":
+            return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
+        return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+    def gather_shards(self, x: jax.Array) -> np.ndarray:
+        """A per-device output of every device of every process, stacked in device order."""
+        if jax.process_count() > 1:
+            x = multihost_utils.process_allgather(x, tiled=True)
+        x = np.asarray(x)
+        return x.reshape(self.num_devices, -1, *x.shape[1:]) if self.mode == "shard_map" else x
+
+    # Compiling per-device functions.
+
+    def compile(
+        self,
+        fn: Callable,
+        args: tuple,
+        *,
+        replicated_args: int,
+        donate_state: bool = False,
+        per_device_outputs: tuple[bool, ...] = (False, False),
+    ) -> tuple[Callable, float]:
+        """AOT-compile `fn(*args)` for this mode; returns the program and its compile seconds.
+
+        The first `replicated_args` arguments are per-device values (made by `replicate`); the
+        rest are small host values (keys, step numbers), the same for every device. `fn` returns
+        a pair; `per_device_outputs` marks which element differs per device (read those with
+        `gather_shards`, the others with `to_host`).
+        """
+        num_rest = len(args) - replicated_args
+        start = time.perf_counter()
+        if self.mode == "pmap":
+            program = jax.pmap(
+                fn,
+                axis_name=AXIS,
+                in_axes=(0,) * replicated_args + (None,) * num_rest,
+                donate_argnums=(0,) if donate_state else (),
+            )
+        else:
+            program = jax.jit(
+                jax.shard_map(
+                    fn,
+                    mesh=self.mesh,
+                    in_specs=(P(),) * len(args),
+                    out_specs=tuple(P(AXIS) if d else P() for d in per_device_outputs),
+                ),
+                donate_argnums=(0,) if donate_state else (),
+            )
+        compiled = program.lower(*args).compile()
+        return compiled, time.perf_counter() - start
