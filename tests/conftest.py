@@ -1,0 +1,37 @@
+"""Shared fixtures. Tests run on the real MNIST files: $MNIST_DIR, else the download cache."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> str:
+    """The directory of the four real MNIST files; downloads them only if MNIST_DIR is unset."""
+    from mnist_jax import input_pipeline
+
+    path = str(input_pipeline.resolve_data_dir(""))
+    for filename, sha in input_pipeline.FILES.values():
+        input_pipeline.verify_file(Path(path) / filename, sha)
+    os.environ["MNIST_DIR"] = path  # for subprocesses started by the tests
+    return path
+
+
+def run_module(module: str, *args: str, devices: int = 1, timeout: float = 600, **env: str):
+    """`python -m module args...` in a fresh process with `devices` simulated CPU devices."""
+    environ = dict(os.environ, **env)
+    environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    environ["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
