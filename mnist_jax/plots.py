@@ -1,0 +1,291 @@
+"""The comparison figures, one function per figure, drawn from what the evaluation binary computed.
+
+Every function takes the comparison dict (the content of comparison.json) and a path, and writes
+one PNG of a fixed pixel size (`FIGSIZES` x `DPI`; no tight bounding box, so sizes are
+predictable). Each model keeps one colour across all figures (`model_colors`).
+"""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+DPI = 100
+DIGITS = list(range(10))
+
+
+def model_colors(names: list[str]) -> dict[str, Any]:
+    cycle = plt.get_cmap("tab10").colors
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(names)}
+
+
+def figure_size(name: str, num_models: int, num_mistakes: int = 16) -> tuple[float, float]:
+    """Size in inches of each figure; the PNG is this times DPI pixels."""
+    n = max(num_models, 1)
+    rows = max(math.ceil(num_mistakes / 8), 1)
+    return {
+        "confusion_matrices": (5.6 * n + 0.8, 5.4),
+        "learning_curves": (13.0, 4.8),
+        "per_class_f1": (11.0, 4.8),
+        "accuracy_vs_cost": (15.0, 4.8),
+        "misclassified": (12.0, 0.6 + n * (0.4 + 1.6 * rows)),
+        "reliability": (4.8 * n, 6.4),
+    }[name]
+
+
+def _label(m: dict[str, Any]) -> str:
+    return m["name"] if m["num_runs"] == 1 else f"{m['name']} ({m['num_runs']} runs)"
+
+
+def _pct(stat: dict[str, float]) -> str:
+    if stat["std"]:
+        return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}%"
+    return f"{100 * stat['mean']:.2f}%"
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def confusion_matrices(comparison: dict, path: Path) -> None:
+    """Row-normalised confusion matrices side by side; each cell annotated with its count."""
+    ms = list(comparison["models"].values())
+    fig, axes = plt.subplots(
+        1,
+        len(ms),
+        figsize=figure_size("confusion_matrices", len(ms)),
+        layout="constrained",
+        squeeze=False,
+    )
+    image = None
+    for ax, m in zip(axes[0], ms, strict=True):
+        cm = np.asarray(m["confusion_matrix"], float)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        # A power norm keeps the rare confusions visible next to a ~99% diagonal.
+        image = ax.imshow(norm, cmap="Blues", norm=matplotlib.colors.PowerNorm(0.3, 0, 1))
+        for i, j in np.ndindex(cm.shape):
+            if cm[i, j]:
+                dark = norm[i, j] > 0.3
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7.5,
+                    color="white" if dark else "black",
+                )
+        ax.set(xticks=DIGITS, yticks=DIGITS, xlabel="predicted digit", ylabel="true digit")
+        ax.set_title(f"{_label(m)}: accuracy {_pct(m['accuracy'])}", fontsize=11)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="fraction of the true class")
+    fig.suptitle("Confusion matrices on the 10,000 test images (counts in cells)", fontsize=12)
+    _save(fig, path)
+
+
+def learning_curves(comparison: dict, path: Path) -> None:
+    """Train (dashed) and validation (solid) loss and accuracy per epoch, every run."""
+    ms = list(comparison["models"].values())
+    colors = model_colors([m["name"] for m in ms])
+    fig, (ax_loss, ax_acc) = plt.subplots(
+        1, 2, figsize=figure_size("learning_curves", len(ms)), layout="constrained"
+    )
+    for m in ms:
+        for r, run in enumerate(m["runs"]):
+            h = run["history"]
+            epochs = [e["epoch"] for e in h]
+            for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
+                for split, style in (("train", "--"), ("val", "-")):
+                    ys = [e.get(f"{split}_{key}") for e in h]
+                    if any(y is None for y in ys) or not ys:
+                        continue
+                    ax.plot(
+                        epochs,
+                        ys,
+                        style,
+                        color=colors[m["name"]],
+                        marker=".",
+                        alpha=0.9,
+                        label=f"{m['name']} {split}" if r == 0 else None,
+                    )
+    ax_loss.set(yscale="log", xlabel="epoch", ylabel="cross-entropy loss (log scale)")
+    ax_loss.set_title("Loss per epoch")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy")
+    ax_acc.set_title("Accuracy per epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle("Learning curves (dashed: train, solid: validation)", fontsize=12)
+    _save(fig, path)
+
+
+def per_class_f1(comparison: dict, path: Path) -> None:
+    """F1 score of each digit, one bar per model, grouped by digit."""
+    ms = list(comparison["models"].values())
+    colors = model_colors([m["name"] for m in ms])
+    fig, ax = plt.subplots(figsize=figure_size("per_class_f1", len(ms)), layout="constrained")
+    width = 0.8 / len(ms)
+    lowest = 1.0
+    for i, m in enumerate(ms):
+        f1 = np.asarray(m["per_class"]["f1"])
+        lowest = min(lowest, float(f1.min()))
+        x = np.arange(10) + (i - (len(ms) - 1) / 2) * width
+        ax.bar(x, f1, width, color=colors[m["name"]], label=_label(m))
+    ax.set(xticks=DIGITS, xlabel="digit", ylabel="F1 score")
+    ax.set_ylim(max(0.0, lowest - 0.02), 1.0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("Per-class F1 on the test set (y-axis zoomed)")
+    _save(fig, path)
+
+
+def accuracy_vs_cost(comparison: dict, path: Path) -> None:
+    """Test accuracy against parameters, FLOPs per example and training time (log x-axes)."""
+    ms = list(comparison["models"].values())
+    colors = model_colors([m["name"] for m in ms])
+    fig, axes = plt.subplots(
+        1, 3, figsize=figure_size("accuracy_vs_cost", len(ms)), layout="constrained", sharey=True
+    )
+    costs = (
+        ("num_params", "parameters"),
+        ("flops_per_example", "FLOPs per example (forward)"),
+        ("train_seconds", "training time (s)"),
+    )
+    for ax, (key, label) in zip(axes, costs, strict=True):
+        for m in ms:
+            value = m[key]
+            x, xerr = (value["mean"], value["std"]) if isinstance(value, dict) else (value, 0)
+            if x is None:
+                continue
+            acc = m["accuracy"]
+            ax.errorbar(
+                x,
+                100 * acc["mean"],
+                yerr=100 * acc["std"],
+                xerr=xerr or None,
+                fmt="o",
+                ms=9,
+                capsize=4,
+                color=colors[m["name"]],
+                label=_label(m),
+            )
+            ax.annotate(
+                m["name"],
+                (x, 100 * acc["mean"]),
+                textcoords="offset points",
+                xytext=(8, 6),
+                fontsize=10,
+            )
+        ax.set_xscale("log")
+        ax.margins(x=0.3)
+        ax.set(xlabel=label + " (log scale)")
+        ax.grid(alpha=0.3, which="both")
+    accs = [100 * m["accuracy"]["mean"] for m in ms]
+    stds = [100 * m["accuracy"]["std"] for m in ms]
+    pad = max(0.3 * (max(accs) - min(accs)), 0.3, 1.5 * max(stds))
+    axes[0].set_ylim(min(accs) - pad, min(max(accs) + pad, 100.0))
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].legend(loc="lower right", fontsize=9)
+    fig.suptitle("Accuracy against cost", fontsize=12)
+    _save(fig, path)
+
+
+def misclassified(comparison: dict, images: dict[str, np.ndarray], path: Path) -> None:
+    """The most confident mistakes of each model: the digit, true -> predicted, confidence."""
+    ms = list(comparison["models"].values())
+    colors = model_colors([m["name"] for m in ms])
+    k = max((len(m["confident_mistakes"]) for m in ms), default=0)
+    rows_per_model = max(math.ceil(k / 8), 1)
+    fig = plt.figure(figsize=figure_size("misclassified", len(ms), k), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(ms), 1))
+    for sub, m in zip(subfigs, ms, strict=True):
+        sub.suptitle(
+            f"{_label(m)}: most confident mistakes (true → predicted, confidence)",
+            color=colors[m["name"]],
+            fontsize=11,
+            fontweight="bold",
+        )
+        axes = sub.subplots(rows_per_model, 8, squeeze=False).ravel()
+        for ax in axes:
+            ax.axis("off")
+        for ax, mistake, image in zip(
+            axes, m["confident_mistakes"], images[m["name"]], strict=False
+        ):
+            ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
+            ax.set_title(
+                f"{mistake['label']} → {mistake['predicted']}  {100 * mistake['confidence']:.1f}%",
+                fontsize=9,
+            )
+    fig.suptitle("Misclassified test digits", fontsize=12)
+    _save(fig, path)
+
+
+def reliability(comparison: dict, path: Path) -> None:
+    """Reliability diagram per model: accuracy against confidence per bin, with bin counts."""
+    ms = list(comparison["models"].values())
+    colors = model_colors([m["name"] for m in ms])
+    fig, axes = plt.subplots(
+        2,
+        len(ms),
+        figsize=figure_size("reliability", len(ms)),
+        layout="constrained",
+        squeeze=False,
+        height_ratios=(3, 1),
+        sharex=True,
+    )
+    for col, m in enumerate(ms):
+        cal = m["calibration"]
+        bins = cal["bins"]
+        lower, upper = np.asarray(bins["lower"]), np.asarray(bins["upper"])
+        count = np.asarray(bins["count"])
+        centers, width = (lower + upper) / 2, upper - lower
+        shown = count > 0
+        top, bottom = axes[0, col], axes[1, col]
+        top.bar(
+            centers[shown],
+            np.asarray(bins["accuracy"])[shown],
+            width[shown] * 0.95,
+            color=colors[m["name"]],
+            edgecolor="black",
+            label="accuracy in bin",
+        )
+        top.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+        top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+        top.set_title(f"{_label(m)}: ECE {100 * cal['ece']:.2f}%", fontsize=11)
+        top.legend(loc="upper left", fontsize=9)
+        top.grid(alpha=0.3)
+        bottom.bar(centers, np.maximum(count, 0), width * 0.95, color=colors[m["name"]])
+        bottom.set(yscale="log", xlabel="confidence (top-class probability)", ylabel="images (log)")
+        bottom.grid(alpha=0.3)
+    fig.suptitle("Reliability diagrams (test set)", fontsize=12)
+    _save(fig, path)
+
+
+FIGURES = {
+    "confusion_matrices": confusion_matrices,
+    "learning_curves": learning_curves,
+    "per_class_f1": per_class_f1,
+    "accuracy_vs_cost": accuracy_vs_cost,
+    "misclassified": misclassified,
+    "reliability": reliability,
+}
+
+
+def write_all(comparison: dict, images: dict[str, np.ndarray], out: Path) -> dict[str, str]:
+    """Every figure into `out`; returns figure name -> file name (relative to `out`)."""
+    files = {}
+    for name, draw in FIGURES.items():
+        filename = f"{name}.png"
+        if name == "misclassified":
+            draw(comparison, images, out / filename)
+        else:
+            draw(comparison, out / filename)
+        files[name] = filename
+    return files

@@ -1,0 +1,104 @@
+"""plots.py: every figure is written, non-empty, of the expected pixel size (fast: no JAX)."""
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_jax import metrics, plots
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the PNG header (IHDR chunk)."""
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def fake_model(name: str, num_runs: int, skill: float, seed: int) -> tuple[dict, np.ndarray]:
+    """A model entry shaped like evaluate.summarize_model's, from synthetic outputs."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, 1000)
+    logits = rng.normal(size=(1000, 10))
+    logits[np.arange(1000), labels] += skill
+    probs = metrics.softmax(logits)
+    cm = metrics.confusion_matrix(labels, probs.argmax(-1))
+    acc = [metrics.accuracy(labels, probs.argmax(-1)) + 0.001 * i for i in range(num_runs)]
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "train_accuracy": 1 - 0.1 / e,
+         "val_loss": 1.2 / e, "val_accuracy": 1 - 0.12 / e}
+        for e in range(1, 6)
+    ]  # fmt: skip
+    mistakes = metrics.confident_mistakes(probs, labels, 16)
+    model = {
+        "name": name,
+        "num_runs": num_runs,
+        "accuracy": metrics.mean_std(acc),
+        "num_params": 100_000 * (seed + 1),
+        "flops_per_example": 1e6 * (seed + 1),
+        "train_seconds": metrics.mean_std([60.0 * (seed + 1) + i for i in range(num_runs)]),
+        "confusion_matrix": cm.tolist(),
+        "per_class": metrics.per_class_report(cm),
+        "calibration": metrics.calibration(probs, labels),
+        "confident_mistakes": mistakes,
+        "runs": [{"history": history} for _ in range(num_runs)],
+    }
+    images = rng.integers(0, 256, (len(mistakes), 28, 28), dtype=np.uint8)
+    return model, images
+
+
+@pytest.fixture(scope="module")
+def comparison():
+    mlp, mlp_images = fake_model("mlp", 2, 2.5, 0)
+    cnn, cnn_images = fake_model("cnn", 1, 4.0, 1)
+    return {"models": {"mlp": mlp, "cnn": cnn}}, {"mlp": mlp_images, "cnn": cnn_images}
+
+
+@pytest.fixture(scope="module")
+def written(comparison, tmp_path_factory):
+    """Every figure of the two-model comparison, written once for the tests below."""
+    data, images = comparison
+    out = tmp_path_factory.mktemp("figures")
+    return out, plots.write_all(data, images, out)
+
+
+def test_write_all_writes_every_figure_at_its_size(written):
+    out, files = written
+    assert set(files) == set(plots.FIGURES)
+    for name, filename in files.items():
+        path = out / filename
+        assert path.stat().st_size > 10_000, f"{name} looks empty"
+        w, h = plots.figure_size(name, num_models=2)
+        assert png_size(path) == (round(w * plots.DPI), round(h * plots.DPI)), name
+
+
+def test_expected_pixel_sizes_for_two_models():
+    """The sizes the README and report are laid out for (pixels at 100 dpi)."""
+    sizes = {name: plots.figure_size(name, 2) for name in plots.FIGURES}
+    assert sizes["confusion_matrices"] == pytest.approx((12.0, 5.4))
+    assert sizes["reliability"] == pytest.approx((9.6, 6.4))
+
+
+def test_figures_are_not_blank(written):
+    """A figure with content has many distinct colours, not just the background."""
+    import matplotlib.image
+
+    out, files = written
+    for path in (out / f for f in files.values()):
+        pixels = matplotlib.image.imread(path)
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50, path.name
+
+
+def test_one_model_and_no_mistakes_still_draw(tmp_path):
+    model, _ = fake_model("mlp", 1, 2.0, 0)
+    model["confident_mistakes"] = []
+    files = plots.write_all({"models": {"mlp": model}}, {"mlp": np.zeros((0, 28, 28))}, tmp_path)
+    w, h = plots.figure_size("misclassified", 1, 0)
+    assert png_size(tmp_path / files["misclassified"]) == (round(w * 100), round(h * 100))
+
+
+def test_model_colors_are_stable_and_distinct():
+    colors = plots.model_colors(["mlp", "cnn", "lenet5"])
+    assert len(set(colors.values())) == 3
+    assert colors["mlp"] == plots.model_colors(["mlp"])["mlp"]
