@@ -1,0 +1,430 @@
+"""Evaluate trained runs on all 10,000 test images and compare them: comparison.json, report.md
+and figures (PNG) in --output_dir.
+
+  python -m mnist_jax.evaluate --workdirs=runs/compare/mlp,runs/compare/cnn \\
+      --output_dir=runs/compare
+
+Each --workdirs entry is a run directory written by `python -m mnist_jax.main` (config.json,
+metrics.jsonl, checkpoints/). The model is rebuilt from config.json, the best parameters (by
+validation loss) are restored from the latest checkpoint onto whatever devices this machine has,
+and every metric is recomputed from the model's outputs; summary.json is only cross-checked.
+Runs whose configs differ only in `seed` are grouped into one model and reported as mean and
+standard deviation (e.g. --workdirs=runs/mlp_s0,runs/mlp_s1,runs/cnn_s0,runs/cnn_s1).
+The data comes from --data_dir, else the run's config.data.dir, else $MNIST_DIR, else the
+download cache. The format of comparison.json is documented in README.md.
+"""
+
+import dataclasses
+import itertools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from mnist_jax import (
+    benchmark,
+    checkpoint,
+    input_pipeline,
+    metrics,
+    models,
+    platform,
+    plots,
+    report,
+    rundir,
+)
+from mnist_jax.errors import CheckpointError, UserError
+from mnist_jax.evaluator import SplitEvaluator
+from mnist_jax.parallel import Parallel
+
+SCHEMA_VERSION = 1
+# Config keys that do not make two runs different models (they are seeds of the same model).
+_NOT_MODEL_KEYS = rundir.RESUMABLE_KEYS | {"seed"}
+
+
+@dataclasses.dataclass
+class Options:
+    """Evaluation settings (the flags of the binary); recorded in comparison.json."""
+
+    eval_batch_size: int = 1000
+    throughput_batch_size: int = 4096
+    throughput_min_seconds: float = 1.0
+    latency_calls: int = 200
+    ece_bins: int = 15
+    num_mistakes: int = 16
+    data_dir: str = ""
+
+
+@dataclasses.dataclass
+class Run:
+    workdir: Path
+    config: ml_collections.ConfigDict
+    config_dict: dict[str, Any]
+    checkpointer: checkpoint.Checkpointer
+    epoch: int  # the latest checkpoint, whose best_params are evaluated
+
+
+def open_run(workdir: str) -> Run:
+    """Checks that `workdir` is a run directory with a checkpoint; reads its config."""
+    path = Path(workdir)
+    if not path.is_dir():
+        raise UserError(f"workdir {workdir} does not exist (or is not a directory)")
+    run = rundir.RunDir(path)
+    if not run.config_path.is_file():
+        raise UserError(
+            f"{workdir} is not a run directory: it has no config.json; pass directories written "
+            "by python -m mnist_jax.main --workdir=..."
+        )
+    try:
+        config_dict = json.loads(run.config_path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{run.config_path} is not valid JSON ({e})") from None
+    ckpt, epoch = None, None
+    if run.checkpoint_dir.is_dir():
+        ckpt = checkpoint.Checkpointer(run.checkpoint_dir, read_only=True)
+        epoch = ckpt.latest_epoch()
+    if ckpt is None or epoch is None:
+        raise CheckpointError(
+            f"{workdir} has no checkpoint in {run.checkpoint_dir}; train it first (running "
+            f"python -m mnist_jax.main again with --workdir={workdir} resumes an interrupted run)"
+        )
+    return Run(path, ml_collections.ConfigDict(config_dict), config_dict, ckpt, epoch)
+
+
+def restore_params(run: Run, model: Any) -> Any:
+    """The best parameters saved in the run's latest checkpoint, checked against `model`."""
+    template = jax.device_get(models.init_params(model, jax.random.key(0)))
+    mismatch = (
+        f"{run.workdir}: its config.json (model {run.config.model!r}) does not match its "
+        "checkpoint, or the checkpoint is corrupt"
+    )
+    try:
+        params = run.checkpointer.restore_best_params(run.epoch, template)
+    except CheckpointError as e:
+        cause = str(e.__cause__ or e).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{mismatch} ({cause})") from None
+    want = jax.tree.map(lambda x: tuple(np.shape(x)), template)
+    got = jax.tree.map(lambda x: tuple(np.shape(x)), params)
+    if want != got:  # Orbax restores the saved shapes without complaint; the model would not
+        raise CheckpointError(f"{mismatch}: parameter shapes differ; was config.json edited?")
+    return params
+
+
+def check_output_dir(output_dir: str) -> Path:
+    """Creates `output_dir` and proves it writable before any slow work."""
+    path = Path(output_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to --output_dir={output_dir}: {e.strerror or e}") from None
+    return path
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+_test_splits: dict[tuple[str, str], input_pipeline.Split] = {}
+
+
+def _test_split(config: ml_collections.ConfigDict, data_dir: str) -> input_pipeline.Split:
+    source, run_dir = config.data.source, config.data.dir
+    if not data_dir and run_dir and not Path(run_dir).is_dir():
+        logging.warning("config.data.dir=%s does not exist here; using MNIST_DIR/cache", run_dir)
+        run_dir = ""
+    key = (source, data_dir or run_dir)
+    if key not in _test_splits:
+        data = ml_collections.ConfigDict(config.data.to_dict())
+        data.dir = key[1]
+        _test_splits[key] = input_pipeline.load_dataset(data).test
+    return _test_splits[key]
+
+
+def _training(run: Run) -> dict[str, Any]:
+    """How the run was trained, from summary.json (or metrics.jsonl if it did not finish)."""
+    files = rundir.RunDir(run.workdir)
+    history = [
+        {k: r.get(k) for k in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")}
+        for r in files.read_metrics()
+    ]
+    summary = files.read_summary()
+    if summary is None:
+        last = files.read_metrics()[-1:] or [{}]
+        return {
+            "finished": False,
+            "train_seconds": last[0].get("elapsed_seconds", 0.0),
+            "epochs_run": last[0].get("epoch", run.epoch),
+            "best_epoch": None,
+            "summary_test_accuracy": None,
+            "history": history,
+        }
+    return {
+        "finished": True,
+        "train_seconds": summary["train_seconds"],
+        "epochs_run": summary["epochs_run"],
+        "best_epoch": summary["best_epoch"],
+        "summary_test_accuracy": summary["test_accuracy"],
+        "history": history,
+    }
+
+
+def evaluate_run(run: Run, options: Options) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Everything measured on one run: (JSON record, arrays kept for grouping and plots)."""
+    model = models.create_model(run.config)
+    params = restore_params(run, model)
+    test = _test_split(run.config, options.data_dir)
+    par = Parallel(run.config.parallel.mode)
+    evaluator = SplitEvaluator(par, model, test, options.eval_batch_size)
+    device_metrics, device_logits = evaluator(par.replicate(params))
+    logits = evaluator.logits(device_logits)
+    labels = test.labels
+    probs = metrics.softmax(logits)
+    predictions = probs.argmax(-1)
+    cm = metrics.confusion_matrix(labels, predictions)
+    acc = metrics.accuracy(labels, predictions)
+    if round(acc * len(labels)) != round(device_metrics["accuracy"] * len(labels)):
+        raise AssertionError(f"host and device accuracy differ: {acc} vs {device_metrics}")
+    per_class = metrics.per_class_report(cm)
+    calibration = metrics.calibration(probs, labels, options.ece_bins)
+    training = _training(run)
+    summary_acc = training["summary_test_accuracy"]
+    agrees = None if summary_acc is None else bool(abs(summary_acc - acc) < 0.5 / len(labels))
+    if agrees is False:
+        logging.warning(
+            "%s: recomputed accuracy %.4f, summary.json says %.4f", run.workdir, acc, summary_acc
+        )
+    speed = benchmark.throughput(
+        model, params, test.images, options.throughput_batch_size, options.throughput_min_seconds
+    )
+    wait = benchmark.latency(model, params, test.images, options.latency_calls)
+    record = {
+        "workdir": str(run.workdir),
+        "seed": run.config.seed,
+        "checkpoint_epoch": run.epoch,
+        "test_count": len(labels),
+        "accuracy": acc,
+        "loss": metrics.cross_entropy(labels, logits),
+        "errors": int(len(labels) - np.trace(cm)),
+        "ece": calibration["ece"],
+        "macro_f1": per_class["macro_avg"]["f1"],
+        "agrees_with_summary": agrees,
+        **{k: v for k, v in training.items() if k != "history"},
+        "throughput_images_per_second": speed["images_per_second"],
+        "latency_ms_median": wait["median_ms"],
+        "latency_ms_p90": wait["p90_ms"],
+        "checkpoint_bytes": _dir_bytes(run.workdir / "checkpoints" / str(run.epoch)),
+        "eval_devices": par.num_devices,
+        "confusion_matrix": cm.tolist(),
+        "per_class": per_class,
+        "calibration": calibration,
+        "confident_mistakes": metrics.confident_mistakes(probs, labels, options.num_mistakes),
+        "history": training["history"],
+    }
+    logging.info(
+        "%s: accuracy %.4f, loss %.4f on %d test images (%d devices)",
+        run.workdir,
+        acc,
+        record["loss"],
+        len(labels),
+        par.num_devices,
+    )
+    arrays = {"model": model, "params": params, "probs": probs, "labels": labels, "test": test}
+    return record, arrays
+
+
+def _model_key(config_dict: dict[str, Any]) -> str:
+    flat = rundir._flatten(config_dict)
+    return json.dumps({k: v for k, v in flat.items() if k not in _NOT_MODEL_KEYS}, sort_keys=True)
+
+
+def group_runs(runs: list[Run]) -> dict[str, list[int]]:
+    """Model name -> indices of its runs; runs whose configs differ only in the seed share one.
+
+    The name is config.model, with the first run's directory name added where two different
+    configs use the same model.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(_model_key(run.config_dict), []).append(i)
+    names = [runs[idx[0]].config.model for idx in groups.values()]
+    return {
+        name if names.count(name) == 1 else f"{name}-{runs[idx[0]].workdir.name}": idx
+        for name, idx in zip(names, groups.values(), strict=True)
+    }
+
+
+STATS = (
+    "accuracy",
+    "loss",
+    "ece",
+    "macro_f1",
+    "train_seconds",
+    "epochs_run",
+    "throughput_images_per_second",
+    "latency_ms_median",
+    "checkpoint_bytes",
+)
+
+
+def summarize_model(name: str, records: list[dict], arrays: list[dict], options: Options) -> dict:
+    """One model's entry: mean/std over its runs, pooled confusion matrix and calibration."""
+    first = arrays[0]
+    num_params = models.count_params(first["params"])
+    cm = np.sum([r["confusion_matrix"] for r in records], axis=0)
+    probs = np.concatenate([a["probs"] for a in arrays])
+    labels = np.concatenate([a["labels"] for a in arrays])
+    test_counts = {r["test_count"] for r in records}
+    return {
+        "name": name,
+        "model": records[0]["config"]["model"],
+        "num_runs": len(records),
+        "workdirs": [r["workdir"] for r in records],
+        "seeds": [r["seed"] for r in records],
+        "test_count": min(test_counts),
+        "num_params": num_params,
+        "params_bytes": int(sum(x.nbytes for x in jax.tree.leaves(first["params"]))),
+        "flops_per_example": benchmark.flops_per_example(first["model"], first["params"]),
+        **{k: metrics.mean_std([r[k] for r in records]) for k in STATS},
+        "confusion_matrix": cm.astype(int).tolist(),
+        "per_class": metrics.per_class_report(cm),
+        "calibration": metrics.calibration(probs, labels, options.ece_bins),
+        "confident_mistakes": records[0]["confident_mistakes"],
+        "config": records[0]["config"],
+        "runs": [{k: v for k, v in r.items() if k != "config"} for r in records],
+    }
+
+
+def compare_models(a: dict, b: dict, correct: dict[str, dict[int, np.ndarray]]) -> dict:
+    """b against a: accuracy difference, McNemar's test on paired runs, cost ratios (b / a)."""
+    seeds_a, seeds_b = a["seeds"], b["seeds"]
+    common = [s for s in seeds_a if s in seeds_b]
+    pairs = [(s, s) for s in common] or list(zip(seeds_a, seeds_b, strict=False))
+    tests = [
+        {
+            "seed_a": sa,
+            "seed_b": sb,
+            **metrics.mcnemar(correct[a["name"]][sa], correct[b["name"]][sb]),
+        }
+        for sa, sb in pairs
+    ]
+
+    def ratio(key: str) -> float | None:
+        va = a[key]["mean"] if isinstance(a[key], dict) else a[key]
+        vb = b[key]["mean"] if isinstance(b[key], dict) else b[key]
+        return None if va in (0, None) or vb is None else vb / va
+
+    return {
+        "a": a["name"],
+        "b": b["name"],
+        "accuracy_difference": b["accuracy"]["mean"] - a["accuracy"]["mean"],
+        "mcnemar": tests,
+        "ratios": {
+            k: ratio(k)
+            for k in (
+                "num_params",
+                "flops_per_example",
+                "train_seconds",
+                "throughput_images_per_second",
+                "latency_ms_median",
+            )
+        },
+    }
+
+
+def evaluate(workdirs: list[str], output_dir: str, options: Options | None = None) -> dict:
+    """The whole binary as a function: evaluates, compares, writes the outputs; returns the JSON."""
+    options = options or Options()
+    if not workdirs:
+        raise UserError("--workdirs is empty; pass run directories, e.g. runs/mlp,runs/cnn")
+    if len(set(map(os.path.abspath, workdirs))) != len(workdirs):
+        raise UserError(f"--workdirs lists a directory twice: {','.join(workdirs)}")
+    runs = [open_run(w) for w in workdirs]  # every input checked before the slow part
+    out = check_output_dir(output_dir)
+    groups = group_runs(runs)
+    results = [evaluate_run(run, options) for run in runs]
+    for run, (record, _) in zip(runs, results, strict=True):
+        record["config"] = run.config_dict
+    models_out, correct, gallery = {}, {}, {}
+    for name, idx in groups.items():
+        records, arrays = [results[i][0] for i in idx], [results[i][1] for i in idx]
+        models_out[name] = summarize_model(name, records, arrays, options)
+        correct[name] = {
+            r["seed"]: a["probs"].argmax(-1) == a["labels"]
+            for r, a in zip(records, arrays, strict=True)
+        }
+        mistakes = [m["index"] for m in records[0]["confident_mistakes"]]
+        gallery[name] = arrays[0]["test"].images[mistakes]
+    comparisons = [
+        compare_models(models_out[x], models_out[y], correct)
+        for x, y in itertools.combinations(models_out, 2)
+    ]
+    environment = rundir.provenance() | {"cpu_count": os.cpu_count()}
+    comparison = {
+        "schema_version": SCHEMA_VERSION,
+        "environment": environment,
+        "options": dataclasses.asdict(options),
+        "models": models_out,
+        "comparisons": comparisons,
+    }
+    comparison["figures"] = plots.write_all(comparison, gallery, out)
+    rundir._write_atomic(out / "comparison.json", json.dumps(comparison, indent=1) + "\n")
+    (out / "report.md").write_text(report.markdown(comparison))
+    logging.info(
+        "Wrote %s, %s and %d figures",
+        out / "comparison.json",
+        out / "report.md",
+        len(comparison["figures"]),
+    )
+    return comparison
+
+
+_WORKDIRS = flags.DEFINE_list(
+    "workdirs", None, "Comma-separated run directories (from python -m mnist_jax.main)."
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where comparison.json, report.md and the PNG figures are written."
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", "", "MNIST directory; '' = the run's config.data.dir, else $MNIST_DIR/cache."
+)
+_EVAL_BATCH = flags.DEFINE_integer("eval_batch_size", 1000, "Global batch of the test pass.")
+_TP_BATCH = flags.DEFINE_integer(
+    "throughput_batch_size", 4096, "Batch size of the throughput measurement (one device)."
+)
+_LAT_CALLS = flags.DEFINE_integer("latency_calls", 200, "Batch-1 calls timed for the latency.")
+_ECE_BINS = flags.DEFINE_integer("ece_bins", 15, "Equal-width confidence bins for ECE.")
+_MISTAKES = flags.DEFINE_integer(
+    "num_mistakes", 16, "Most confident mistakes listed and shown per model."
+)
+flags.mark_flags_as_required(["workdirs", "output_dir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    with platform.user_errors_exit():
+        platform.initialize()
+        options = Options(
+            eval_batch_size=_EVAL_BATCH.value,
+            throughput_batch_size=_TP_BATCH.value,
+            latency_calls=_LAT_CALLS.value,
+            ece_bins=_ECE_BINS.value,
+            num_mistakes=_MISTAKES.value,
+            data_dir=_DATA_DIR.value,
+        )
+        for name in ("eval_batch_size", "throughput_batch_size", "latency_calls", "ece_bins"):
+            if getattr(options, name) < 1:
+                raise UserError(f"--{name} must be >= 1, got {getattr(options, name)}")
+        evaluate(_WORKDIRS.value, _OUTPUT_DIR.value, options)
+
+
+if __name__ == "__main__":
+    sys.exit(app.run(main))
