@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # One entry point for people and CI. Creates .venv and installs the project on first use.
 #
+#   ./launch.sh compare [OUTDIR] [--quick]    train the MLP and the CNN (default configs) into
+#                                             OUTDIR/{mlp,cnn} (default runs/compare), then evaluate
+#                                             both: OUTDIR/comparison.json, report.md, *.png. Again:
+#                                             reuses finished runs, resumes interrupted ones.
+#                                             --quick: 1 epoch on 10% of the data (runs/compare_quick)
 #   ./launch.sh test [pytest args]            set up, then run the test suite
 #   ./launch.sh train CONFIG WORKDIR [--config.key=value ...]
 #                                             train one model (python -m mnist_jax.main)
@@ -37,6 +42,23 @@ cmd=${1:-help}
 [[ $# -gt 0 ]] && shift
 case $cmd in
   setup) setup ;;
+  compare)
+    outdir='' quick=()
+    for arg in "$@"; do
+      case $arg in
+        --quick) quick=(--config.num_epochs=1 --config.data.train_fraction=0.1) ;;
+        -h | --help) usage | grep -A4 'launch.sh compare'; exit 0 ;;
+        -*) echo "error: unknown option '$arg' for compare (valid: --quick)" >&2; exit 2 ;;
+        *) outdir=$arg ;;
+      esac
+    done
+    outdir=${outdir:-runs/compare${quick:+_quick}}
+    setup
+    for model in mlp cnn; do
+      "$PY" -m mnist_jax.main --config="configs/$model.py" --workdir="$outdir/$model" "${quick[@]}"
+    done
+    exec "$PY" -m mnist_jax.evaluate --workdirs="$outdir/mlp,$outdir/cnn" --output_dir="$outdir"
+    ;;
   test)
     setup
     exec "$PY" -m pytest "$@"
