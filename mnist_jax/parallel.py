@@ -3,10 +3,16 @@
 Both modes run the same per-device code from steps.py over the named axis `steps.AXIS` spanning
 every device of every process. What differs is only how values live on the devices:
 
-- pmap: every per-device argument carries a leading axis of local-device size;
+- pmap: every per-device argument carries a leading axis of device size;
 - shard_map: values are global `jax.Array`s, replicated (`P()`) over a one-axis mesh.
 
 `Parallel.replicate` and `Parallel.to_host` hide that difference from the training loop.
+
+Multi-process: values are always *global* arrays assembled from this process's own devices with
+`jax.make_array_from_callback`. That matters for pmap, which JAX now implements as
+`jit(shard_map)` over a mesh of all devices grouped by process: called directly, pmap converts
+host-local arguments to global ones, but its AOT-compiled program (what `compile` returns) has no
+such conversion and expects the global arrays (leading axis = all devices) made here.
 """
 
 import time
@@ -35,7 +41,9 @@ class Parallel:
         self.num_devices = jax.device_count()
         self.local_devices = jax.local_devices()
         self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
-        self._local_mesh = Mesh(np.array(self.local_devices), (AXIS,))
+        # pmap's own device order: process by process (jax/_src/pmap.py, _get_mesh_devices).
+        by_process = [d for p in range(jax.process_count()) for d in _process_devices(p)]
+        self._pmap_mesh = Mesh(np.array(by_process), (AXIS,))
 
     @property
     def device_kind(self) -> str:
@@ -54,20 +62,27 @@ class Parallel:
     # Moving values between the host and the devices.
 
     def replicate(self, tree: Any) -> Any:
-        """Host values (the same on every process) as one copy per device."""
-        if self.mode == "pmap":
-            n = len(self.local_devices)
-            sharding = NamedSharding(self._local_mesh, P(AXIS))
-            return jax.tree.map(
-                lambda x: jax.device_put(np.broadcast_to(x, (n, *np.shape(x))), sharding), tree
-            )
-        sharding = NamedSharding(self.mesh, P())
-        return jax.tree.map(
-            lambda x: jax.make_array_from_callback(
-                np.shape(x), sharding, lambda idx: np.asarray(x)[idx]
-            ),
-            tree,
-        )
+        """Host values (the same on every process) as one copy per device of every process.
+
+        Each process fills only its own devices, from its own copy of the values.
+        """
+
+        def put(x: Any) -> jax.Array:
+            x = np.asarray(x)
+            if self.mode == "pmap":
+                shape, sharding = (self.num_devices, *x.shape), self._pmap_sharding
+                return jax.make_array_from_callback(shape, sharding, lambda _: x[None])
+            return jax.make_array_from_callback(x.shape, self._replicated, lambda i: x[i])
+
+        return jax.tree.map(put, tree)
+
+    @property
+    def _pmap_sharding(self) -> NamedSharding:
+        return NamedSharding(self._pmap_mesh, P(AXIS))
+
+    @property
+    def _replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
 
     def to_host(self, tree: Any) -> Any:
         """One replica of replicated device values, as numpy arrays."""
@@ -121,3 +136,7 @@ class Parallel:
             )
         compiled = program.lower(*args).compile()
         return compiled, time.perf_counter() - start
+
+
+def _process_devices(process_index: int) -> list[jax.Device]:
+    return [d for d in jax.devices() if d.process_index == process_index]
