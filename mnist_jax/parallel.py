@@ -131,6 +131,11 @@ class Parallel:
                     mesh=self.mesh,
                     in_specs=(P(),) * len(args),
                     out_specs=tuple(P(AXIS) if d else P() for d in per_device_outputs),
+                    # pmap's semantics, which the per-device step is written for. With
+                    # check_vma=True, differentiating the replicated (P()) parameters inserts
+                    # a psum of the gradients over the axis, so the step's own `lax.pmean`
+                    # would leave them num_devices times too large.
+                    check_vma=False,
                 ),
                 donate_argnums=(0,) if donate_state else (),
             )
