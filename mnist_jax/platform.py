@@ -20,6 +20,7 @@ import contextlib
 import logging as pylogging
 import os
 import sys
+import traceback
 from collections.abc import Iterator
 
 import jax
@@ -157,14 +158,38 @@ def initialize() -> None:
 
 @contextlib.contextmanager
 def user_errors_exit() -> Iterator[None]:
-    """Turn a UserError into a one-line message on stderr and exit status 1: no traceback."""
+    """Turn errors into a one-line message on stderr and exit status 1.
+
+    A UserError needs no traceback. In a multi-process run any error also ends this process at
+    once, without the orderly jax.distributed shutdown: that shutdown waits at a barrier for
+    every other process, and those are typically blocked in a collective waiting for this one.
+    Leaving abruptly makes their collectives fail (connection reset) or their heartbeats time
+    out, so every process stops within --heartbeat_timeout seconds.
+    """
     try:
         yield
     except UserError as e:
-        prefix = f"process {jax.process_index()}: " if _multi_process() else ""
-        print(f"error: {prefix}{e}", file=sys.stderr)
-        sys.exit(1)
+        _exit_with(f"error: {_who()}{e}")
+    except Exception as e:
+        if not jax.distributed.is_initialized():
+            raise
+        traceback.print_exc()
+        first = (str(e).strip().splitlines() or [""])[0][:400]
+        _exit_with(
+            f"error: {_who()}{type(e).__name__}: {first}\n"
+            "error: in a multi-process run this usually means another process died or failed "
+            "first (see its log); exiting without waiting for the others"
+        )
 
 
-def _multi_process() -> bool:
-    return jax.distributed.is_initialized()
+def _who() -> str:
+    return f"process {jax.process_index()}: " if jax.distributed.is_initialized() else ""
+
+
+def _exit_with(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+    if jax.distributed.is_initialized():
+        logging.flush()
+        sys.stdout.flush()
+        os._exit(1)  # skip the shutdown barrier (see user_errors_exit)
+    sys.exit(1)
