@@ -25,7 +25,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.steps import AXIS
 
 MODES = ("pmap", "shard_map")
@@ -141,6 +141,23 @@ class Parallel:
             )
         compiled = program.lower(*args).compile()
         return compiled, time.perf_counter() - start
+
+
+def check_same_on_all_processes(value: int, what: str) -> None:
+    """Fail on every process if the processes see different values (no-op on one process).
+
+    Guards decisions each process takes from the run directory on its own (resume from which
+    epoch, is the run finished): on a filesystem that is not shared they would differ, and the
+    processes would then wait for each other forever in different collectives.
+    """
+    if jax.process_count() == 1:
+        return
+    values = np.asarray(multihost_utils.process_allgather(np.int64(value))).ravel().tolist()
+    if len(set(values)) > 1:
+        raise CheckpointError(
+            f"the processes see different {what} in the run directory (by process: {values}); "
+            "--workdir must be on a filesystem that every process shares (NFS, Lustre, ...)"
+        )
 
 
 def _process_devices(process_index: int) -> list[jax.Device]:
