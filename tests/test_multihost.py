@@ -1,7 +1,8 @@
 """Multi-process training for real: JAX processes on localhost talking through jax.distributed and
 the CPU (gloo) collectives, exactly the code path of a multi-host cluster run.
 
-Both tests are slow (tens of seconds each on a 2-core CPU): they start several JAX processes.
+The two end-to-end runs are marked slow (about 85 s and 50 s on a busy 2-core CPU); the others
+take a few seconds each.
 """
 
 import contextlib
@@ -47,6 +48,37 @@ print(json.dumps({"accuracy": metrics["accuracy"], "count": metrics["count"],
 """
 
 
+# In each process of a 2-process run: both parallel modes see one axis over all 4 devices, and
+# per-device outputs come back from every process in axis_index order.
+AXIS_AND_GATHER = """
+import json
+import jax, jax.numpy as jnp, numpy as np
+from absl import app
+from jax import lax
+from mnist_jax import platform
+from mnist_jax.parallel import Parallel
+from mnist_jax.steps import AXIS
+
+def main(_):
+    platform.initialize()
+    out = {}
+    for mode in ("pmap", "shard_map"):
+        par = Parallel(mode)
+        def fn(x, offset):
+            i = lax.axis_index(AXIS)
+            return lax.psum(x.sum() + 0 * offset, AXIS), jnp.full((3, 2), i)
+        data = par.replicate((np.arange(5.0),))
+        args = (*data, np.float32(0))
+        program, _ = par.compile(fn, args, replicated_args=1, per_device_outputs=(False, True))
+        total, per_device = program(*args)
+        gathered = par.gather_shards(per_device)
+        out[mode] = [float(par.to_host(total)), list(gathered.shape), gathered[:, 0, 0].tolist()]
+    print("RESULT " + json.dumps([jax.process_index(), out]), flush=True)
+
+app.run(main)
+"""
+
+
 def _metrics(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
@@ -60,6 +92,27 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
+
+
+def test_axis_spans_all_processes_in_both_modes(tmp_path):
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               MNIST_JAX_COORDINATOR=f"localhost:{port}", MNIST_JAX_NUM_PROCESSES="2")  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", AXIS_AND_GATHER], cwd=ROOT, text=True,
+                         env=dict(env, MNIST_JAX_PROCESS_ID=str(i)),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for i in range(2)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=180)[0] for p in procs]
+    for i, (p, out) in enumerate(zip(procs, outputs, strict=True)):
+        assert p.returncode == 0, out[-3000:]
+        (line,) = [x for x in out.splitlines() if x.startswith("RESULT ")]
+        process, result = json.loads(line.removeprefix("RESULT "))
+        assert process == i
+        for mode in ("pmap", "shard_map"):
+            assert result[mode] == [40.0, [4, 3, 2], [0, 1, 2, 3]], (mode, result)
 
 
 @pytest.mark.slow
