@@ -3,10 +3,16 @@
 Both modes run the same per-device code from steps.py over the named axis `steps.AXIS` spanning
 every device of every process. What differs is only how values live on the devices:
 
-- pmap: every per-device argument carries a leading axis of local-device size;
+- pmap: every per-device argument carries a leading axis of device size;
 - shard_map: values are global `jax.Array`s, replicated (`P()`) over a one-axis mesh.
 
 `Parallel.replicate` and `Parallel.to_host` hide that difference from the training loop.
+
+Multi-process: values are always *global* arrays assembled from this process's own devices with
+`jax.make_array_from_callback`. That matters for pmap, which JAX now implements as
+`jit(shard_map)` over a mesh of all devices grouped by process: called directly, pmap converts
+host-local arguments to global ones, but its AOT-compiled program (what `compile` returns) has no
+such conversion and expects the global arrays (leading axis = all devices) made here.
 """
 
 import time
@@ -19,7 +25,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.steps import AXIS
 
 MODES = ("pmap", "shard_map")
@@ -35,7 +41,9 @@ class Parallel:
         self.num_devices = jax.device_count()
         self.local_devices = jax.local_devices()
         self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
-        self._local_mesh = Mesh(np.array(self.local_devices), (AXIS,))
+        # pmap's own device order: process by process (jax/_src/pmap.py, _get_mesh_devices).
+        by_process = [d for p in range(jax.process_count()) for d in _process_devices(p)]
+        self._pmap_mesh = Mesh(np.array(by_process), (AXIS,))
 
     @property
     def device_kind(self) -> str:
@@ -54,20 +62,27 @@ class Parallel:
     # Moving values between the host and the devices.
 
     def replicate(self, tree: Any) -> Any:
-        """Host values (the same on every process) as one copy per device."""
-        if self.mode == "pmap":
-            n = len(self.local_devices)
-            sharding = NamedSharding(self._local_mesh, P(AXIS))
-            return jax.tree.map(
-                lambda x: jax.device_put(np.broadcast_to(x, (n, *np.shape(x))), sharding), tree
-            )
-        sharding = NamedSharding(self.mesh, P())
-        return jax.tree.map(
-            lambda x: jax.make_array_from_callback(
-                np.shape(x), sharding, lambda idx: np.asarray(x)[idx]
-            ),
-            tree,
-        )
+        """Host values (the same on every process) as one copy per device of every process.
+
+        Each process fills only its own devices, from its own copy of the values.
+        """
+
+        def put(x: Any) -> jax.Array:
+            x = np.asarray(x)
+            if self.mode == "pmap":
+                shape, sharding = (self.num_devices, *x.shape), self._pmap_sharding
+                return jax.make_array_from_callback(shape, sharding, lambda _: x[None])
+            return jax.make_array_from_callback(x.shape, self._replicated, lambda i: x[i])
+
+        return jax.tree.map(put, tree)
+
+    @property
+    def _pmap_sharding(self) -> NamedSharding:
+        return NamedSharding(self._pmap_mesh, P(AXIS))
+
+    @property
+    def _replicated(self) -> NamedSharding:
+        return NamedSharding(self.mesh, P())
 
     def to_host(self, tree: Any) -> Any:
         """One replica of replicated device values, as numpy arrays."""
@@ -116,8 +131,34 @@ class Parallel:
                     mesh=self.mesh,
                     in_specs=(P(),) * len(args),
                     out_specs=tuple(P(AXIS) if d else P() for d in per_device_outputs),
+                    # pmap's semantics, which the per-device step is written for. With
+                    # check_vma=True, differentiating the replicated (P()) parameters inserts
+                    # a psum of the gradients over the axis, so the step's own `lax.pmean`
+                    # would leave them num_devices times too large.
+                    check_vma=False,
                 ),
                 donate_argnums=(0,) if donate_state else (),
             )
         compiled = program.lower(*args).compile()
         return compiled, time.perf_counter() - start
+
+
+def check_same_on_all_processes(value: int, what: str) -> None:
+    """Fail on every process if the processes see different values (no-op on one process).
+
+    Guards decisions each process takes from the run directory on its own (resume from which
+    epoch, is the run finished): on a filesystem that is not shared they would differ, and the
+    processes would then wait for each other forever in different collectives.
+    """
+    if jax.process_count() == 1:
+        return
+    values = np.asarray(multihost_utils.process_allgather(np.int64(value))).ravel().tolist()
+    if len(set(values)) > 1:
+        raise CheckpointError(
+            f"the processes see different {what} in the run directory (by process: {values}); "
+            "--workdir must be on a filesystem that every process shares (NFS, Lustre, ...)"
+        )
+
+
+def _process_devices(process_index: int) -> list[jax.Device]:
+    return [d for d in jax.devices() if d.process_index == process_index]

@@ -87,6 +87,8 @@ def make_train_chunk(
                 logits = jax.vmap(apply_one)(x, keys)
                 return cross_entropy(logits, y, label_smoothing).mean(), logits
 
+            # A per-device gradient, averaged explicitly (parallel.py compiles shard_map with
+            # check_vma=False so that no implicit psum is added, exactly as under pmap).
             (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
             grads = lax.pmean(grads, AXIS)
             updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import checkpoint, input_pipeline, models, optim, rundir, steps
+from mnist_jax import checkpoint, input_pipeline, models, optim, parallel, rundir, steps
 from mnist_jax.errors import ConfigError
 from mnist_jax.evaluator import SplitEvaluator
 from mnist_jax.parallel import Parallel
@@ -93,7 +93,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the summary."""
     run = rundir.RunDir(workdir)
     run.prepare(config)
-    if (summary := run.read_summary()) is not None:
+    summary = run.read_summary()
+    parallel.check_same_on_all_processes(summary is not None, "finished states (summary.json)")
+    if summary is not None:
         logging.info("%s already holds a finished run (summary.json); not training again", workdir)
         return summary
 
@@ -114,7 +116,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     params = jax.device_get(models.init_params(model, init_key))
     state = jax.device_get(steps.TrainState.create(params, tx))
     best_params, best, epoch, train_seconds = params, BestTracker(), 0, 0.0
-    if (latest := ckpt.latest_epoch()) is not None:
+    latest = ckpt.latest_epoch()
+    parallel.check_same_on_all_processes(-1 if latest is None else latest, "latest checkpoints")
+    if latest is not None:
         state, best_params, meta = ckpt.restore(latest, state, params)
         best, epoch, train_seconds = BestTracker(**meta["best"]), latest, meta["train_seconds"]
         run.keep_metrics_through(epoch)

@@ -1,0 +1,53 @@
+"""Each fast formulation computes the same function (and gradient) as the textbook layer."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mnist_jax import layers
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize(("size", "cin", "cout"), [(3, 1, 8), (5, 6, 16)])
+def test_im2col_conv_matches_flax_conv(padding, size, cin, cout):
+    x = jax.random.normal(jax.random.key(0), (4, 12, 12, cin))
+    reference = nn.Conv(cout, (size, size), padding=padding)
+    params = reference.init(jax.random.key(1), x)
+    ours = layers.Conv(cout, size, padding, impl="im2col")
+    assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(
+        jnp.shape, params
+    )
+
+    def loss(module, p):
+        return jnp.sum(jnp.sin(module.apply(p, x)))
+
+    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), atol=1e-4)
+    g_ours = jax.grad(lambda p: loss(ours, p))(params)
+    g_ref = jax.grad(lambda p: loss(reference, p))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), g_ours, g_ref)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (2, 7, 9, 4)])
+def test_reshape_pool_matches_reduce_window(kind, shape):
+    # relu first, as in the models: windows tied at 0 then carry no gradient in either
+    # formulation (reduce_window gives a tie's gradient to one element, jnp.max splits it).
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), (shape[1] // 2, shape[2] // 2, shape[3]))
+
+    def loss(impl, x):
+        return jnp.sum(layers.pool2x2(nn.relu(x), kind, impl) * w)
+
+    np.testing.assert_allclose(
+        layers.pool2x2(x, kind, "reshape"), layers.pool2x2(x, kind, "reduce_window"), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        jax.grad(loss, 1)("reshape", x), jax.grad(loss, 1)("reduce_window", x), atol=1e-6
+    )
+
+
+def test_unknown_pool_is_rejected():
+    with pytest.raises(ValueError, match="unknown pool 'median'"):
+        layers.pool2x2(jnp.zeros((1, 4, 4, 1)), "median")
