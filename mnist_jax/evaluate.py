@@ -39,13 +39,12 @@ from mnist_jax import (
     report,
     rundir,
 )
+from mnist_jax import comparison as comparison_lib
 from mnist_jax.errors import CheckpointError, UserError
 from mnist_jax.evaluator import SplitEvaluator
 from mnist_jax.parallel import Parallel
 
 SCHEMA_VERSION = 1
-# Config keys that do not make two runs different models (they are seeds of the same model).
-_NOT_MODEL_KEYS = rundir.RESUMABLE_KEYS | {"seed"}
 
 
 @dataclasses.dataclass
@@ -59,6 +58,9 @@ class Options:
     ece_bins: int = 15
     num_mistakes: int = 16
     data_dir: str = ""
+    # Convolutions of the FLOPs/throughput/latency model. The test-set metrics always use the
+    # run's own config; training-speed choices (im2col on CPU) say nothing about inference.
+    benchmark_conv_impl: str = "xla"
 
 
 @dataclasses.dataclass
@@ -176,6 +178,21 @@ def _training(run: Run) -> dict[str, Any]:
     }
 
 
+def _benchmark_model(
+    run: Run, options: Options, params: Any, images: np.ndarray, logits: np.ndarray
+) -> Any:
+    """The run's model with `options.benchmark_conv_impl`, checked to compute the same logits."""
+    config = ml_collections.ConfigDict(run.config_dict)
+    if options.benchmark_conv_impl:
+        config.layers.conv_impl = options.benchmark_conv_impl
+    model = models.create_model(config)
+    x = input_pipeline.normalize(images)
+    got = np.asarray(jax.jit(lambda p: model.apply({"params": p}, x))(params))
+    if not np.allclose(got, logits, rtol=1e-3, atol=1e-3):
+        raise AssertionError(f"{run.workdir}: benchmark model's logits differ from the evaluated")
+    return model
+
+
 def evaluate_run(run: Run, options: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     """Everything measured on one run: (JSON record, arrays kept for grouping and plots)."""
     model = models.create_model(run.config)
@@ -201,10 +218,15 @@ def evaluate_run(run: Run, options: Options) -> tuple[dict[str, Any], dict[str, 
         logging.warning(
             "%s: recomputed accuracy %.4f, summary.json says %.4f", run.workdir, acc, summary_acc
         )
+    bench_model = _benchmark_model(run, options, params, test.images[:64], logits[:64])
     speed = benchmark.throughput(
-        model, params, test.images, options.throughput_batch_size, options.throughput_min_seconds
+        bench_model,
+        params,
+        test.images,
+        options.throughput_batch_size,
+        options.throughput_min_seconds,
     )
-    wait = benchmark.latency(model, params, test.images, options.latency_calls)
+    wait = benchmark.latency(bench_model, params, test.images, options.latency_calls)
     record = {
         "workdir": str(run.workdir),
         "seed": run.config.seed,
@@ -236,107 +258,14 @@ def evaluate_run(run: Run, options: Options) -> tuple[dict[str, Any], dict[str, 
         len(labels),
         par.num_devices,
     )
-    arrays = {"model": model, "params": params, "probs": probs, "labels": labels, "test": test}
+    arrays = {
+        "model": bench_model,
+        "params": params,
+        "probs": probs,
+        "labels": labels,
+        "test": test,
+    }
     return record, arrays
-
-
-def _model_key(config_dict: dict[str, Any]) -> str:
-    flat = rundir._flatten(config_dict)
-    return json.dumps({k: v for k, v in flat.items() if k not in _NOT_MODEL_KEYS}, sort_keys=True)
-
-
-def group_runs(runs: list[Run]) -> dict[str, list[int]]:
-    """Model name -> indices of its runs; runs whose configs differ only in the seed share one.
-
-    The name is config.model, with the first run's directory name added where two different
-    configs use the same model.
-    """
-    groups: dict[str, list[int]] = {}
-    for i, run in enumerate(runs):
-        groups.setdefault(_model_key(run.config_dict), []).append(i)
-    names = [runs[idx[0]].config.model for idx in groups.values()]
-    return {
-        name if names.count(name) == 1 else f"{name}-{runs[idx[0]].workdir.name}": idx
-        for name, idx in zip(names, groups.values(), strict=True)
-    }
-
-
-STATS = (
-    "accuracy",
-    "loss",
-    "ece",
-    "macro_f1",
-    "train_seconds",
-    "epochs_run",
-    "throughput_images_per_second",
-    "latency_ms_median",
-    "checkpoint_bytes",
-)
-
-
-def summarize_model(name: str, records: list[dict], arrays: list[dict], options: Options) -> dict:
-    """One model's entry: mean/std over its runs, pooled confusion matrix and calibration."""
-    first = arrays[0]
-    num_params = models.count_params(first["params"])
-    cm = np.sum([r["confusion_matrix"] for r in records], axis=0)
-    probs = np.concatenate([a["probs"] for a in arrays])
-    labels = np.concatenate([a["labels"] for a in arrays])
-    test_counts = {r["test_count"] for r in records}
-    return {
-        "name": name,
-        "model": records[0]["config"]["model"],
-        "num_runs": len(records),
-        "workdirs": [r["workdir"] for r in records],
-        "seeds": [r["seed"] for r in records],
-        "test_count": min(test_counts),
-        "num_params": num_params,
-        "params_bytes": int(sum(x.nbytes for x in jax.tree.leaves(first["params"]))),
-        "flops_per_example": benchmark.flops_per_example(first["model"], first["params"]),
-        **{k: metrics.mean_std([r[k] for r in records]) for k in STATS},
-        "confusion_matrix": cm.astype(int).tolist(),
-        "per_class": metrics.per_class_report(cm),
-        "calibration": metrics.calibration(probs, labels, options.ece_bins),
-        "confident_mistakes": records[0]["confident_mistakes"],
-        "config": records[0]["config"],
-        "runs": [{k: v for k, v in r.items() if k != "config"} for r in records],
-    }
-
-
-def compare_models(a: dict, b: dict, correct: dict[str, dict[int, np.ndarray]]) -> dict:
-    """b against a: accuracy difference, McNemar's test on paired runs, cost ratios (b / a)."""
-    seeds_a, seeds_b = a["seeds"], b["seeds"]
-    common = [s for s in seeds_a if s in seeds_b]
-    pairs = [(s, s) for s in common] or list(zip(seeds_a, seeds_b, strict=False))
-    tests = [
-        {
-            "seed_a": sa,
-            "seed_b": sb,
-            **metrics.mcnemar(correct[a["name"]][sa], correct[b["name"]][sb]),
-        }
-        for sa, sb in pairs
-    ]
-
-    def ratio(key: str) -> float | None:
-        va = a[key]["mean"] if isinstance(a[key], dict) else a[key]
-        vb = b[key]["mean"] if isinstance(b[key], dict) else b[key]
-        return None if va in (0, None) or vb is None else vb / va
-
-    return {
-        "a": a["name"],
-        "b": b["name"],
-        "accuracy_difference": b["accuracy"]["mean"] - a["accuracy"]["mean"],
-        "mcnemar": tests,
-        "ratios": {
-            k: ratio(k)
-            for k in (
-                "num_params",
-                "flops_per_example",
-                "train_seconds",
-                "throughput_images_per_second",
-                "latency_ms_median",
-            )
-        },
-    }
 
 
 def evaluate(workdirs: list[str], output_dir: str, options: Options | None = None) -> dict:
@@ -348,14 +277,14 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         raise UserError(f"--workdirs lists a directory twice: {','.join(workdirs)}")
     runs = [open_run(w) for w in workdirs]  # every input checked before the slow part
     out = check_output_dir(output_dir)
-    groups = group_runs(runs)
+    groups = comparison_lib.group_runs(runs)
     results = [evaluate_run(run, options) for run in runs]
     for run, (record, _) in zip(runs, results, strict=True):
         record["config"] = run.config_dict
     models_out, correct, gallery = {}, {}, {}
     for name, idx in groups.items():
         records, arrays = [results[i][0] for i in idx], [results[i][1] for i in idx]
-        models_out[name] = summarize_model(name, records, arrays, options)
+        models_out[name] = comparison_lib.summarize_model(name, records, arrays, options.ece_bins)
         correct[name] = {
             r["seed"]: a["probs"].argmax(-1) == a["labels"]
             for r, a in zip(records, arrays, strict=True)
@@ -363,7 +292,7 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         mistakes = [m["index"] for m in records[0]["confident_mistakes"]]
         gallery[name] = arrays[0]["test"].images[mistakes]
     comparisons = [
-        compare_models(models_out[x], models_out[y], correct)
+        comparison_lib.compare_models(models_out[x], models_out[y], correct)
         for x, y in itertools.combinations(models_out, 2)
     ]
     environment = rundir.provenance() | {"cpu_count": os.cpu_count()}
@@ -404,6 +333,13 @@ _ECE_BINS = flags.DEFINE_integer("ece_bins", 15, "Equal-width confidence bins fo
 _MISTAKES = flags.DEFINE_integer(
     "num_mistakes", 16, "Most confident mistakes listed and shown per model."
 )
+_BENCH_CONV = flags.DEFINE_enum(
+    "benchmark_conv_impl",
+    "xla",
+    ["xla", "im2col", ""],
+    "Convolutions of the model timed for throughput/latency and counted for FLOPs ('' = as in "
+    "the run's config). Test metrics always use the run's config.",
+)
 flags.mark_flags_as_required(["workdirs", "output_dir"])
 
 
@@ -419,6 +355,7 @@ def main(argv: list[str]) -> None:
             ece_bins=_ECE_BINS.value,
             num_mistakes=_MISTAKES.value,
             data_dir=_DATA_DIR.value,
+            benchmark_conv_impl=_BENCH_CONV.value,
         )
         for name in ("eval_batch_size", "throughput_batch_size", "latency_calls", "ece_bins"):
             if getattr(options, name) < 1:
