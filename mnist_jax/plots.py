@@ -139,9 +139,11 @@ def per_class_f1(comparison: dict, path: Path) -> None:
         x = np.arange(10) + (i - (len(ms) - 1) / 2) * width
         ax.bar(x, f1, width, color=colors[m["name"]], label=_label(m))
     ax.set(xticks=DIGITS, xlabel="digit", ylabel="F1 score")
-    ax.set_ylim(max(0.0, lowest - 0.02), 1.0)
+    bottom = max(0.0, lowest - 0.02)
+    ax.set_ylim(bottom, 1.0 + 0.25 * (1.0 - bottom))  # headroom above 1.0 for the legend
+    ax.axhline(1.0, color="gray", lw=0.8)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", ncol=len(ms))
     ax.set_title("Per-class F1 on the test set (y-axis zoomed)")
     _save(fig, path)
 
