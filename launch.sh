@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One entry point for people and CI. Creates .venv and installs the project on first use.
 #
-#   ./launch.sh compare [OUTDIR] [--quick]    train the MLP and the CNN (default configs) into
-#                                             OUTDIR/{mlp,cnn} (default runs/compare), then evaluate
-#                                             both: OUTDIR/comparison.json, report.md, *.png. Again:
-#                                             reuses finished runs, resumes interrupted ones.
-#                                             --quick: 1 epoch on 10% of the data (runs/compare_quick)
+#   ./launch.sh compare [OUTDIR] [--quick] [--config.key=value ...]
+#                                             the main job: train the MLP and the CNN (default
+#                                             configs) into OUTDIR/{mlp,cnn} (default runs/compare),
+#                                             then evaluate both: OUTDIR/comparison.json, report.md,
+#                                             *.png. Again: reuses finished runs, resumes interrupted
+#                                             ones. --quick: 1 epoch on 10% of the data
 #   ./launch.sh test [pytest args]            set up, then run the test suite
 #   ./launch.sh train CONFIG WORKDIR [--config.key=value ...]
 #                                             train one model (python -m mnist_jax.main)
@@ -170,19 +171,26 @@ cmd=${1:-help}
 case $cmd in
   setup) setup ;;
   compare)
-    outdir='' quick=()
+    outdir='' extra=() quick=''
     for arg in "$@"; do
       case $arg in
-        --quick) quick=(--config.num_epochs=1 --config.data.train_fraction=0.1) ;;
-        -h | --help) usage | grep -A4 'launch.sh compare'; exit 0 ;;
-        -*) echo "error: unknown option '$arg' for compare (valid: --quick)" >&2; exit 2 ;;
+        --quick) extra+=(--config.num_epochs=1 --config.data.train_fraction=0.1) quick=1 ;;
+        --config.*) extra+=("$arg") ;;
+        -h | --help)
+          echo "usage: ./launch.sh compare [OUTDIR] [--quick] [--config.key=value ...]" >&2
+          echo "  trains configs/mlp.py and configs/cnn.py into OUTDIR/{mlp,cnn} (default" >&2
+          echo "  runs/compare, or runs/compare_quick with --quick), then writes" >&2
+          echo "  OUTDIR/comparison.json, report.md and figures (python -m mnist_jax.evaluate)" >&2
+          exit 0
+          ;;
+        -*) echo "error: unknown option '$arg' for compare (valid: --quick, --config.*)" >&2; exit 2 ;;
         *) outdir=$arg ;;
       esac
     done
     outdir=${outdir:-runs/compare${quick:+_quick}}
     setup
     for model in mlp cnn; do
-      "$PY" -m mnist_jax.main --config="configs/$model.py" --workdir="$outdir/$model" "${quick[@]}"
+      "$PY" -m mnist_jax.main --config="configs/$model.py" --workdir="$outdir/$model" "${extra[@]}"
     done
     exec "$PY" -m mnist_jax.evaluate --workdirs="$outdir/mlp,$outdir/cnn" --output_dir="$outdir"
     ;;
