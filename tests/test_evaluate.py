@@ -7,13 +7,16 @@ subprocess and evaluates here, on 1.
 """
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from conftest import run_module
+from conftest import ROOT, run_module
 from sklearn import metrics as skm
 
 from configs import default
@@ -223,3 +226,32 @@ def test_binary_prints_one_line_errors_and_exits_1(runs, tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and message in errors[0], (case, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr, case
+
+
+def _launch(*args: str, **env: str):
+    environ = dict(os.environ, SKIP_SETUP="1", VENV=sys.prefix, **env)
+    return subprocess.run(
+        ["./launch.sh", *args], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=1800
+    )
+
+
+def test_launch_compare_help_and_bad_option():
+    result = _launch("compare", "--help")
+    assert result.returncode == 0 and result.stderr.startswith("usage: ./launch.sh compare")
+    result = _launch("compare", "--fast")
+    assert result.returncode == 2 and "unknown option '--fast'" in result.stderr
+
+
+@pytest.mark.slow
+def test_launch_compare_quick_end_to_end_and_rerun(mnist_dir, tmp_path):
+    """The README's first command, shortened: trains both models, evaluates; a rerun reuses."""
+    out = tmp_path / "compare"
+    result = _launch("compare", str(out), "--quick")
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((out / "comparison.json").read_text())
+    assert {m: v["test_count"] for m, v in data["models"].items()} == {"mlp": 10_000, "cnn": 10_000}
+    assert all((out / f).stat().st_size > 10_000 for f in data["figures"].values())
+    assert (out / "report.md").exists()
+    result = _launch("compare", str(out), "--quick")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("already holds a finished run") == 2
