@@ -119,12 +119,13 @@ def per_class_table(comparison: dict[str, Any]) -> list[str]:
 
 def markdown(comparison: dict[str, Any]) -> str:
     env = comparison["environment"]
+    machine = env.get("cpu_model") or env["processor"]
     counts = ", ".join(f"{m['name']}: {m['test_count']:,}" for m in comparison["models"].values())
     lines = [
         "# MNIST model comparison",
         "",
-        f"Evaluated {env['time']} on {env['hostname']} ({env['processor']}, {env['cpu_count']} "
-        f"CPU cores; {env['num_devices']} x {env['device_kind']}), JAX "
+        f"Evaluated {env['time']} on {env['hostname']} ({machine}, "
+        f"{env['cpu_count']} CPU cores; {env['num_devices']} x {env['device_kind']}), JAX "
         f"{env['versions'].get('jax')}. Test images evaluated per model: {counts}.",
         "",
         "## Summary",
@@ -134,7 +135,7 @@ def markdown(comparison: dict[str, Any]) -> str:
         "Mean ± standard deviation over runs where a model has several. Accuracy, loss and ECE "
         "are recomputed from the best checkpoint (by validation loss). Throughput: one device, "
         f"batch {comparison['options']['throughput_batch_size']}, inputs on the device. Latency: "
-        "median of batch-1 calls, host to host.",
+        "median of batch-1 calls, host to host. FLOPs: XLA's count for the compiled forward pass.",
         "",
         "## Pairwise comparison",
         "",
