@@ -83,7 +83,7 @@ def summarize_model(name: str, records: list[dict], arrays: list[dict], ece_bins
 def compare_models(a: dict, b: dict, correct: dict[str, dict[int, np.ndarray]]) -> dict:
     """b against a: accuracy difference, McNemar's test on paired runs, cost ratios (b / a)."""
     seeds_a, seeds_b = a["seeds"], b["seeds"]
-    common = [s for s in seeds_a if s in seeds_b]
+    common = sorted(set(seeds_a) & set(seeds_b))
     pairs = [(s, s) for s in common] or list(zip(seeds_a, seeds_b, strict=False))
     tests = [
         {

@@ -296,10 +296,9 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     for name, idx in groups.items():
         records, arrays = [results[i][0] for i in idx], [results[i][1] for i in idx]
         models_out[name] = comparison_lib.summarize_model(name, records, arrays, options.ece_bins)
-        correct[name] = {
-            r["seed"]: a["probs"].argmax(-1) == a["labels"]
-            for r, a in zip(records, arrays, strict=True)
-        }
+        correct[name] = {}
+        for r, a in zip(records, arrays, strict=True):  # per seed; the first run of a seed wins
+            correct[name].setdefault(r["seed"], a["probs"].argmax(-1) == a["labels"])
         mistakes = [m["index"] for m in records[0]["confident_mistakes"]]
         gallery[name] = arrays[0]["test"].images[mistakes]
     comparisons = [
