@@ -142,6 +142,7 @@ def per_class_f1(comparison: dict, path: Path) -> None:
     bottom = max(0.0, lowest - 0.02)
     ax.set_ylim(bottom, 1.0 + 0.25 * (1.0 - bottom))  # headroom above 1.0 for the legend
     ax.axhline(1.0, color="gray", lw=0.8)
+    ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 1.0 + 1e-9])
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", ncol=len(ms))
     ax.set_title("Per-class F1 on the test set (y-axis zoomed)")
