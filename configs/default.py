@@ -21,6 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.split_seed = 0  # fixes which images are held out, independently of `seed`
     config.data.train_fraction = 1.0  # stratified fraction of the training split that is used
     config.data.pca_components = 0  # >0: project inputs onto this many principal components
+    config.data.augment_shift = 0  # train-time random translation by up to this many pixels
 
     config.mlp = ml_collections.ConfigDict()
     config.mlp.hidden_sizes = (512, 512)  # width of each hidden layer

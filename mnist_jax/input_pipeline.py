@@ -410,3 +410,21 @@ def normalize(images: np.ndarray | jax.Array) -> jax.Array:
         )
     x = images.astype(jnp.float32) / 255.0
     return ((x - MNIST_MEAN) / MNIST_STD)[..., None]
+
+
+def random_shift(images: jax.Array, keys: jax.Array, max_shift: int) -> jax.Array:
+    """Translate each uint8 image by up to `max_shift` pixels in x and y, filling with background.
+
+    One key per image, so the augmentation of an example depends on its key alone (not on the
+    batch it shares a device with). Runs on the device inside the train step.
+    """
+    if max_shift <= 0:
+        return images
+    size = images.shape[-1]
+    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+
+    def shift_one(image: jax.Array, key: jax.Array) -> jax.Array:
+        dy, dx = jax.random.randint(key, (2,), 0, 2 * max_shift + 1)
+        return jax.lax.dynamic_slice(image, (dy, dx), (size, size))
+
+    return jax.vmap(shift_one)(padded, keys)

@@ -142,8 +142,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for _, n in chunks:
         if n not in programs:
             fn = steps.make_train_chunk(
-                model, tx, layout, len(data.train), n, config.label_smoothing
-            )
+                model, tx, layout, len(data.train), n, config.label_smoothing,
+                config.data.augment_shift,
+            )  # fmt: skip
             args = (state_dev, *train_data, shuffle_key, dropout_key, np.int32(0))
             programs[n], seconds = par.compile(fn, args, replicated_args=3, donate_state=True)
             compile_seconds += seconds
