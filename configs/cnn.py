@@ -10,4 +10,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = "cnn"
     config.num_epochs = 12
     config.schedule.name = "cosine"
+    config.data.augment_shift = 2  # random +-2 px translations
     return config
