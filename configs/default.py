@@ -42,8 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.lenet5.pool = "avg"  # subsampling layers: 'avg' (classic) or 'max'
 
     config.layers = ml_collections.ConfigDict()
-    config.layers.conv_impl = "xla"  # 'xla' (lax.conv) or 'im2col' (patches @ kernel): same math
-    config.layers.pool_impl = "reshape"  # 'reshape' (fast on CPU) or 'reduce_window': same math
+    config.layers.conv_impl = "im2col"  # "im2col" (patches @ kernel; fast on CPU) or "xla"
+    config.layers.pool_impl = "reshape"  # "reshape" (max over a reshaped axis) or "reduce_window"
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"  # 'adam', 'adamw' or 'sgd'
