@@ -282,6 +282,12 @@ def test_pca_fit_recovers_principal_axes():
     for bad in (-1, 785, 2.5):
         with pytest.raises(ConfigError, match=r"data\.pca_components"):
             pca.check_components(bad)
+    config = ml_collections.ConfigDict(
+        {"source": "idx", "dir": "/nonexistent", "validation_fraction": 0.1, "split_seed": 0}
+    )
+    config.pca_components = 900
+    with pytest.raises(ConfigError, match="pca_components=900"):  # before any loading
+        input_pipeline.load_dataset(config)
 
 
 def test_pca_is_fitted_on_the_training_split_only(mnist_dir):
