@@ -5,6 +5,8 @@ Adam with L2 added to the gradients (config.optimizer.weight_decay; biases are n
 
 Variants: '' (MLP and CNN, configs' epochs, 3 seeds) and 'reduced' (MLP only, 3 epochs, 2 seeds;
 minutes on a 2-core CPU).
+Result (reduced, MLP): no gain; up to 1e-3 it changes test accuracy by < 0.2 points, 1e-2 costs
+1.4 points.
 """
 
 from mnist_jax.study import Study, check_variant
