@@ -103,6 +103,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     par = Parallel(config.parallel.mode)
     model = models.create_model(config)
     data = input_pipeline.load_dataset(config.data)
+    model = models.project_inputs(model, data.projection)  # identity unless data.pca_components
     steps_per_epoch = _validate(config, par, len(data.train))
     schedule = optim.create_schedule(config, steps_per_epoch)
     tx = optim.create_optimizer(config, schedule)
