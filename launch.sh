@@ -10,6 +10,8 @@
 #   ./launch.sh test [pytest args]            set up, then run the test suite
 #   ./launch.sh train CONFIG WORKDIR [--config.key=value ...]
 #                                             train one model (python -m mnist_jax.main)
+#   ./launch.sh sweep STUDY OUTDIR [--dry_run] run an experiments/ study, resumably, and aggregate
+#                                             it (python -m mnist_jax.sweep; experiments/README.md)
 #   ./launch.sh setup                         only create .venv and install
 #   ./launch.sh local CONFIG WORKDIR          train in one process on every local device
 #   ./launch.sh multiprocess N CONFIG WORKDIR train in N processes on this machine (CPU devices,
@@ -327,6 +329,17 @@ case $cmd in
       "${copy[@]}" && "${scp[@]}"
     fi
     exec "${ssh[@]}"
+    ;;
+  sweep)
+    if [[ $# -lt 2 || $1 == --help || $1 == -h ]]; then
+      echo "usage: ./launch.sh sweep STUDY OUTDIR [--dry_run] [--aggregate_only]" >&2
+      echo "  e.g. ./launch.sh sweep experiments/data_amount.py:reduced runs/data_amount_reduced" >&2
+      exit 2
+    fi
+    setup
+    study=$1 outdir=$2
+    shift 2
+    exec "$PY" -m mnist_jax.sweep --study="$study" --output_dir="$outdir" "$@"
     ;;
   help | -h | --help) usage ;;
   *)

@@ -21,6 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.split_seed = 0  # fixes which images are held out, independently of `seed`
     config.data.train_fraction = 1.0  # stratified fraction of the training split that is used
     config.data.pca_components = 0  # >0: project inputs onto this many principal components
+    config.data.augment_shift = 0  # train-time random translation by up to this many pixels
 
     config.mlp = ml_collections.ConfigDict()
     config.mlp.hidden_sizes = (512, 512)  # width of each hidden layer
@@ -41,8 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.lenet5.pool = "avg"  # subsampling layers: 'avg' (classic) or 'max'
 
     config.layers = ml_collections.ConfigDict()
-    config.layers.conv_impl = "xla"  # 'xla' (lax.conv) or 'im2col' (patches @ kernel): same math
-    config.layers.pool_impl = "reshape"  # 'reshape' (fast on CPU) or 'reduce_window': same math
+    config.layers.conv_impl = "im2col"  # "im2col" (patches @ kernel; fast on CPU) or "xla"
+    config.layers.pool_impl = "reshape"  # "reshape" (max over a reshaped axis) or "reduce_window"
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"  # 'adam', 'adamw' or 'sgd'

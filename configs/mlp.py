@@ -1,4 +1,4 @@
-"""The fully connected baseline ("ANN"): 784-512-512-10 with dropout, Adam with cosine decay."""
+"""The fully connected baseline ("ANN"): 784-512-512-10, dropout, +-2 px shifts, Adam, cosine."""
 
 import ml_collections
 
@@ -10,4 +10,5 @@ def get_config() -> ml_collections.ConfigDict:
     config.model = "mlp"
     config.num_epochs = 20
     config.schedule.name = "cosine"
+    config.data.augment_shift = 2  # random +-2 px translations: keeps val loss falling
     return config

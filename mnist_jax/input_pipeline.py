@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mnist_jax import pca
 from mnist_jax.errors import ConfigError, DataError
 
 # Statistics of the 60k training images in [0, 1]; the usual published values, used so that
@@ -97,11 +98,16 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """The splits a run uses; `validation` is None when validation_fraction == 0."""
+    """The splits a run uses; `validation` is None when validation_fraction == 0.
+
+    `projection` is the PCA fitted on `train` when data.pca_components > 0 (applied by the model,
+    see models.project_inputs), else None.
+    """
 
     train: Split
     validation: Split | None
     test: Split
+    projection: pca.Projection | None = None
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -369,7 +375,8 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
     """Builds the run's splits from the `data` config; the test set is always all 10k images.
 
     Validation is split off first, then `train_fraction` is applied to what remains, so the
-    validation set is the same for every data-amount ablation.
+    validation set is the same for every data-amount ablation. A PCA projection, if asked for, is
+    fitted on that final training split only.
     """
     try:
         source, data_dir = config.source, config.dir
@@ -380,6 +387,7 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
             "split_seed (and optionally train_fraction)"
         ) from None
     train_fraction = config.get("train_fraction", 1.0)
+    pca_components = config.get("pca_components", 0)
     if source not in _LOADERS:
         raise ConfigError(
             f"config.data.source={source!r} is not one of {', '.join(map(repr, SOURCES))}"
@@ -388,11 +396,13 @@ def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
     _check_fraction("validation_fraction", validation_fraction, zero_ok=True, one_ok=False)
     _check_fraction("train_fraction", train_fraction, zero_ok=False, one_ok=True)
     _check_seed("split_seed", split_seed)
+    pca.check_components(pca_components)
 
     train, test = _LOADERS[source](data_dir)
     train, validation = split_validation(train, validation_fraction, split_seed)
     train = subsample(train, train_fraction, split_seed)
-    return Dataset(train=train, validation=validation, test=test)
+    projection = pca.fit(train.images, pca_components) if pca_components else None
+    return Dataset(train=train, validation=validation, test=test, projection=projection)
 
 
 def normalize(images: np.ndarray | jax.Array) -> jax.Array:
@@ -410,3 +420,21 @@ def normalize(images: np.ndarray | jax.Array) -> jax.Array:
         )
     x = images.astype(jnp.float32) / 255.0
     return ((x - MNIST_MEAN) / MNIST_STD)[..., None]
+
+
+def random_shift(images: jax.Array, keys: jax.Array, max_shift: int) -> jax.Array:
+    """Translate each uint8 image by up to `max_shift` pixels in x and y, filling with background.
+
+    One key per image, so the augmentation of an example depends on its key alone (not on the
+    batch it shares a device with). Runs on the device inside the train step.
+    """
+    if max_shift <= 0:
+        return images
+    size = images.shape[-1]
+    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift)))
+
+    def shift_one(image: jax.Array, key: jax.Array) -> jax.Array:
+        dy, dx = jax.random.randint(key, (2,), 0, 2 * max_shift + 1)
+        return jax.lax.dynamic_slice(image, (dy, dx), (size, size))
+
+    return jax.vmap(shift_one)(padded, keys)

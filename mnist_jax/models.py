@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mnist_jax import layers
+from mnist_jax import layers, pca
 from mnist_jax.errors import ConfigError
 
 NUM_CLASSES = 10
@@ -118,6 +118,26 @@ class LeNet5(nn.Module):
         return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x).astype(jnp.float32)
 
 
+class Projected(nn.Module):
+    """A network on flat vectors behind a fixed input projection (PCA fitted on the train split).
+
+    The projection is a constant of the compiled program, not a parameter: it is neither trained
+    nor counted, and the data stays uint8 images on the device.
+    """
+
+    inner: nn.Module
+    projection: pca.Projection
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        return self.inner(pca.project(x, self.projection), train=train)
+
+
+def project_inputs(model: nn.Module, projection: pca.Projection | None) -> nn.Module:
+    """`model` fed the PCA scores of its input when the dataset carries a projection."""
+    return model if projection is None else Projected(model, projection)
+
+
 def _mlp(config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
     c = config.mlp
     return MLP(tuple(c.hidden_sizes), c.activation, c.dropout, dtype)
@@ -154,6 +174,12 @@ MODELS: dict[str, Callable[[ml_collections.ConfigDict, Any], nn.Module]] = {
 def create_model(config: ml_collections.ConfigDict) -> nn.Module:
     """The module named by `config.model`, built from its config section; checks every choice."""
     build = _choice("model", config.model, MODELS)
+    pca_components = config.data.get("pca_components", 0) if "data" in config else 0
+    if pca_components and config.model != "mlp":
+        raise ConfigError(
+            f"data.pca_components={pca_components} needs model='mlp' (PCA scores are flat "
+            f"vectors, not images); {config.model!r} needs data.pca_components=0"
+        )
     model = build(config, _choice("dtype", config.dtype, DTYPES))
     choices = {
         "activation": ACTIVATIONS,

@@ -57,13 +57,14 @@ def make_train_chunk(
     num_train: int,
     num_steps: int,
     label_smoothing: float = 0.0,
+    augment_shift: int = 0,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """`num_steps` optimizer steps as one `lax.scan`, starting at step `start` of the epoch.
 
     The epoch's permutation of the training set comes from `epoch_key` alone; step i takes
     examples [i*B, (i+1)*B) of it and this device the slice at `shard * local_batch`. Dropout keys
     are folded from the global position of each example, so masks do not depend on the device
-    count either.
+    count either; so are the random translations of `augment_shift` (0 = none).
     """
     local = layout.local_batch
 
@@ -74,9 +75,11 @@ def make_train_chunk(
 
         def step(state, i):
             idx = lax.dynamic_slice_in_dim(perm, i * layout.global_batch + shard_offset, local)
-            x, y = input_pipeline.normalize(images[idx]), labels[idx]
             step_key = jax.random.fold_in(dropout_key, state.step)
             keys = jax.vmap(jax.random.fold_in, (None, 0))(step_key, positions)
+            shift_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, 1)
+            x = input_pipeline.random_shift(images[idx], shift_keys, augment_shift)
+            x, y = input_pipeline.normalize(x), labels[idx]
 
             def loss_fn(params):
                 def apply_one(xi, key):

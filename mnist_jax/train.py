@@ -103,6 +103,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     par = Parallel(config.parallel.mode)
     model = models.create_model(config)
     data = input_pipeline.load_dataset(config.data)
+    model = models.project_inputs(model, data.projection)  # identity unless data.pca_components
     steps_per_epoch = _validate(config, par, len(data.train))
     schedule = optim.create_schedule(config, steps_per_epoch)
     tx = optim.create_optimizer(config, schedule)
@@ -142,8 +143,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for _, n in chunks:
         if n not in programs:
             fn = steps.make_train_chunk(
-                model, tx, layout, len(data.train), n, config.label_smoothing
-            )
+                model, tx, layout, len(data.train), n, config.label_smoothing,
+                config.data.augment_shift,
+            )  # fmt: skip
             args = (state_dev, *train_data, shuffle_key, dropout_key, np.int32(0))
             programs[n], seconds = par.compile(fn, args, replicated_args=3, donate_state=True)
             compile_seconds += seconds

@@ -1,0 +1,341 @@
+"""Tests of studies (mnist_jax.study), the sweep binary (mnist_jax.sweep) and its aggregation.
+
+The real sweep trains tiny MLPs (2% of the data, 1 epoch) on the real MNIST files; it is marked
+slow (~30 s on a 2-core CPU). Everything else runs no training.
+"""
+
+import csv
+import json
+import os
+import re
+import statistics
+import textwrap
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from conftest import ROOT, run_module
+
+from mnist_jax import input_pipeline, models, pca, sweep, train
+from mnist_jax import study as study_lib
+from mnist_jax.errors import ConfigError
+
+MLP = str(ROOT / "configs" / "mlp.py")
+CNN = str(ROOT / "configs" / "cnn.py")
+ALL_STUDIES = sorted((ROOT / "experiments").glob("*.py"))
+
+
+def write_study(tmp_path: Path, body: str, name: str = "s.py") -> str:
+    path = tmp_path / name
+    header = "from mnist_jax.study import Derived, Study, Zip, alias, check_variant\n\n"
+    path.write_text(header + textwrap.dedent(body))
+    return str(path)
+
+
+# --- Study parsing and validation -------------------------------------------------------------
+
+
+def test_product_zip_bases_and_seeds(tmp_path):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            return Study(
+                bases={{"mlp": {MLP!r}, "cnn": {CNN!r}}},
+                axes=[
+                    {{"optimizer.name": ["sgd", "adam"], "num_epochs": [1, 2]}},
+                    Zip({{"optimizer.learning_rate": [0.1, 0.01], "batch_size": [64, 32]}}),
+                ],
+                seeds=[0, 3],
+                overrides={{"data.train_fraction": 0.5}},
+            )
+        """,
+    )
+    study = study_lib.load(spec)
+    assert study.name == "s"
+    trials = study_lib.expand(study)
+    assert len(trials) == 2 * (2 * 2) * 2 * 2  # bases x product x zip x seeds
+    first = trials[0]
+    assert first.name == (
+        "base=mlp,optimizer.name=sgd,num_epochs=1,optimizer.learning_rate=0.1,batch_size=64,seed=0"
+    )
+    assert first.setting == first.name.removesuffix(",seed=0")
+    assert first.config.model == "mlp" and first.config.data.train_fraction == 0.5
+    assert first.config.optimizer.learning_rate == 0.1 and first.config.batch_size == 64
+    zipped = {(t.config.optimizer.learning_rate, t.config.batch_size) for t in trials}
+    assert zipped == {(0.1, 64), (0.01, 32)}  # zipped, not crossed
+    assert {t.seed for t in trials} == {0, 3} and all(t.config.seed == t.seed for t in trials)
+    assert trials[-1].config.model == "cnn"
+    assert len({t.name for t in trials}) == len(trials)
+    # One figure per independent axis; a zipped group gets one, for its first key.
+    assert study_lib.plot_axes(study) == {
+        "optimizer.name": ["num_epochs", "optimizer.learning_rate", "batch_size"],
+        "num_epochs": ["optimizer.name", "optimizer.learning_rate", "batch_size"],
+        "optimizer.learning_rate": ["optimizer.name", "num_epochs"],
+    }
+
+
+def test_derived_axes_and_variants(tmp_path):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            check_variant(variant, ("", "small"))
+            return Study(
+                bases={{"mlp": {MLP!r}, "cnn": {CNN!r}}},
+                axes=[{{"width": [8, 16], "depth": [1, 3] if variant == "" else [1]}}],
+                derived=[Derived("mlp.hidden_sizes", ("width", "depth"), lambda w, d: (w,) * d),
+                         *alias("depth", "cnn.convs_per_block")],
+            )
+        """,
+    )
+    trials = study_lib.expand(study_lib.load(spec))
+    assert trials[1].config.mlp.hidden_sizes == (8, 8, 8)
+    assert trials[1].name == "base=mlp,width=8,depth=3,seed=0"
+    small = study_lib.load(spec + ":small")
+    assert small.name == "s_small" and len(study_lib.expand(small)) == 4
+    with pytest.raises(ConfigError, match="unknown study variant 'big'"):
+        study_lib.load(spec + ":big")
+
+
+def test_long_names_are_shortened_stably(tmp_path):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            return Study(bases={{"mlp": {MLP!r}}},
+                         axes=[{{"mlp.hidden_sizes": [(1000,) * 40, (1000,) * 41]}}])
+        """,
+    )
+    a = study_lib.expand(study_lib.load(spec))
+    b = study_lib.expand(study_lib.load(spec))
+    assert [t.name for t in a] == [t.name for t in b]
+    assert all(len(t.name) <= study_lib.MAX_NAME for t in a) and a[0].name != a[1].name
+
+
+@pytest.mark.parametrize(
+    "axes, overrides, message",
+    [
+        (
+            '[{"optimizer.lerning_rate": [0.1]}]',
+            "{}",
+            "unknown config key 'optimizer.lerning_rate'",
+        ),
+        ('[{"num_epochs": [1]}]', '{"mlp.widths": 3}', "unknown config key 'mlp.widths'"),
+        ('[{"mlp": [1]}]', "{}", "unknown config key 'mlp'"),  # a section, not a value
+        ('[{"num_epochs": [1, 2], "mlp.dropout": []}]', "{}", "axis 'mlp.dropout' is empty"),
+        ('[{"seed": [1, 2]}]', "{}", "'seed' is set by the study's seeds"),
+        ('[{"num_epochs": [0.5]}]', "{}", "num_epochs=0.5 does not fit the config"),
+        ('[Zip({"num_epochs": [1, 2], "batch_size": [8]})]', "{}", "different lengths"),
+        ('[{"data.pca_components": [10]}]', '{"model": "cnn"}', "needs model='mlp'"),
+        ('[{"model": ["mlp", "resnet"]}]', "{}", "unknown model 'resnet'"),
+    ],
+)
+def test_bad_studies_are_rejected_before_anything_runs(
+    tmp_path, monkeypatch, axes, overrides, message
+):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            return Study(bases={{"mlp": {MLP!r}}}, axes={axes}, overrides={overrides})
+        """,
+    )
+    monkeypatch.setattr(train, "train_and_evaluate", _must_not_train)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        sweep.run_study(spec, str(out))
+    assert not out.exists()
+
+
+def test_cli_reports_a_bad_key_in_one_line(tmp_path):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            return Study(bases={{"mlp": {MLP!r}}}, axes=[{{"data.trian_fraction": [0.1]}}])
+        """,
+    )
+    result = run_module("mnist_jax.sweep", f"--study={spec}", f"--output_dir={tmp_path / 'o'}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "'data.trian_fraction'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("path", ALL_STUDIES, ids=lambda p: p.stem)
+def test_shipped_studies_expand(path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    full = study_lib.expand(study_lib.load(str(path)))
+    reduced = study_lib.expand(study_lib.load(f"{path}:reduced"))
+    assert study_lib.load(str(path)).description  # every study states its question
+    assert len(full) >= len(reduced) > 0
+
+
+def test_dry_run_lists_trials_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            return Study(bases={{"mlp": {MLP!r}}}, axes=[{{"num_epochs": [1, 2, 3]}}], seeds=[0, 1])
+        """,
+    )
+    monkeypatch.setattr(train, "train_and_evaluate", _must_not_train)
+    (tmp_path / "out" / "trials" / "num_epochs=2,seed=1").mkdir(parents=True)
+    (tmp_path / "out" / "trials" / "num_epochs=2,seed=1" / "summary.json").write_text("{}")
+    statuses = sweep.run_study(spec, str(tmp_path / "out"), dry_run=True)
+    printed = capsys.readouterr().out
+    assert len(statuses) == 6 and "6 trials, 1 done" in printed
+    assert "   4/6  done     num_epochs=2,seed=1" in printed
+    assert "   1/6  pending  num_epochs=1,seed=0" in printed
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["trials"]
+
+
+def _must_not_train(config, workdir):
+    raise AssertionError(f"trained {workdir}")
+
+
+# --- A real sweep: aggregation and resumption ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_real_sweep_aggregates_and_resumes(tmp_path, mnist_dir, monkeypatch):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            return Study(
+                bases={{"mlp": {MLP!r}}},
+                axes=[{{"mlp.hidden_sizes": [(32,), (64,)]}}],
+                seeds=[0, 1],
+                overrides={{"num_epochs": 1, "data.train_fraction": 0.02, "batch_size": 64,
+                            "mlp.dropout": 0.0, "log_every_seconds": 1000.0}},
+            )
+        """,
+    )
+    out = tmp_path / "out"
+    paths = sweep.run_study(spec, str(out))
+    for key in ("csv", "json", "report"):
+        assert paths[key].exists()
+    assert (out / "figures" / "test_accuracy_vs_mlp.hidden_sizes.png").stat().st_size > 1000
+
+    # Every aggregate row agrees with the summary.json files of its trials.
+    results = json.loads((out / "results.json").read_text())
+    with open(out / "results.csv") as f:
+        csv_rows = list(csv.DictReader(f))
+    assert len(results["rows"]) == len(csv_rows) == 2 and not results["missing_trials"]
+    for row, csv_row in zip(results["rows"], csv_rows, strict=True):
+        assert row["n_seeds"] == 2 and row["seeds"] == [0, 1]
+        summaries = [
+            json.loads((out / "trials" / name / "summary.json").read_text())
+            for name in row["trials"]
+        ]
+        assert [s["seed"] for s in summaries] == [0, 1]
+        for metric in ("test_accuracy", "best_val_accuracy", "train_seconds", "num_params"):
+            values = [s[metric] for s in summaries]
+            assert row[f"{metric}_mean"] == pytest.approx(statistics.fmean(values))
+            assert row[f"{metric}_std"] == pytest.approx(statistics.stdev(values))
+            assert float(csv_row[f"{metric}_mean"]) == pytest.approx(statistics.fmean(values))
+    assert results["rows"][0]["num_params_mean"] == 784 * 32 + 32 + 32 * 10 + 10
+    assert "| mlp | 32 | 2 |" in (out / "report.md").read_text()
+
+    # Finished trials are skipped; an interrupted one (no summary.json yet) resumes from its
+    # checkpoint instead of training again.
+    interrupted = out / "trials" / results["rows"][1]["trials"][0]
+    before = json.loads((interrupted / "summary.json").read_text())
+    (interrupted / "summary.json").unlink()
+    calls = []
+    real_train = train.train_and_evaluate
+    monkeypatch.setattr(
+        train, "train_and_evaluate", lambda c, w: calls.append(w) or real_train(c, w)
+    )
+    sweep.run_study(spec, str(out))
+    assert calls == [str(interrupted)]
+    after = json.loads((interrupted / "summary.json").read_text())
+    assert after["test_accuracy"] == before["test_accuracy"]
+    assert after["train_seconds"] == before["train_seconds"]  # restored, not retrained
+    assert len((interrupted / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+# --- PCA inputs -----------------------------------------------------------------------------------
+
+
+def test_pca_fit_recovers_principal_axes():
+    rng = np.random.default_rng(0)
+    # Images whose variation lies mostly along two pixel directions.
+    base = rng.integers(100, 150, size=(1, 28, 28))
+    a, b = np.zeros((28, 28)), np.zeros((28, 28))
+    a[5, 5], b[10, 10] = 1, 1
+    coef = rng.normal(size=(500, 2)) * [40, 15]
+    images = np.clip(base + coef[:, :1, None] * a + coef[:, 1:, None] * b, 0, 255).astype(np.uint8)
+    proj = pca.fit(images, 3)
+    assert proj.components.shape == (784, 3) and proj.mean.shape == (784,)
+    np.testing.assert_allclose(proj.components.T @ proj.components, np.eye(3), atol=1e-5)
+    assert abs(proj.components[5 * 28 + 5, 0]) == pytest.approx(1, abs=1e-3)
+    assert abs(proj.components[10 * 28 + 10, 1]) == pytest.approx(1, abs=1e-3)
+    assert proj.explained_variance_ratio[0] > proj.explained_variance_ratio[1] > 0
+    scores = pca.project(input_pipeline.normalize(images[:7]), proj)
+    assert scores.shape == (7, 3) and scores.dtype == np.float32
+    assert pca.fit(images, 3).components.tobytes() == proj.components.tobytes()  # deterministic
+    for bad in (-1, 785, 2.5):
+        with pytest.raises(ConfigError, match=r"data\.pca_components"):
+            pca.check_components(bad)
+    config = ml_collections.ConfigDict(
+        {"source": "idx", "dir": "/nonexistent", "validation_fraction": 0.1, "split_seed": 0}
+    )
+    config.pca_components = 900
+    with pytest.raises(ConfigError, match="pca_components=900"):  # before any loading
+        input_pipeline.load_dataset(config)
+
+
+def test_pca_is_fitted_on_the_training_split_only(mnist_dir):
+    config = ml_collections.ConfigDict(
+        {
+            "source": "idx",
+            "dir": "",
+            "validation_fraction": 0.1,
+            "split_seed": 0,
+            "train_fraction": 0.05,
+            "pca_components": 16,
+        }
+    )
+    data = input_pipeline.load_dataset(config)
+    proj = data.projection
+    assert proj.components.shape == (784, 16)
+
+    def pixel_mean(images):
+        return np.asarray(input_pipeline.normalize(images)).reshape(len(images), -1).mean(0)
+
+    np.testing.assert_allclose(proj.mean, pixel_mean(data.train.images), atol=1e-4)
+    # Neither the validation nor the test images (nor the unused 95% of the training split) count.
+    both = np.concatenate([data.train.images, data.validation.images])
+    assert np.abs(proj.mean - pixel_mean(both)).max() > 1e-3
+    assert np.abs(proj.mean - pixel_mean(data.test.images)).max() > 1e-3
+    config.pca_components = 0
+    assert input_pipeline.load_dataset(config).projection is None
+
+
+def test_mlp_on_pca_inputs():
+    config = study_lib.load_config(MLP)
+    config.data.pca_components = 12
+    config.mlp.hidden_sizes = (32,)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(64, 28, 28), dtype=np.uint8)
+    model = models.project_inputs(models.create_model(config), pca.fit(images, 12))
+    params = models.init_params(model, jax.random.key(0))
+    assert params["inner"]["Dense_0"]["kernel"].shape == (12, 32)
+    assert models.count_params(params) == 12 * 32 + 32 + 32 * 10 + 10  # the projection is fixed
+    logits = model.apply({"params": params}, input_pipeline.normalize(images[:5]))
+    assert logits.shape == (5, 10)
+    for name in ("cnn", "lenet5"):
+        config.model = name
+        with pytest.raises(ConfigError, match=f"data.pca_components=12 needs model='mlp'.*{name}"):
+            models.create_model(config)
+
+
+def test_launch_sh_has_a_sweep_command():
+    text = (ROOT / "launch.sh").read_text()
+    assert "sweep)" in text and "./launch.sh sweep STUDY OUTDIR" in text
+    assert os.access(ROOT / "launch.sh", os.X_OK)
