@@ -134,20 +134,25 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-_test_splits: dict[tuple[str, str], input_pipeline.Split] = {}
+_datasets: dict[tuple[str, ...], input_pipeline.Dataset] = {}
 
 
-def _test_split(config: ml_collections.ConfigDict, data_dir: str) -> input_pipeline.Split:
-    source, run_dir = config.data.source, config.data.dir
+def _dataset(config: ml_collections.ConfigDict, data_dir: str) -> input_pipeline.Dataset:
+    """The run's data (test split, and the PCA projection it trained with), loaded once."""
+    run_dir = config.data.dir
     if not data_dir and run_dir and not Path(run_dir).is_dir():
         logging.warning("config.data.dir=%s does not exist here; using MNIST_DIR/cache", run_dir)
         run_dir = ""
-    key = (source, data_dir or run_dir)
-    if key not in _test_splits:
-        data = ml_collections.ConfigDict(config.data.to_dict())
-        data.dir = key[1]
-        _test_splits[key] = input_pipeline.load_dataset(data).test
-    return _test_splits[key]
+    data = ml_collections.ConfigDict(config.data.to_dict())
+    data.dir = data_dir or run_dir
+    key = tuple(sorted((k, str(v)) for k, v in data.items()))
+    if key not in _datasets:
+        _datasets[key] = input_pipeline.load_dataset(data)
+    return _datasets[key]
+
+
+def _model(config: ml_collections.ConfigDict, dataset: input_pipeline.Dataset) -> Any:
+    return models.project_inputs(models.create_model(config), dataset.projection)
 
 
 def _training(run: Run) -> dict[str, Any]:
@@ -185,7 +190,7 @@ def _benchmark_model(
     config = ml_collections.ConfigDict(run.config_dict)
     if options.benchmark_conv_impl:
         config.layers.conv_impl = options.benchmark_conv_impl
-    model = models.create_model(config)
+    model = _model(config, _dataset(config, options.data_dir))
     x = input_pipeline.normalize(images)
     got = np.asarray(jax.jit(lambda p: model.apply({"params": p}, x))(params))
     if not np.allclose(got, logits, rtol=1e-3, atol=1e-3):
@@ -195,9 +200,10 @@ def _benchmark_model(
 
 def evaluate_run(run: Run, options: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     """Everything measured on one run: (JSON record, arrays kept for grouping and plots)."""
-    model = models.create_model(run.config)
+    dataset = _dataset(run.config, options.data_dir)
+    model = _model(run.config, dataset)
     params = restore_params(run, model)
-    test = _test_split(run.config, options.data_dir)
+    test = dataset.test
     par = Parallel(run.config.parallel.mode)
     evaluator = SplitEvaluator(par, model, test, options.eval_batch_size)
     device_metrics, device_logits = evaluator(par.replicate(params))

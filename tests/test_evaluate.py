@@ -255,3 +255,13 @@ def test_launch_compare_quick_end_to_end_and_rerun(mnist_dir, tmp_path):
     result = _launch("compare", str(out), "--quick")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("already holds a finished run") == 2
+
+
+def test_pca_run_is_evaluated_through_its_projection(mnist_dir, tmp_path):
+    """A PCA-input MLP is rebuilt with the projection fitted on its training split."""
+    config = tiny_config("mlp", **{"data.pca_components": 20})
+    summary = train.train_and_evaluate(config, str(tmp_path / "pca"))
+    result = evaluate.evaluate([str(tmp_path / "pca")], str(tmp_path / "out"), FAST)
+    (record,) = result["models"].values()
+    assert record["test_count"] == 10_000
+    assert record["accuracy"]["mean"] == summary["test_accuracy"]
