@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnist_jax import benchmark, metrics, models, rundir
+from mnist_jax import inference, metrics, models, rundir
 
 # Config keys that do not make two runs different models (they are seeds of the same model).
 _NOT_MODEL_KEYS = rundir.RESUMABLE_KEYS | {"seed"}
@@ -69,7 +69,7 @@ def summarize_model(name: str, records: list[dict], arrays: list[dict], ece_bins
         "test_count": min(test_counts),
         "num_params": num_params,
         "params_bytes": int(sum(x.nbytes for x in jax.tree.leaves(first["params"]))),
-        "flops_per_example": benchmark.flops_per_example(first["model"], first["params"]),
+        "flops_per_example": inference.flops_per_example(first["model"], first["params"]),
         **{k: metrics.mean_std([r[k] for r in records]) for k in STATS},
         "confusion_matrix": cm.astype(int).tolist(),
         "per_class": metrics.per_class_report(cm),

@@ -29,8 +29,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from mnist_jax import (
-    benchmark,
     checkpoint,
+    inference,
     input_pipeline,
     metrics,
     models,
@@ -225,14 +225,14 @@ def evaluate_run(run: Run, options: Options) -> tuple[dict[str, Any], dict[str, 
             "%s: recomputed accuracy %.4f, summary.json says %.4f", run.workdir, acc, summary_acc
         )
     bench_model = _benchmark_model(run, options, params, test.images[:64], logits[:64])
-    speed = benchmark.throughput(
+    speed = inference.throughput(
         bench_model,
         params,
         test.images,
         options.throughput_batch_size,
         options.throughput_min_seconds,
     )
-    wait = benchmark.latency(bench_model, params, test.images, options.latency_calls)
+    wait = inference.latency(bench_model, params, test.images, options.latency_calls)
     record = {
         "workdir": str(run.workdir),
         "seed": run.config.seed,
