@@ -5,6 +5,7 @@
 #   ./launch.sh train CONFIG WORKDIR [--config.key=value ...]
 #                                             train one model (python -m mnist_jax.main)
 #   ./launch.sh setup                         only create .venv and install
+#   ./launch.sh benchmark [flags]             speed benchmark (python -m mnist_jax.benchmark)
 #   ./launch.sh local CONFIG WORKDIR          train in one process on every local device
 #   ./launch.sh multiprocess N CONFIG WORKDIR train in N processes on this machine (CPU devices,
 #                                             JAX CPU collectives): the multi-host path, locally
@@ -297,6 +298,10 @@ case $cmd in
       "${copy[@]}" && "${scp[@]}"
     fi
     exec "${ssh[@]}"
+    ;;
+  benchmark)
+    setup
+    exec "$PY" -m mnist_jax.benchmark "$@"
     ;;
   help | -h | --help) usage ;;
   *)
