@@ -1,8 +1,8 @@
 """Speed benchmark: training throughput, compile time, time to accuracy, FLOP/s and inference.
 
-  python -m mnist_jax.benchmark                       # everything (tens of minutes on 2 cores)
+  python -m mnist_jax.benchmark                # everything (~5 minutes on a quiet 2-core CPU)
   python -m mnist_jax.benchmark --seeds=5 --output_dir=benchmarks/latest
-  python -m mnist_jax.benchmark --tiny                # a smoke test in seconds (what the tests run)
+  python -m mnist_jax.benchmark --tiny                # a smoke test, ~30 s (what the tests run)
 
 Writes <output_dir>/benchmark.json (every number) and <output_dir>/benchmark.md (the tables).
 
