@@ -13,6 +13,7 @@
 #   ./launch.sh sweep STUDY OUTDIR [--dry_run] run an experiments/ study, resumably, and aggregate
 #                                             it (python -m mnist_jax.sweep; experiments/README.md)
 #   ./launch.sh setup                         only create .venv and install
+#   ./launch.sh benchmark [flags]             speed benchmark (python -m mnist_jax.benchmark)
 #   ./launch.sh local CONFIG WORKDIR          train in one process on every local device
 #   ./launch.sh multiprocess N CONFIG WORKDIR train in N processes on this machine (CPU devices,
 #                                             JAX CPU collectives): the multi-host path, locally
@@ -340,6 +341,10 @@ case $cmd in
     study=$1 outdir=$2
     shift 2
     exec "$PY" -m mnist_jax.sweep --study="$study" --output_dir="$outdir" "$@"
+    ;;
+  benchmark)
+    setup
+    exec "$PY" -m mnist_jax.benchmark "$@"
     ;;
   help | -h | --help) usage ;;
   *)

@@ -88,3 +88,18 @@ def pool2x2(x: jax.Array, kind: str, impl: str = "reshape") -> jax.Array:
     n, h, w, c = x.shape
     x = x[:, : h // 2 * 2, : w // 2 * 2, :].reshape(n, h // 2, 2, w // 2, 2, c)
     return x.max(axis=(2, 4)) if kind == "max" else x.mean(axis=(2, 4))
+
+
+def space_to_depth(x: jax.Array, block: int) -> jax.Array:
+    """(N, H, W, C) -> (N, H/b, W/b, b*b*C): each b x b patch becomes one pixel of b*b*C channels.
+
+    Equivalent to a b x b stride-b convolution's input patches, so a network can start at a lower
+    resolution (a "patchify" stem) without discarding any pixel. Channel order: (row, col, c).
+    """
+    if block == 1:
+        return x
+    n, h, w, c = x.shape
+    if h % block or w % block:
+        raise ValueError(f"space_to_depth block {block} must divide the image size {h}x{w}")
+    x = x.reshape(n, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // block, w // block, block * block * c)

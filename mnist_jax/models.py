@@ -66,6 +66,7 @@ class CNN(nn.Module):
     dropout: float = 0.0
     conv_impl: str = "xla"
     pool_impl: str = "reshape"
+    stem_patch: int = 1
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -76,7 +77,7 @@ class CNN(nn.Module):
                 f"{tuple(self.kernel_sizes)} must have the same length (one per conv block)"
             )
         act = _choice("activation", self.activation, ACTIVATIONS)
-        x = x.astype(self.dtype)
+        x = layers.space_to_depth(x.astype(self.dtype), self.stem_patch)
         for features, size in zip(self.channels, self.kernel_sizes, strict=True):
             for _ in range(self.convs_per_block):
                 x = layers.Conv(features, size, "SAME", impl=self.conv_impl, dtype=self.dtype)(x)
@@ -145,6 +146,8 @@ def _mlp(config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
 
 def _cnn(config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
     c = config.cnn
+    if c.stem_patch < 1 or 28 % c.stem_patch:
+        raise ConfigError(f"cnn.stem_patch must divide 28 (1, 2, 4, 7, ...), got {c.stem_patch}")
     return CNN(
         channels=tuple(c.channels),
         kernel_sizes=tuple(c.kernel_sizes),
@@ -155,6 +158,7 @@ def _cnn(config: ml_collections.ConfigDict, dtype: Any) -> nn.Module:
         dropout=c.dropout,
         conv_impl=config.layers.conv_impl,
         pool_impl=config.layers.pool_impl,
+        stem_patch=c.stem_patch,
         dtype=dtype,
     )
 

@@ -51,3 +51,19 @@ def test_reshape_pool_matches_reduce_window(kind, shape):
 def test_unknown_pool_is_rejected():
     with pytest.raises(ValueError, match="unknown pool 'median'"):
         layers.pool2x2(jnp.zeros((1, 4, 4, 1)), "median")
+
+
+@pytest.mark.parametrize(("block", "cin"), [(2, 1), (2, 3), (4, 2)])
+def test_space_to_depth_then_dense_is_a_strided_patch_conv(block, cin):
+    # A b x b stride-b convolution is a per-pixel matrix product after space_to_depth, with the
+    # kernel's (row, col, channel) axes flattened in that order.
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, cin))
+    kernel = jax.random.normal(jax.random.key(1), (block, block, cin, 5))
+    reference = jax.lax.conv_general_dilated(
+        x, kernel, (block, block), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    ours = layers.space_to_depth(x, block) @ kernel.reshape(-1, 5)
+    np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-5)
+    assert layers.space_to_depth(x, 1) is x
+    with pytest.raises(ValueError, match="must divide"):
+        layers.space_to_depth(jnp.zeros((1, 7, 7, 1)), 2)

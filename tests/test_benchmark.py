@@ -1,0 +1,47 @@
+"""The benchmark binary runs end to end on a tiny setting and writes its JSON and markdown.
+
+The speed targets themselves are judged by `python -m mnist_jax.benchmark` (benchmarks/
+RESULTS.md), not by timed tests: timings on a shared CPU are not reproducible enough to assert.
+"""
+
+import json
+
+from mnist_jax import benchmark, models
+from tests.conftest import run_module
+
+
+def test_tiny_benchmark_writes_every_section(tmp_path, mnist_dir):
+    out = tmp_path / "bench"
+    result = run_module(
+        "mnist_jax.benchmark",
+        "--tiny",
+        f"--output_dir={out}",
+        "--throughput_configs=configs/cnn.py",
+        "--batch_sizes=32",
+        "--naive_batch_sizes=32",
+        "--speedrun_configs=configs/speedrun_mlp.py",
+        "--seeds=2",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "benchmark.json").read_text())
+    forms = {(r["config"], r["form"]) for r in report["throughput"]}
+    assert forms == {("configs/cnn.py", "default"), ("configs/cnn.py", "naive")}
+    for r in report["throughput"]:
+        assert r["images_per_second"] > 0 and r["compile_seconds"] > 0
+        assert r["flops_per_image"] > 0 and 0 < r["fraction_of_matmul"] < 10
+    assert report["cnn_speedup"] > 0
+    (speedrun,) = report["time_to_accuracy"]
+    assert [r["seed"] for r in speedrun["runs"]] == [0, 1]
+    assert all(0.1 < r["test_accuracy"] <= 1 and r["train_seconds"] > 0 for r in speedrun["runs"])
+    assert {r["config"] for r in report["inference"]} == {"configs/cnn.py"}
+    assert report["machine"]["cpu_model"] and report["machine"]["versions"]["jax"]
+    text = (out / "benchmark.md").read_text()
+    assert "Training throughput" in text and "Time to accuracy" in text
+
+
+def test_speedrun_configs_have_targets_and_build():
+    for name in benchmark.TARGETS:
+        config = benchmark.load_config(f"configs/{name}")
+        assert config.data.validation_fraction == 0.0  # all 60,000 training images
+        models.create_model(config)
