@@ -43,34 +43,39 @@ from mnist_jax import input_pipeline, models, optim, platform, rundir, steps, tr
 from mnist_jax.evaluator import SplitEvaluator
 from mnist_jax.parallel import Parallel
 
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "benchmarks/latest", "Where the JSON/markdown go.")
-_THROUGHPUT_CONFIGS = flags.DEFINE_list(
-    "throughput_configs",
-    ["configs/mlp.py", "configs/cnn.py", "configs/lenet.py"],
-    "Configs whose training throughput, compile time and inference speed are measured.",
-)
-_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["128", "256", "1024"], "Throughput batches.")
-_NAIVE = flags.DEFINE_bool(
-    "naive", True, "Also time conv models with conv_impl=xla, pool_impl=reduce_window (before)."
-)
-_NAIVE_BATCH_SIZES = flags.DEFINE_list(
-    "naive_batch_sizes", ["128"], "Batch sizes of the naive variants (they are very slow)."
-)
-_IMAGES = flags.DEFINE_integer("images_per_timing", 8192, "Images per timed chunk.")
-_NAIVE_IMAGES = flags.DEFINE_integer("naive_images_per_timing", 512, "Same, naive variants.")
-_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds; medians are reported.")
-_SPEEDRUN_CONFIGS = flags.DEFINE_list(
-    "speedrun_configs",
-    ["configs/speedrun.py", "configs/speedrun_mlp.py"],
-    "Configs timed to accuracy (whole training runs); empty to skip.",
-)
-_SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds 0..N-1 of each speedrun config.")
-_MATMUL = flags.DEFINE_integer("matmul_size", 2048, "n of the n x n x n calibration matmul.")
-_TINY = flags.DEFINE_bool(
-    "tiny",
-    False,
-    "Smoke test: 2% of the data, one epoch, batch 32, tiny timings, 2 seeds; targets not judged.",
-)
+# Flags exist only when this module runs as the program, so that tests and the other
+# binaries can import it as a library without defining (or requiring) its flags.
+if __name__ == "__main__":
+    _OUTPUT_DIR = flags.DEFINE_string(
+        "output_dir", "benchmarks/latest", "Where the JSON/markdown go."
+    )
+    _THROUGHPUT_CONFIGS = flags.DEFINE_list(
+        "throughput_configs",
+        ["configs/mlp.py", "configs/cnn.py", "configs/lenet.py"],
+        "Configs whose training throughput, compile time and inference speed are measured.",
+    )
+    _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["128", "256", "1024"], "Throughput batches.")
+    _NAIVE = flags.DEFINE_bool(
+        "naive", True, "Also time conv models with conv_impl=xla, pool_impl=reduce_window (before)."
+    )
+    _NAIVE_BATCH_SIZES = flags.DEFINE_list(
+        "naive_batch_sizes", ["128"], "Batch sizes of the naive variants (they are very slow)."
+    )
+    _IMAGES = flags.DEFINE_integer("images_per_timing", 8192, "Images per timed chunk.")
+    _NAIVE_IMAGES = flags.DEFINE_integer("naive_images_per_timing", 512, "Same, naive variants.")
+    _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds; medians are reported.")
+    _SPEEDRUN_CONFIGS = flags.DEFINE_list(
+        "speedrun_configs",
+        ["configs/speedrun.py", "configs/speedrun_mlp.py"],
+        "Configs timed to accuracy (whole training runs); empty to skip.",
+    )
+    _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds 0..N-1 of each speedrun config.")
+    _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "n of the n x n x n calibration matmul.")
+    _TINY = flags.DEFINE_bool(
+        "tiny",
+        False,
+        "Smoke test: 2% of the data, 1 epoch, batch 32, tiny timings, 2 seeds; targets not judged.",
+    )
 
 # What the speedrun configs must reach (issue 6): mean test accuracy over the seeds, median
 # training seconds per run (compilation apart) and the most compile seconds per run.

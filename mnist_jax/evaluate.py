@@ -331,32 +331,35 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     return comparison
 
 
-_WORKDIRS = flags.DEFINE_list(
-    "workdirs", None, "Comma-separated run directories (from python -m mnist_jax.main)."
-)
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Where comparison.json, report.md and the PNG figures are written."
-)
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", "", "MNIST directory; '' = the run's config.data.dir, else $MNIST_DIR/cache."
-)
-_EVAL_BATCH = flags.DEFINE_integer("eval_batch_size", 1000, "Global batch of the test pass.")
-_TP_BATCH = flags.DEFINE_integer(
-    "throughput_batch_size", 4096, "Batch size of the throughput measurement (one device)."
-)
-_LAT_CALLS = flags.DEFINE_integer("latency_calls", 200, "Batch-1 calls timed for the latency.")
-_ECE_BINS = flags.DEFINE_integer("ece_bins", 15, "Equal-width confidence bins for ECE.")
-_MISTAKES = flags.DEFINE_integer(
-    "num_mistakes", 16, "Most confident mistakes listed and shown per model."
-)
-_BENCH_CONV = flags.DEFINE_enum(
-    "benchmark_conv_impl",
-    "xla",
-    ["xla", "im2col", ""],
-    "Convolutions of the model timed for throughput/latency and counted for FLOPs ('' = as in "
-    "the run's config). Test metrics always use the run's config.",
-)
-flags.mark_flags_as_required(["workdirs", "output_dir"])
+# Flags exist only when this module runs as the program, so that tests and the other
+# binaries can import it as a library without defining (or requiring) its flags.
+if __name__ == "__main__":
+    _WORKDIRS = flags.DEFINE_list(
+        "workdirs", None, "Comma-separated run directories (from python -m mnist_jax.main)."
+    )
+    _OUTPUT_DIR = flags.DEFINE_string(
+        "output_dir", None, "Where comparison.json, report.md and the PNG figures are written."
+    )
+    _DATA_DIR = flags.DEFINE_string(
+        "data_dir", "", "MNIST directory; '' = the run's config.data.dir, else $MNIST_DIR/cache."
+    )
+    _EVAL_BATCH = flags.DEFINE_integer("eval_batch_size", 1000, "Global batch of the test pass.")
+    _TP_BATCH = flags.DEFINE_integer(
+        "throughput_batch_size", 4096, "Batch size of the throughput measurement (one device)."
+    )
+    _LAT_CALLS = flags.DEFINE_integer("latency_calls", 200, "Batch-1 calls timed for the latency.")
+    _ECE_BINS = flags.DEFINE_integer("ece_bins", 15, "Equal-width confidence bins for ECE.")
+    _MISTAKES = flags.DEFINE_integer(
+        "num_mistakes", 16, "Most confident mistakes listed and shown per model."
+    )
+    _BENCH_CONV = flags.DEFINE_enum(
+        "benchmark_conv_impl",
+        "xla",
+        ["xla", "im2col", ""],
+        "Convolutions of the model timed for throughput/latency and counted for FLOPs ('' = as in "
+        "the run's config). Test metrics always use the run's config.",
+    )
+    flags.mark_flags_as_required(["workdirs", "output_dir"])
 
 
 def main(argv: list[str]) -> None:

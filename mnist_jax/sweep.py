@@ -21,21 +21,26 @@ from absl import app, flags, logging
 from mnist_jax import platform, rundir, sweep_report, train
 from mnist_jax import study as study_lib
 
-_STUDY = flags.DEFINE_string(
-    "study",
-    None,
-    "Study file, optionally with a variant after a colon: experiments/data_amount.py:reduced.",
-)
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Directory of the study: trials/<name>/ per trial, then the results."
-)
-_DRY_RUN = flags.DEFINE_bool(
-    "dry_run", False, "List the trials (and which are done) without running or writing anything."
-)
-_AGGREGATE_ONLY = flags.DEFINE_bool(
-    "aggregate_only", False, "Run nothing; aggregate whichever trials have finished so far."
-)
-flags.mark_flags_as_required(["study", "output_dir"])
+# Flags exist only when this module runs as the program, so that tests and the other
+# binaries can import it as a library without defining (or requiring) its flags.
+if __name__ == "__main__":
+    _STUDY = flags.DEFINE_string(
+        "study",
+        None,
+        "Study file, optionally with a variant after a colon: experiments/data_amount.py:reduced.",
+    )
+    _OUTPUT_DIR = flags.DEFINE_string(
+        "output_dir", None, "Directory of the study: trials/<name>/ per trial, then the results."
+    )
+    _DRY_RUN = flags.DEFINE_bool(
+        "dry_run",
+        False,
+        "List the trials (and which are done) without running or writing anything.",
+    )
+    _AGGREGATE_ONLY = flags.DEFINE_bool(
+        "aggregate_only", False, "Run nothing; aggregate whichever trials have finished so far."
+    )
+    flags.mark_flags_as_required(["study", "output_dir"])
 
 
 def trial_status(workdir: Path) -> str:
