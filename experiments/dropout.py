@@ -8,6 +8,8 @@ Variants:
   3 seeds, all the data. Hours on a 2-core CPU.
 - 'reduced': rates 0, 0.25, 0.5; 10% of the training data, 2 epochs, 2 seeds, im2col convolutions
   (same math, faster on CPU); minutes on a 2-core CPU.
+Result (reduced, experiments/README.md): in 2 short epochs both models underfit and dropout only
+costs accuracy (MLP -1 point at 0.25, -4 at 0.5; CNN level at 0.25, -1.4 at 0.5).
 """
 
 from mnist_jax.study import Study, alias, check_variant
