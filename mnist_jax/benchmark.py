@@ -23,7 +23,6 @@ Sections:
   inference       test-set images/s of the evaluation program and batch-1 latency.
 """
 
-import importlib.util
 import json
 import os
 import statistics
@@ -42,6 +41,7 @@ from absl import app, flags, logging
 from mnist_jax import input_pipeline, models, optim, platform, rundir, steps, train
 from mnist_jax.evaluator import SplitEvaluator
 from mnist_jax.parallel import Parallel
+from mnist_jax.study import load_config
 
 # Flags exist only when this module runs as the program, so that tests and the other
 # binaries can import it as a library without defining (or requiring) its flags.
@@ -84,15 +84,6 @@ TARGETS = {
     "speedrun_mlp.py": {"mean_accuracy": 0.980, "median_train_seconds": 1.0},
 }
 CNN_SPEEDUP_TARGET = 1.5  # default CNN im2col vs naive formulation, images/s at batch 128
-
-
-def load_config(path: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
-    if spec is None or not os.path.exists(path):
-        raise FileNotFoundError(f"no config file {path!r}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -329,14 +320,7 @@ def inference(par: Parallel, datasets: dict) -> list[dict]:
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if "model name" in ln]
-        cpu = names[0] if names else cpu
     return rundir.provenance() | {
-        "cpu_model": cpu,
-        "cpu_count": os.cpu_count(),
         "loadavg_start": os.getloadavg(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }

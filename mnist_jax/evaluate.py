@@ -274,17 +274,6 @@ def evaluate_run(run: Run, options: Options) -> tuple[dict[str, Any], dict[str, 
     return record, arrays
 
 
-def _cpu_model() -> str | None:
-    """The CPU's marketing name on Linux (throughput and latency depend on it), else None."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def evaluate(workdirs: list[str], output_dir: str, options: Options | None = None) -> dict:
     """The whole binary as a function: evaluates, compares, writes the outputs; returns the JSON."""
     options = options or Options()
@@ -311,7 +300,7 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         comparison_lib.compare_models(models_out[x], models_out[y], correct)
         for x, y in itertools.combinations(models_out, 2)
     ]
-    environment = rundir.provenance() | {"cpu_count": os.cpu_count(), "cpu_model": _cpu_model()}
+    environment = rundir.provenance()
     comparison = {
         "schema_version": SCHEMA_VERSION,
         "environment": environment,

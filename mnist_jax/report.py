@@ -119,7 +119,7 @@ def per_class_table(comparison: dict[str, Any]) -> list[str]:
 
 def markdown(comparison: dict[str, Any]) -> str:
     env = comparison["environment"]
-    machine = env.get("cpu_model") or env["processor"]
+    machine = env["cpu_model"]
     counts = ", ".join(f"{m['name']}: {m['test_count']:,}" for m in comparison["models"].values())
     lines = [
         "# MNIST model comparison",

@@ -137,6 +137,17 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _cpu_model() -> str:
+    """The CPU's marketing name on Linux (speeds depend on it), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance() -> dict[str, Any]:
     """What produced a result: versions, devices, processes, host, code revision, time."""
     versions = {"python": platform.python_version()}
@@ -153,7 +164,8 @@ def provenance() -> dict[str, Any]:
         "num_devices": len(devices),
         "num_processes": jax.process_count(),
         "hostname": socket.gethostname(),
-        "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
         "git_commit": _git_commit(),
         "command": " ".join(sys.argv),
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
