@@ -64,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.label_smoothing = 0.0  # cross-entropy against (1-a) one-hot + a/10
     config.batch_size = 128  # global batch, split evenly over all devices of all processes
+    config.microbatches = 1  # split each device's batch into k parts, gradients averaged
     config.eval_batch_size = 1000  # global eval batch; the last one is padded and masked
     config.num_epochs = 10  # maximum number of epochs
     config.steps_per_chunk = 0  # train steps per compiled scan (progress granularity); 0 = auto

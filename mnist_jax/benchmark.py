@@ -133,7 +133,7 @@ class TrainProgram:
         self.state = par.replicate(jax.device_get(steps.TrainState.create(params, tx)))
         fn = steps.make_train_chunk(
             model, tx, steps.Layout(config.batch_size, par.num_devices), num_train, num_steps,
-            config.label_smoothing, config.data.augment_shift,
+            config.label_smoothing, config.data.augment_shift, config.microbatches,
         )  # fmt: skip
         self.data, self.num_steps, self.batch = train_data, num_steps, config.batch_size
         self.program, self.compile_seconds = par.compile(

@@ -79,8 +79,12 @@ class CNN(nn.Module):
         act = _choice("activation", self.activation, ACTIVATIONS)
         x = layers.space_to_depth(x.astype(self.dtype), self.stem_patch)
         for features, size in zip(self.channels, self.kernel_sizes, strict=True):
-            for _ in range(self.convs_per_block):
-                x = layers.Conv(features, size, "SAME", impl=self.conv_impl, dtype=self.dtype)(x)
+            for i in range(self.convs_per_block):
+                # The block's last conv skips an odd map's last row/column: pooling drops them.
+                pooled = self.pool != "none" and i == self.convs_per_block - 1
+                odd = (pooled and x.shape[1] % 2 == 1, pooled and x.shape[2] % 2 == 1)
+                padding = layers.same_padding(size, odd)
+                x = layers.Conv(features, size, padding, impl=self.conv_impl, dtype=self.dtype)(x)
                 x = act(x)
             x = layers.pool2x2(x, self.pool, self.pool_impl)
         x = x.reshape((x.shape[0], -1))

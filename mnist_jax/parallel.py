@@ -30,6 +30,12 @@ from mnist_jax.steps import AXIS
 
 MODES = ("pmap", "shard_map")
 
+# XLA:CPU hands dots, reductions and element-wise ops to its YNNPACK library fusions by default.
+# On the small matrix products of a batch-32 convnet its dots ran up to 4x slower than XLA's own
+# (the speedrun CNN's epoch: 4.1 s -> 3.8 s with reductions only; batch-128 configs unchanged,
+# benchmarks/RESULTS.md). Other platforms ignore CPU options; they are not passed there.
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+
 
 class Parallel:
     """The devices of this run and the programs compiled for them."""
@@ -44,6 +50,10 @@ class Parallel:
         # pmap's own device order: process by process (jax/_src/pmap.py, _get_mesh_devices).
         by_process = [d for p in range(jax.process_count()) for d in _process_devices(p)]
         self._pmap_mesh = Mesh(np.array(by_process), (AXIS,))
+
+    @property
+    def platform(self) -> str:
+        return self.local_devices[0].platform
 
     @property
     def device_kind(self) -> str:
@@ -139,7 +149,8 @@ class Parallel:
                 ),
                 donate_argnums=(0,) if donate_state else (),
             )
-        compiled = program.lower(*args).compile()
+        options = CPU_COMPILER_OPTIONS if self.platform == "cpu" else {}
+        compiled = program.lower(*args).compile(compiler_options=options)
         return compiled, time.perf_counter() - start
 
 

@@ -84,6 +84,12 @@ def _validate(config: ml_collections.ConfigDict, par: Parallel, num_train: int) 
         raise ConfigError(f"num_epochs must be >= 1, got {config.num_epochs}")
     if config.eval_batch_size < 1:
         raise ConfigError(f"eval_batch_size must be >= 1, got {config.eval_batch_size}")
+    local_batch = config.batch_size // par.num_devices
+    if config.microbatches < 1 or local_batch % config.microbatches:
+        raise ConfigError(
+            f"microbatches={config.microbatches} must be >= 1 and divide the per-device batch "
+            f"{local_batch} (batch_size={config.batch_size} over {par.num_devices} devices)"
+        )
     if config.steps_per_chunk < 0:
         raise ConfigError(f"steps_per_chunk must be >= 0 (0 = auto), got {config.steps_per_chunk}")
     return num_train // config.batch_size
@@ -144,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if n not in programs:
             fn = steps.make_train_chunk(
                 model, tx, layout, len(data.train), n, config.label_smoothing,
-                config.data.augment_shift,
+                config.data.augment_shift, config.microbatches,
             )  # fmt: skip
             args = (state_dev, *train_data, shuffle_key, dropout_key, np.int32(0))
             programs[n], seconds = par.compile(fn, args, replicated_args=3, donate_state=True)

@@ -67,3 +67,28 @@ def test_space_to_depth_then_dense_is_a_strided_patch_conv(block, cin):
     assert layers.space_to_depth(x, 1) is x
     with pytest.raises(ValueError, match="must divide"):
         layers.space_to_depth(jnp.zeros((1, 7, 7, 1)), 2)
+
+
+@pytest.mark.parametrize("impl", ["im2col", "xla"])
+@pytest.mark.parametrize(("size", "hw"), [(3, (7, 7)), (5, (7, 9)), (1, (5, 6))])
+def test_conv_skipping_the_unpooled_edge_matches_textbook_conv_then_pool(impl, size, hw):
+    # A 2x2 'VALID' max pool of an odd map ignores its last row/column, so a conv that never
+    # computes them (same_padding with drop_last) must give the textbook conv->relu->pool
+    # exactly, gradients included.
+    x = jax.random.normal(jax.random.key(0), (3, *hw, 4))
+    reference = nn.Conv(8, (size, size), padding="SAME")
+    params = reference.init(jax.random.key(1), x)
+    drop = (hw[0] % 2 == 1, hw[1] % 2 == 1)
+    ours = layers.Conv(8, size, layers.same_padding(size, drop), impl=impl)
+
+    def out(module, p, x):
+        return nn.max_pool(nn.relu(module.apply(p, x)), (2, 2), strides=(2, 2))
+
+    def loss(module, p, x):
+        return jnp.sum(jnp.sin(out(module, p, x)))
+
+    assert ours.apply(params, x).shape[1:3] == (hw[0] // 2 * 2, hw[1] // 2 * 2)
+    np.testing.assert_allclose(out(ours, params, x), out(reference, params, x), atol=1e-5)
+    g_ours = jax.grad(loss, (1, 2))(ours, params, x)
+    g_ref = jax.grad(loss, (1, 2))(reference, params, x)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), g_ours, g_ref)

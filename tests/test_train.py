@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import mlp
-from mnist_jax import checkpoint, input_pipeline, models, rundir, train
+from mnist_jax import benchmark, checkpoint, input_pipeline, models, rundir, train
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.evaluator import SplitEvaluator
 from mnist_jax.parallel import Parallel
@@ -121,6 +121,7 @@ def test_no_validation_split(tmp_path, mnist_dir):
         ({"optimizer.name": "lamb"}, "unknown optimizer.name 'lamb'; valid: adam, adamw, sgd"),
         ({"schedule.name": "step"}, "unknown schedule.name 'step'"),
         ({"parallel.mode": "pjit"}, "unknown parallel.mode 'pjit'; valid: pmap, shard_map"),
+        ({"microbatches": 3}, r"microbatches=3 must be >= 1 and divide the per-device batch 128"),
     ],
 )
 def test_bad_config_fails_before_training(tmp_path, mnist_dir, overrides, message):
@@ -149,3 +150,27 @@ def test_checkpoints_move_between_device_counts(tmp_path, mnist_dir):
     assert resumed["num_devices"] == 1
     assert [r["epoch"] for r in rundir.RunDir(workdir).read_metrics()] == [1, 2]
     assert abs(resumed["test_accuracy"] - summary["test_accuracy"]) < 0.005
+
+
+def test_microbatches_make_the_same_updates(mnist_dir):
+    # Two microbatches of 64 (each with its own examples' dropout and shift keys) average to
+    # the gradient of the batch of 128: after 3 steps the parameters agree to float rounding.
+    # SGD, because Adam's g / sqrt(v) would magnify the rounding of near-zero gradients.
+    par = Parallel("pmap")
+    data = input_pipeline.load_dataset(small_config().data)
+    train_data = par.replicate((data.train.images, data.train.labels))
+    params = []
+    for k in (1, 2):
+        program = benchmark.TrainProgram(
+            small_config(**{"microbatches": k, "optimizer.name": "sgd"}),
+            par,
+            train_data,
+            len(data.train),
+            3,
+        )
+        start = par.to_host(program.state.params)
+        program.run(0)
+        params.append(par.to_host(program.state.params))
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(), params[0], start))
+    apart = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(), *params))
+    assert all(d < 1e-3 * m for d, m in zip(apart, moved, strict=True)), (apart, moved)
