@@ -31,9 +31,9 @@ from mnist_jax.steps import AXIS
 MODES = ("pmap", "shard_map")
 
 # XLA:CPU hands dots, reductions and element-wise ops to its YNNPACK library fusions by default.
-# On the small matrix products of a batch-32 convnet its dots ran up to 4x slower than XLA's own
-# (the speedrun CNN's epoch: 4.1 s -> 3.8 s with reductions only; batch-128 configs unchanged,
-# benchmarks/RESULTS.md). Other platforms ignore CPU options; they are not passed there.
+# On the small matrix products of a batch-32 convnet its dots ran up to 4x slower than XLA's own,
+# so only reductions go there (a batch-32 conv32-conv64 epoch: 4.1 -> 4.0 s, its input-gradient
+# dot 0.54 -> 0.26 ms; batch-128 configs unchanged; benchmarks/RESULTS.md). CPU compiles only.
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
