@@ -70,7 +70,9 @@ def make_train_chunk(
     `microbatches` > 1 splits this device's batch into that many equal parts whose gradients are
     averaged: the same update up to float rounding. The parts are independent programs, so
     XLA:CPU runs them concurrently on its threads, which small per-step matrices (the speedrun
-    CNN's) otherwise leave idle; on accelerators it only adds dispatch work.
+    CNN's) otherwise leave idle. It is not a memory saver: the parts are unrolled in one program
+    and XLA schedules them as it sees fit. (train.py checks the value before any work; the check
+    here keeps other callers from silently dropping the remainder.)
     """
     local = layout.local_batch
     if microbatches < 1 or local % microbatches:
