@@ -23,6 +23,7 @@ import importlib.util
 import itertools
 import math
 import re
+import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,7 @@ def load(spec: str) -> Study:
     path = Path(path_str)
     if not path.is_file():
         raise ConfigError(f"study file {path_str!r} does not exist (e.g. experiments/dropout.py)")
-    module_spec = importlib.util.spec_from_file_location(f"_study_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    module = _import_file(path, "_study")
     if not hasattr(module, "get_study"):
         raise ConfigError(f"{path_str} defines no get_study(variant) function")
     study = module.get_study(variant)
@@ -101,10 +100,15 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"base config {path!r} does not exist (e.g. configs/mlp.py)")
-    spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
+    return _import_file(file, "_config").get_config()
+
+
+def _import_file(path: Path, prefix: str) -> types.ModuleType:
+    """Runs a Python file as a module of its own, as ml_collections' --config=path does."""
+    spec = importlib.util.spec_from_file_location(f"{prefix}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module
 
 
 def _has_key(config: ml_collections.ConfigDict, key: str) -> bool:
