@@ -1,16 +1,43 @@
 """Every configuration key, with its default. Other configs import this and override a few keys.
 
-Select a config with `--config=configs/<name>.py` and override any key from the command line,
-e.g. `--config.optimizer.learning_rate=3e-4 --config.mlp.hidden_sizes=1024,1024`.
+Select a config with `--config=configs/<name>.py` (from any directory, by path) and override any
+key from the command line, e.g. `--config.optimizer.learning_rate=3e-4
+--config.mlp.hidden_sizes=1024,1024`. Every config takes a variant after a colon:
+`--config=configs/cnn.py:quick` (see VARIANTS). Once the package is installed the same files are
+importable as `mnist_jax.configs.<name>`.
 """
+
+from typing import Any
 
 import ml_collections
 
+from mnist_jax.errors import ConfigError
 
-def get_config() -> ml_collections.ConfigDict:
+# Variant name -> the keys it overrides, applied after the config's own settings.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "": {},
+    "quick": {"num_epochs": 1, "data.train_fraction": 0.1},  # a smoke run: ~1 epoch of 5,400 images
+}
+
+
+def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+    """`config` with the overrides of `variant` applied; a one-line error for unknown ones."""
+    if variant not in VARIANTS:
+        valid = ", ".join(repr(v) for v in VARIANTS if v)
+        raise ConfigError(f"unknown config variant {variant!r}; valid: {valid} (or none)")
+    for key, value in VARIANTS[variant].items():
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
-    config.model = "cnn"  # which module: one of mnist_jax.models.MODELS ('mlp', 'cnn', 'lenet5')
+    config.model = "cnn"  # registered model name: 'mlp', 'cnn', 'lenet5', 'resnet' (models/)
     config.seed = 0  # initialisation, batch order and dropout are all derived from this
     config.dtype = "float32"  # compute dtype of activations: 'float32' or 'bfloat16'
 
@@ -42,9 +69,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.lenet5.activation = "tanh"  # LeCun et al. 1998 use a scaled tanh
     config.lenet5.pool = "avg"  # subsampling layers: 'avg' (classic) or 'max'
 
+    config.resnet = ml_collections.ConfigDict()
+    config.resnet.stem_channels = 16  # channels of the 3x3 stem convolution
+    config.resnet.stage_channels = (16, 32, 64)  # channels of each stage (28, 14, 7 px maps)
+    config.resnet.blocks = (1, 1, 1)  # basic residual blocks per stage
+    config.resnet.dropout = 0.0  # dropout rate before the output layer
+
+    # How convolutions and pooling are computed; never part of a run's identity (same function).
     config.layers = ml_collections.ConfigDict()
-    config.layers.conv_impl = "im2col"  # "im2col" (patches @ kernel; fast on CPU) or "xla"
-    config.layers.pool_impl = "reshape"  # "reshape" (max over a reshaped axis) or "reduce_window"
+    config.layers.conv_impl = "auto"  # 'auto' (im2col on CPU, XLA conv on GPU/TPU), 'im2col', 'xla'
+    config.layers.pool_impl = "auto"  # 'auto' (reshape on CPU, else reduce_window), or either
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"  # 'adam', 'adamw' or 'sgd'
@@ -75,11 +109,16 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.parallel = ml_collections.ConfigDict()
     config.parallel.mode = "pmap"  # 'pmap' or 'shard_map' (jax.jit + jax.shard_map)
+    config.parallel.reduction = (
+        "mean"  # 'mean' (pmean) or 'tree': bitwise equal on any device count
+    )
+    config.parallel.tree_shards = (
+        8  # 'tree': fixed shards of each global batch (devices must divide)
+    )
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.every_epochs = 1  # save every this many epochs (and always at the end)
-    config.checkpoint.keep = 2  # latest checkpoints kept, besides the best
-    config.checkpoint.keep_best_by = "val_accuracy"  # metric of the checkpoint kept as best
+    config.checkpoint.keep = 2  # latest checkpoints kept (each holds the best-by-val-loss weights)
 
     config.log_every_seconds = 5.0  # progress line (steps/s, ETA) at most this often
-    return config
+    return with_variant(config, variant)

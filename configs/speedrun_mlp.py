@@ -6,11 +6,10 @@ times it over 5 seeds (benchmarks/RESULTS.md).
 """
 
 import ml_collections
+from mnist_jax.configs import default
 
-from configs import default
 
-
-def get_config() -> ml_collections.ConfigDict:
+def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = default.get_config()
     config.model = "mlp"
     config.mlp.hidden_sizes = (256,)
@@ -23,4 +22,4 @@ def get_config() -> ml_collections.ConfigDict:
     config.label_smoothing = 0.1
     config.steps_per_chunk = 1_000_000  # one compiled scan per epoch
     config.checkpoint.every_epochs = 1_000  # only at the end: no save overlaps training
-    return config
+    return default.with_variant(config, variant)

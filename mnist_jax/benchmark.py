@@ -2,427 +2,80 @@
 
   python -m mnist_jax.benchmark                # everything (~5 minutes on a quiet 2-core CPU)
   python -m mnist_jax.benchmark --seeds=5 --output_dir=benchmarks/latest
-  python -m mnist_jax.benchmark --tiny                # a smoke test, ~30 s (what the tests run)
+  python -m mnist_jax.benchmark --tiny         # a smoke test, ~30 s (what the tests run)
 
 Writes <output_dir>/benchmark.json (every number) and <output_dir>/benchmark.md (the tables).
-
-Timings on a shared CPU mean little alone, so every timing sits next to the FLOP/s of a large
-f32 matrix product measured in the same process just before it (the "ceiling"), and variants are
-interleaved round by round instead of timed one after another. FLOPs come from XLA's cost
-analysis of the compiled program. XLA counts the body of a `lax.scan` (a while loop) once, so the
-cost of a chunk program is the cost of one train step (plus the epoch's permutation).
-
-Sections:
-  throughput      train images/s of each --throughput_configs at each --batch_sizes (compiled
-                  scans of a few steps, timed after compilation), their compile time and FLOP/s;
-                  with --naive also CNN and LeNet-5 in the naive formulation (XLA convolution,
-                  reduce_window pooling): the speed before the im2col/reshape formulations.
-  time_to_accuracy  full runs of --speedrun_configs (train.train_and_evaluate) for --seeds seeds:
-                  test accuracy, training seconds (compilation and evaluation excluded), compile
-                  seconds; checked against TARGETS.
-  inference       test-set images/s of the evaluation program and batch-1 latency.
+What each section measures, and how timings on a shared CPU are made comparable (a matrix-product
+ceiling measured in the same process, interleaved rounds), is described in
+mnist_jax/evaluation/speed.py and benchmarks/RESULTS.md.
 """
 
-import json
-import os
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-import jax
-import jax.numpy as jnp
-import ml_collections
-import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
-from mnist_jax import input_pipeline, models, optim, platform, rundir, steps, train
-from mnist_jax.evaluator import SplitEvaluator
-from mnist_jax.parallel import Parallel
-from mnist_jax.study import load_config
+from mnist_jax import platform
+from mnist_jax.evaluation import speed
+from mnist_jax.training import rundir
 
-# Flags exist only when this module runs as the program, so that tests and the other
-# binaries can import it as a library without defining (or requiring) its flags.
-if __name__ == "__main__":
-    _OUTPUT_DIR = flags.DEFINE_string(
-        "output_dir", "benchmarks/latest", "Where the JSON/markdown go."
-    )
-    _THROUGHPUT_CONFIGS = flags.DEFINE_list(
-        "throughput_configs",
-        ["configs/mlp.py", "configs/cnn.py", "configs/lenet.py"],
-        "Configs whose training throughput, compile time and inference speed are measured.",
-    )
-    _BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["128", "256", "1024"], "Throughput batches.")
-    _NAIVE = flags.DEFINE_bool(
-        "naive", True, "Also time conv models with conv_impl=xla, pool_impl=reduce_window (before)."
-    )
-    _NAIVE_BATCH_SIZES = flags.DEFINE_list(
-        "naive_batch_sizes", ["128"], "Batch sizes of the naive variants (they are very slow)."
-    )
-    _IMAGES = flags.DEFINE_integer("images_per_timing", 8192, "Images per timed chunk.")
-    _NAIVE_IMAGES = flags.DEFINE_integer("naive_images_per_timing", 512, "Same, naive variants.")
-    _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds; medians are reported.")
-    _SPEEDRUN_CONFIGS = flags.DEFINE_list(
-        "speedrun_configs",
-        ["configs/speedrun.py", "configs/speedrun_mlp.py"],
-        "Configs timed to accuracy (whole training runs); empty to skip.",
-    )
-    _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds 0..N-1 of each speedrun config.")
-    _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "n of the n x n x n calibration matmul.")
-    _TINY = flags.DEFINE_bool(
-        "tiny",
-        False,
-        "Smoke test: 2% of the data, 1 epoch, batch 32, tiny timings, 2 seeds; targets not judged.",
-    )
-
-# What the speedrun configs must reach (issue 6): mean test accuracy over the seeds, median
-# training seconds per run (compilation apart) and the most compile seconds per run.
-TARGETS = {
-    "speedrun.py": {"mean_accuracy": 0.990, "median_train_seconds": 3.0, "compile_seconds": 10.0},
-    "speedrun_mlp.py": {"mean_accuracy": 0.980, "median_train_seconds": 1.0},
-}
-CNN_SPEEDUP_TARGET = 1.5  # default CNN im2col vs naive formulation, images/s at batch 128
-
-
-def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The --tiny version of a config: a sliver of the data, one epoch."""
-    config.data.train_fraction = 0.02
-    config.num_epochs = 1
-    config.batch_size = min(config.batch_size, 32)
-    return config
-
-
-class Calibration:
-    """FLOP/s of an n x n x n f32 matrix product: the best of a few, measured on demand."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-        self._mm = jax.jit(lambda a: a @ a).lower(self.a).compile()
-        self.history: list[float] = []
-
-    def measure(self, repeats: int = 5) -> float:
-        jax.block_until_ready(self._mm(self.a))
-        best = min(_timed(lambda: self._mm(self.a)) for _ in range(repeats))
-        self.history.append(2 * self.n**3 / best)
-        return self.history[-1]
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - start
-
-
-def _flops(compiled: Any) -> float | None:
-    costs = compiled.cost_analysis()
-    costs = costs[0] if isinstance(costs, list | tuple) else costs
-    return float(costs["flops"]) if costs and "flops" in costs else None
-
-
-class TrainProgram:
-    """A compiled scan of `num_steps` train steps of `config`, and the state it advances."""
-
-    def __init__(self, config, par: Parallel, train_data, num_train: int, num_steps: int):
-        model = models.create_model(config)
-        steps_per_epoch = max(num_train // config.batch_size, 1)
-        tx = optim.create_optimizer(config, optim.create_schedule(config, steps_per_epoch))
-        params = jax.device_get(models.init_params(model, jax.random.key(config.seed)))
-        self.state = par.replicate(jax.device_get(steps.TrainState.create(params, tx)))
-        fn = steps.make_train_chunk(
-            model, tx, steps.Layout(config.batch_size, par.num_devices), num_train, num_steps,
-            config.label_smoothing, config.data.augment_shift, config.microbatches,
-        )  # fmt: skip
-        self.data, self.num_steps, self.batch = train_data, num_steps, config.batch_size
-        self.program, self.compile_seconds = par.compile(
-            fn, self._args(0), replicated_args=3, donate_state=True
-        )
-        self.flops_per_step = _flops(self.program)
-        self.seconds: list[float] = []
-
-    def _args(self, i: int) -> tuple:
-        keys = jax.random.key(i), jax.random.key(-1)
-        return (self.state, *self.data, *keys, np.int32(0))
-
-    def run(self, i: int) -> float:
-        start = time.perf_counter()
-        self.state, sums = self.program(*self._args(i))
-        jax.block_until_ready((self.state, sums))
-        self.seconds.append(time.perf_counter() - start)
-        return self.seconds[-1]
-
-
-def _median(xs):
-    return statistics.median(xs) if xs else None
-
-
-def throughput(par: Parallel, calib: Calibration, datasets: dict) -> list[dict]:
-    """Interleaved timing of every (config, batch, formulation); medians over the rounds."""
-    tiny = _TINY.value
-    variants = []
-    for path in _THROUGHPUT_CONFIGS.value:
-        base = load_config(path)
-        forms = [("default", {}, _BATCH_SIZES.value, _IMAGES.value)]
-        if _NAIVE.value and base.model in ("cnn", "lenet5"):
-            naive = {"conv_impl": "xla", "pool_impl": "reduce_window"}
-            forms.append(("naive", naive, _NAIVE_BATCH_SIZES.value, _NAIVE_IMAGES.value))
-        for form, layer_keys, batches, images in forms:
-            for batch in map(int, batches):
-                config = load_config(path)
-                config.layers.update(layer_keys)
-                if tiny:
-                    config = shrink(config)
-                config.batch_size = batch
-                data = _dataset(datasets, config, par)
-                num_steps = max(1, (16 if tiny else images) // batch)
-                prog = TrainProgram(config, par, data["train"], data["num_train"], num_steps)
-                logging.info(
-                    "compiled %s %s batch %d (%d steps) in %.1f s",
-                    path, form, batch, num_steps, prog.compile_seconds,
-                )  # fmt: skip
-                prog.run(0)  # warm-up: first-call allocations
-                variants.append(({"config": path, "form": form, "batch": batch}, prog))
-    rounds = []
-    for r in range(1 if tiny else _ROUNDS.value):
-        ceiling = calib.measure()
-        rounds.append(ceiling)
-        for _, prog in variants:
-            prog.run(r + 1)
-        logging.info("throughput round %d done (matmul %.0f GFLOP/s)", r, ceiling / 1e9)
-    results = []
-    for info, prog in variants:
-        per_round = [prog.num_steps * prog.batch / s for s in prog.seconds[1:]]
-        flops = prog.flops_per_step
-        achieved = [flops * prog.num_steps / s for s in prog.seconds[1:]] if flops else []
-        results.append(
-            info
-            | {
-                "steps_per_timing": prog.num_steps,
-                "images_per_second": _median(per_round),
-                "images_per_second_rounds": per_round,
-                "compile_seconds": prog.compile_seconds,
-                "flops_per_image": flops / prog.batch if flops else None,
-                "achieved_flops": _median(achieved),
-                "matmul_flops_rounds": rounds,
-                "fraction_of_matmul": _median(
-                    [a / c for a, c in zip(achieved, rounds, strict=False)]
-                ),
-            }
-        )
-    return results
-
-
-def _dataset(cache: dict, config, par: Parallel) -> dict:
-    key = config.data.to_json(sort_keys=True)
-    if key not in cache:
-        data = input_pipeline.load_dataset(config.data)
-        cache[key] = {
-            "raw": data,
-            "num_train": len(data.train),
-            "train": par.replicate((data.train.images, data.train.labels)),
-        }
-    return cache[key]
-
-
-def time_to_accuracy(par: Parallel, calib: Calibration, datasets: dict) -> list[dict]:
-    """Whole training runs of each speedrun config, one per seed, in a scratch directory."""
-    results = []
-    for path in _SPEEDRUN_CONFIGS.value:
-        base = load_config(path)
-        if _TINY.value:
-            base = shrink(base)
-        data = _dataset(datasets, base, par)
-        flops = TrainProgram(base, par, data["train"], data["num_train"], 1).flops_per_step
-        steps_run = base.num_epochs * (data["num_train"] // base.batch_size)
-        runs = []
-        for seed in range(_SEEDS.value):
-            config = ml_collections.ConfigDict(base.to_dict())
-            config.seed = seed
-            ceiling = calib.measure()
-            with tempfile.TemporaryDirectory() as workdir:
-                summary = train.train_and_evaluate(config, workdir)
-            seconds = summary["train_seconds"]
-            runs.append(
-                {
-                    "seed": seed,
-                    "test_accuracy": summary["test_accuracy"],
-                    "train_seconds": seconds,
-                    "compile_seconds": summary["compile_seconds"],
-                    "matmul_flops": ceiling,
-                    "achieved_flops": flops * steps_run / seconds if flops else None,
-                }
-            )
-            logging.info("%s seed %d: %s", path, seed, runs[-1])
-        accs = [r["test_accuracy"] for r in runs]
-        times = [r["train_seconds"] for r in runs]
-        result = {
-            "config": path,
-            "model": base.model,
-            "epochs": base.num_epochs,
-            "batch": base.batch_size,
-            "flops_per_step": flops,
-            "runs": runs,
-            "mean_accuracy": float(np.mean(accs)),
-            "std_accuracy": float(np.std(accs)),
-            "min_accuracy": float(np.min(accs)),
-            "median_train_seconds": float(np.median(times)),
-            "min_train_seconds": float(np.min(times)),
-            "max_train_seconds": float(np.max(times)),
-            "median_compile_seconds": float(np.median([r["compile_seconds"] for r in runs])),
-            "median_fraction_of_matmul": _median(
-                [r["achieved_flops"] / r["matmul_flops"] for r in runs if r["achieved_flops"]]
-            ),
-        }
-        target = TARGETS.get(Path(path).name)
-        if target and not _TINY.value:
-            result["target"] = target
-            result["target_met"] = (
-                result["mean_accuracy"] >= target["mean_accuracy"]
-                and result["median_train_seconds"] <= target["median_train_seconds"]
-                and max(r["compile_seconds"] for r in runs) <= target.get("compile_seconds", 1e9)
-            )
-        results.append(result)
-    return results
-
-
-def inference(par: Parallel, datasets: dict) -> list[dict]:
-    """Images/s of the test-set evaluation program and the latency of one image."""
-    results = []
-    for path in _THROUGHPUT_CONFIGS.value:
-        config = load_config(path)
-        if _TINY.value:
-            config = shrink(config)
-        model = models.create_model(config)
-        params = jax.device_get(models.init_params(model, jax.random.key(0)))
-        test = _dataset(datasets, config, par)["raw"].test
-        evaluator = SplitEvaluator(par, model, test, config.eval_batch_size)
-        params_dev = par.replicate(params)
-        evaluator.compile(params_dev)
-        evaluator(params_dev)
-        batch_seconds = [evaluator(params_dev)[0]["seconds"] for _ in range(3)]
-        apply = jax.jit(lambda p, x, m=model: m.apply({"params": p}, x))
-        one = jnp.zeros((1, 28, 28, 1), jnp.float32)
-        apply(params, one).block_until_ready()
-        call = lambda a=apply, p=params, x=one: a(p, x)
-        latency = [_timed(call) for _ in range(10 if _TINY.value else 200)]
-        results.append(
-            {
-                "config": path,
-                "eval_batch": evaluator.layout.global_batch,
-                "images_per_second": len(test) / statistics.median(batch_seconds),
-                "latency_ms_batch1_median": 1e3 * statistics.median(latency),
-                "latency_ms_batch1_p90": 1e3 * float(np.percentile(latency, 90)),
-            }
-        )
-    return results
-
-
-def machine() -> dict:
-    return rundir.provenance() | {
-        "loadavg_start": os.getloadavg(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
-
-
-def markdown(report: dict) -> str:
-    m = report["machine"]
-    gf = lambda x: "-" if x is None else f"{x / 1e9:.0f}"
-    out = [
-        f"# mnist_jax benchmark ({m['time']})",
-        "",
-        f"{m['num_devices']} x {m['device_kind']} ({m['platform']}), CPU {m['cpu_model']} "
-        f"({m['cpu_count']} cores), jax {m['versions'].get('jax')}, flax "
-        f"{m['versions'].get('flax')}, optax {m['versions'].get('optax')}, commit "
-        f"{m['git_commit']}; load average {m['loadavg_start']} at the start, "
-        f"{m.get('loadavg_end')} at the end. `{m['command']}`",
-        "",
-        "## Training throughput (after compilation; medians over interleaved rounds)",
-        "",
-        "| config | formulation | batch | images/s | MFLOP/image | GFLOP/s | matmul GFLOP/s "
-        "| fraction of matmul | compile s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in report["throughput"]:
-        mf = "-" if r["flops_per_image"] is None else f"{r['flops_per_image'] / 1e6:.1f}"
-        frac = "-" if r["fraction_of_matmul"] is None else f"{r['fraction_of_matmul']:.2f}"
-        out.append(
-            f"| {r['config']} | {r['form']} | {r['batch']} | {r['images_per_second']:.0f} | {mf} "
-            f"| {gf(r['achieved_flops'])} | {gf(_median(r['matmul_flops_rounds']))} | {frac} "
-            f"| {r['compile_seconds']:.1f} |"
-        )
-    if report.get("cnn_speedup") is not None:
-        out += ["", f"Default CNN vs naive formulation at batch 128: {report['cnn_speedup']:.1f}x"]
-    out += [
-        "",
-        "## Time to accuracy (training seconds; compilation and evaluation apart)",
-        "",
-        "| config | epochs | batch | mean acc | min acc | median train s | min-max train s "
-        "| median compile s | fraction of matmul | target met |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in report["time_to_accuracy"]:
-        frac = r["median_fraction_of_matmul"]
-        out.append(
-            f"| {r['config']} | {r['epochs']} | {r['batch']} | {100 * r['mean_accuracy']:.2f}% "
-            f"| {100 * r['min_accuracy']:.2f}% | {r['median_train_seconds']:.2f} "
-            f"| {r['min_train_seconds']:.2f}-{r['max_train_seconds']:.2f} "
-            f"| {r['median_compile_seconds']:.1f} | {'-' if frac is None else f'{frac:.2f}'} "
-            f"| {r.get('target_met', '-')} |"
-        )
-    out += ["", "Per seed: accuracy, train s, compile s, matmul GFLOP/s measured just before:", ""]
-    for r in report["time_to_accuracy"]:
-        runs = ", ".join(
-            f"{x['seed']}: {100 * x['test_accuracy']:.2f}% {x['train_seconds']:.2f} s "
-            f"{x['compile_seconds']:.1f} s {gf(x['matmul_flops'])}"
-            for x in r["runs"]
-        )
-        out.append(f"- {r['config']}: {runs}")
-    out += [
-        "",
-        "## Inference",
-        "",
-        "| config | eval batch | test images/s | batch-1 latency ms (median / p90) |",
-        "|---|---:|---:|---:|",
-    ]
-    for r in report["inference"]:
-        out.append(
-            f"| {r['config']} | {r['eval_batch']} | {r['images_per_second']:.0f} "
-            f"| {r['latency_ms_batch1_median']:.2f} / {r['latency_ms_batch1_p90']:.2f} |"
-        )
-    return "\n".join(out) + "\n"
-
-
-def run_benchmark() -> dict:
-    par = Parallel("pmap")
-    calib = Calibration(256 if _TINY.value else _MATMUL.value)
-    report: dict[str, Any] = {"machine": machine(), "matmul_size": calib.n}
-    datasets: dict = {}
-    report["throughput"] = throughput(par, calib, datasets)
-    speed = {(r["config"], r["form"]): r["images_per_second"] for r in report["throughput"]
-             if r["batch"] == 128 or _TINY.value}  # fmt: skip
-    before, after = speed.get(("configs/cnn.py", "naive")), speed.get(("configs/cnn.py", "default"))
-    report["cnn_speedup"] = after / before if before and after else None
-    if report["cnn_speedup"] is not None and not _TINY.value:
-        report["cnn_speedup_target_met"] = report["cnn_speedup"] >= CNN_SPEEDUP_TARGET
-    report["time_to_accuracy"] = time_to_accuracy(par, calib, datasets)
-    report["inference"] = inference(par, datasets)
-    report["matmul_flops_all"] = calib.history
-    report["machine"]["loadavg_end"] = os.getloadavg()
-    return report
+_DEFAULTS = speed.Options()
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "benchmarks/latest", "Where the JSON/markdown go.")
+_THROUGHPUT_CONFIGS = flags.DEFINE_list(
+    "throughput_configs",
+    list(_DEFAULTS.throughput_configs),
+    "Configs whose training throughput, compile time and inference speed are measured.",
+)
+_BATCH_SIZES = flags.DEFINE_list(
+    "batch_sizes", [str(b) for b in _DEFAULTS.batch_sizes], "Throughput batches."
+)
+_NAIVE = flags.DEFINE_bool(
+    "naive", True, "Also time conv models with conv_impl=xla, pool_impl=reduce_window (before)."
+)
+_NAIVE_BATCH_SIZES = flags.DEFINE_list(
+    "naive_batch_sizes", ["128"], "Batch sizes of the naive variants (they are very slow)."
+)
+_IMAGES = flags.DEFINE_integer("images_per_timing", 8192, "Images per timed chunk.")
+_NAIVE_IMAGES = flags.DEFINE_integer("naive_images_per_timing", 512, "Same, naive variants.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds; medians are reported.")
+_SPEEDRUN_CONFIGS = flags.DEFINE_list(
+    "speedrun_configs",
+    list(_DEFAULTS.speedrun_configs),
+    "Configs timed to accuracy (whole training runs); empty to skip.",
+)
+_SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds 0..N-1 of each speedrun config.")
+_MATMUL = flags.DEFINE_integer("matmul_size", 2048, "n of the n x n x n calibration matmul.")
+_TINY = flags.DEFINE_bool(
+    "tiny",
+    False,
+    "Smoke test: 2% of the data, 1 epoch, batch 32, tiny timings, 2 seeds; targets not judged.",
+)
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with platform.user_errors_exit():
-        report = run_benchmark()
+        platform.initialize()
+        options = speed.Options(
+            throughput_configs=tuple(_THROUGHPUT_CONFIGS.value),
+            batch_sizes=tuple(int(b) for b in _BATCH_SIZES.value),
+            naive=_NAIVE.value,
+            naive_batch_sizes=tuple(int(b) for b in _NAIVE_BATCH_SIZES.value),
+            images_per_timing=_IMAGES.value,
+            naive_images_per_timing=_NAIVE_IMAGES.value,
+            rounds=_ROUNDS.value,
+            speedrun_configs=tuple(_SPEEDRUN_CONFIGS.value),
+            seeds=_SEEDS.value,
+            matmul_size=_MATMUL.value,
+            tiny=_TINY.value,
+        )
+        report = speed.run_benchmark(options)
         out = Path(_OUTPUT_DIR.value)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "benchmark.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        (out / "benchmark.md").write_text(markdown(report))
-        print(markdown(report))
+        rundir.write_atomic(out / "benchmark.json", rundir.to_json(report, indent=1, default=str))
+        rundir.write_atomic(out / "benchmark.md", speed.markdown(report))
+        print(speed.markdown(report))
 
 
 if __name__ == "__main__":

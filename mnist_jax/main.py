@@ -11,16 +11,18 @@ Every config key, with its meaning, is in configs/default.py.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-from mnist_jax import platform, train
+from mnist_jax import platform
+from mnist_jax.training import guards, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
     None,
-    "Python config file (configs/mlp.py, configs/cnn.py, configs/lenet.py, ...). Override any "
-    "key with --config.<key>=<value>, e.g. --config.num_epochs=3.",
+    "Python config file (configs/mlp.py, configs/cnn.py, configs/resnet.py, ...), optionally "
+    "with a variant: configs/cnn.py:quick. Override any key with --config.<key>=<value>, e.g. "
+    "--config.num_epochs=3.",
     lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string(
@@ -34,8 +36,10 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with platform.user_errors_exit():
         platform.initialize()
-        logging.info("Config: %s", _CONFIG.value.to_json_best_effort(sort_keys=True))
-        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        try:
+            train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        except guards.Preempted as e:
+            platform.exit_with(f"preempted: {e}", e.exit_status)
 
 
 if __name__ == "__main__":

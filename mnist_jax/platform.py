@@ -169,13 +169,13 @@ def user_errors_exit() -> Iterator[None]:
     try:
         yield
     except UserError as e:
-        _exit_with(f"error: {_who()}{e}")
+        exit_with(f"error: {_who()}{e}")
     except Exception as e:
         if not jax.distributed.is_initialized():
             raise
         traceback.print_exc()
         first = (str(e).strip().splitlines() or [""])[0][:400]
-        _exit_with(
+        exit_with(
             f"error: {_who()}{type(e).__name__}: {first}\n"
             "error: in a multi-process run this usually means another process died or failed "
             "first (see its log); exiting without waiting for the others"
@@ -186,10 +186,11 @@ def _who() -> str:
     return f"process {jax.process_index()}: " if jax.distributed.is_initialized() else ""
 
 
-def _exit_with(message: str) -> None:
+def exit_with(message: str, status: int = 1) -> None:
+    """Print one line to stderr and exit with `status` (multi-process: without the barrier)."""
     print(message, file=sys.stderr, flush=True)
     if jax.distributed.is_initialized():
         logging.flush()
         sys.stdout.flush()
-        os._exit(1)  # skip the shutdown barrier (see user_errors_exit)
-    sys.exit(1)
+        os._exit(status)  # skip the shutdown barrier (see user_errors_exit)
+    sys.exit(status)

@@ -13,11 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def mnist_dir() -> str:
     """The directory of the four real MNIST files; downloads them only if MNIST_DIR is unset."""
-    from mnist_jax import input_pipeline
+    from mnist_jax.data import sources
 
-    path = str(input_pipeline.resolve_data_dir(""))
-    for filename, sha in input_pipeline.FILES.values():
-        input_pipeline.verify_file(Path(path) / filename, sha)
+    path = str(sources.resolve_data_dir(""))
+    for filename, sha in sources.FILES.values():
+        sources.verify_file(Path(path) / filename, sha)
     os.environ["MNIST_DIR"] = path  # for subprocesses started by the tests
     return path
 

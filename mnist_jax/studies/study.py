@@ -19,18 +19,18 @@ against the base configs (`validate`) before anything runs.
 
 import dataclasses
 import hashlib
-import importlib.util
 import itertools
 import math
 import re
-import types
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import ml_collections
 
+from mnist_jax import configuration
 from mnist_jax.errors import ConfigError
+from mnist_jax.training import validation
 
 MAX_NAME = 120  # characters of a trial directory name before it is shortened with a hash
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
@@ -84,7 +84,7 @@ def load(spec: str) -> Study:
     path = Path(path_str)
     if not path.is_file():
         raise ConfigError(f"study file {path_str!r} does not exist (e.g. experiments/dropout.py)")
-    module = _import_file(path, "_study")
+    module = configuration.import_file(path, "_study")
     if not hasattr(module, "get_study"):
         raise ConfigError(f"{path_str} defines no get_study(variant) function")
     study = module.get_study(variant)
@@ -93,22 +93,6 @@ def load(spec: str) -> Study:
     name = study.name or path.stem + (f"_{variant}" if variant else "")
     doc = study.description or (module.__doc__ or "").strip()
     return dataclasses.replace(study, name=name, description=doc)
-
-
-def load_config(path: str) -> ml_collections.ConfigDict:
-    """A config file's get_config(), like --config=path does."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"base config {path!r} does not exist (e.g. configs/mlp.py)")
-    return _import_file(file, "_config").get_config()
-
-
-def _import_file(path: Path, prefix: str) -> types.ModuleType:
-    """Runs a Python file as a module of its own, as ml_collections' --config=path does."""
-    spec = importlib.util.spec_from_file_location(f"{prefix}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _has_key(config: ml_collections.ConfigDict, key: str) -> bool:
@@ -198,11 +182,9 @@ def expand(study: Study) -> list[Trial]:
         raise ConfigError(f"derived value reads {missing[0]!r}, which is not an axis")
     points = _points(study.axes)
 
-    from mnist_jax import models  # deferred: study files are parsed without jax
-
     trials = []
     for base, path in study.bases.items():
-        base_config = load_config(path)
+        base_config = configuration.load(path)
         where = f"study {study.name!r}, base {base!r} ({path})"
         for key in [*study.overrides, *keys, *(d.key for d in study.derived)]:
             if not _has_key(base_config, key) and key not in derived_inputs:
@@ -219,7 +201,7 @@ def expand(study: Study) -> list[Trial]:
                     _set(config, key, value, where)
             for d in study.derived:
                 _set(config, d.key, d.fn(*(point[i] for i in d.inputs)), where)
-            models.create_model(config)  # unknown model / activation / pca on a CNN, etc.
+            validation.validate(config)  # every value, as training would check it
             parts = ([("base", base)] if len(study.bases) > 1 else []) + list(point.items())
             for seed in seeds:
                 trial_config = config.copy_and_resolve_references()

@@ -4,6 +4,7 @@ import jax
 import ml_collections
 import optax
 
+from mnist_jax.checks import check_choice, check_range
 from mnist_jax.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -26,6 +27,23 @@ def create_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
     if c.name == "onecycle":
         return optax.cosine_onecycle_schedule(total, lr, pct_start=c.onecycle_pct_start)
     raise ConfigError(f"unknown schedule.name {c.name!r}; valid: {', '.join(SCHEDULES)}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """The optimizer and schedule keys (names and ranges), before any work."""
+    c, s = config.optimizer, config.schedule
+    check_choice("optimizer.name", c.name, OPTIMIZERS)
+    check_range("optimizer.learning_rate", c.learning_rate, 0, lo_open=True)
+    check_range("optimizer.momentum", c.momentum, 0, 1, hi_open=True)
+    check_range("optimizer.b1", c.b1, 0, 1, hi_open=True)
+    check_range("optimizer.b2", c.b2, 0, 1, hi_open=True)
+    check_range("optimizer.weight_decay", c.weight_decay, 0)
+    check_range("optimizer.grad_clip_norm", c.grad_clip_norm, 0)
+    check_choice("schedule.name", s.name, SCHEDULES)
+    check_range("schedule.warmup_epochs", s.warmup_epochs, 0)
+    check_range("schedule.final_fraction", s.final_fraction, 0, 1)
+    check_range("schedule.onecycle_pct_start", s.onecycle_pct_start, 0, 1, lo_open=True,
+                hi_open=True)  # fmt: skip
 
 
 def _decay_mask(params):

@@ -7,20 +7,27 @@ test images and with cost ratios.
 """
 
 import json
+import re
 from typing import Any
 
 import jax
 import numpy as np
 
-from mnist_jax import inference, metrics, models, rundir
+from mnist_jax import models
+from mnist_jax.evaluation import inference, metrics
+from mnist_jax.training import rundir
 
-# Config keys that do not make two runs different models (they are seeds of the same model).
-_NOT_MODEL_KEYS = rundir.RESUMABLE_KEYS | {"seed"}
+_SEED_DIR = re.compile(r"seed[_-]?\d+")
 
 
 def _model_key(config_dict: dict[str, Any]) -> str:
-    flat = rundir._flatten(config_dict)
-    return json.dumps({k: v for k, v in flat.items() if k not in _NOT_MODEL_KEYS}, sort_keys=True)
+    """Runs with equal keys are seeds of one model (neutral keys such as formulations ignored)."""
+    return json.dumps(rundir.identity(config_dict, ignore=frozenset({"seed"})), sort_keys=True)
+
+
+def _run_label(workdir: Any) -> str:
+    """A run's directory name, or its parent's for seed directories (runs/compare/mlp/seed_0)."""
+    return workdir.parent.name if _SEED_DIR.fullmatch(workdir.name) else workdir.name
 
 
 def group_runs(runs: list[Any]) -> dict[str, list[int]]:
@@ -34,7 +41,7 @@ def group_runs(runs: list[Any]) -> dict[str, list[int]]:
         groups.setdefault(_model_key(run.config_dict), []).append(i)
     names = [runs[idx[0]].config.model for idx in groups.values()]
     return {
-        name if names.count(name) == 1 else f"{name}-{runs[idx[0]].workdir.name}": idx
+        name if names.count(name) == 1 else f"{name}-{_run_label(runs[idx[0]].workdir)}": idx
         for name, idx in zip(names, groups.values(), strict=True)
     }
 
@@ -55,7 +62,8 @@ STATS = (
 def summarize_model(name: str, records: list[dict], arrays: list[dict], ece_bins: int) -> dict:
     """One model's entry: mean/std over its runs, pooled confusion matrix and calibration."""
     first = arrays[0]
-    num_params = models.count_params(first["params"])
+    params = first["variables"]["params"]
+    num_params = models.count_params(params)
     cm = np.sum([r["confusion_matrix"] for r in records], axis=0)
     probs = np.concatenate([a["probs"] for a in arrays])
     labels = np.concatenate([a["labels"] for a in arrays])
@@ -68,8 +76,10 @@ def summarize_model(name: str, records: list[dict], arrays: list[dict], ece_bins
         "seeds": [r["seed"] for r in records],
         "test_count": min(test_counts),
         "num_params": num_params,
-        "params_bytes": int(sum(x.nbytes for x in jax.tree.leaves(first["params"]))),
-        "flops_per_example": inference.flops_per_example(first["model"], first["params"]),
+        "params_bytes": int(sum(x.nbytes for x in jax.tree.leaves(params))),
+        "flops_per_example": inference.flops_per_example(
+            first["model"], first["variables"], conv_impl=first["conv_impl"]
+        ),
         **{k: metrics.mean_std([r[k] for r in records]) for k in STATS},
         "confusion_matrix": cm.astype(int).tolist(),
         "per_class": metrics.per_class_report(cm),

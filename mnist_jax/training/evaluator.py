@@ -10,48 +10,54 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
-from mnist_jax import steps
-from mnist_jax.input_pipeline import Split
-from mnist_jax.parallel import Parallel
+from mnist_jax.data import Split
+from mnist_jax.training import steps
+from mnist_jax.training.parallel import Parallel
 
 
 class SplitEvaluator:
     """A split placed on the devices once, and one compiled program that evaluates it."""
 
-    def __init__(self, par: Parallel, model: nn.Module, split: Split, batch_size: int):
+    def __init__(
+        self, par: Parallel, model: nn.Module, split: Split, batch_size: int,
+        conv_impl: str = "auto", pool_impl: str = "auto",
+    ):  # fmt: skip
         self.par = par
         self.num_examples = len(split)
         # Eval batches do not change results, so round up to a multiple of the device count.
-        global_batch = math.ceil(min(batch_size, self.num_examples) / par.num_devices)
-        self.layout = steps.Layout(global_batch * par.num_devices, par.num_devices)
-        self.num_batches = math.ceil(self.num_examples / self.layout.global_batch)
-        padded = self.num_batches * self.layout.global_batch
+        self.global_batch = par.num_devices * math.ceil(
+            min(batch_size, self.num_examples) / par.num_devices
+        )
+        self.num_batches = math.ceil(self.num_examples / self.global_batch)
+        padded = self.num_batches * self.global_batch
         pad = padded - self.num_examples
         images = np.concatenate([split.images, np.zeros((pad, *split.images.shape[1:]), np.uint8)])
         labels = np.concatenate([split.labels, np.zeros((pad,), np.int32)])
         self._data = par.replicate((images, labels))
-        self._fn = steps.make_eval(model, self.layout, self.num_batches)
+        self._fn = steps.make_eval(
+            model, self.global_batch, par.num_devices, self.num_batches, conv_impl, pool_impl
+        )
         self._program = None
         self.compile_seconds = 0.0
 
-    def _args(self, params_dev: Any) -> tuple:
-        return (params_dev, *self._data, np.int32(self.num_examples))
+    def _args(self, variables_dev: Any) -> tuple:
+        return (variables_dev, *self._data, np.int32(self.num_examples))
 
-    def compile(self, params_dev: Any) -> float:
+    def compile(self, variables_dev: Any) -> float:
         if self._program is None:
             self._program, self.compile_seconds = self.par.compile(
                 self._fn,
-                self._args(params_dev),
+                self._args(variables_dev),
                 replicated_args=3,
                 per_device_outputs=(False, True),
             )
         return self.compile_seconds
 
-    def __call__(self, params_dev: Any) -> tuple[dict[str, float], Any]:
+    def __call__(self, variables_dev: Any) -> tuple[dict[str, float], Any]:
         """Mean loss and accuracy over the split, and the (device) logits for `logits()`."""
-        self.compile(params_dev)
+        self.compile(variables_dev)
         start = time.perf_counter()
-        sums, logits = self._program(*self._args(params_dev))
+        sums, logits = self._program(*self._args(variables_dev))
         sums = self.par.to_host(sums)
         count = int(sums["count"])
         assert count == self.num_examples, (count, self.num_examples)

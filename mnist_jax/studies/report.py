@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mnist_jax import study as study_lib
+from mnist_jax.studies import study as study_lib
 
 METRICS = ("test_accuracy", "best_val_accuracy", "train_seconds", "num_params")
 _LABELS = {

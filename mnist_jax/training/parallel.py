@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mnist_jax.errors import CheckpointError, ConfigError
-from mnist_jax.steps import AXIS
+from mnist_jax.training.steps import AXIS
 
 MODES = ("pmap", "shard_map")
 
@@ -173,3 +173,9 @@ def check_same_on_all_processes(value: int, what: str) -> None:
 
 def _process_devices(process_index: int) -> list[jax.Device]:
     return [d for d in jax.devices() if d.process_index == process_index]
+
+
+def barrier(name: str) -> None:
+    """Wait until every process gets here (no-op on one process)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)

@@ -3,15 +3,14 @@
 The fit runs once on the host, in float64, on the normalised training images that the run
 actually trains on (after the validation split and `train_fraction`), so nothing about the
 validation or test images leaks into the inputs. The dataset itself stays uint8 on the device;
-`project` maps a normalised batch to its `k` principal-component scores inside the compiled step.
+models.projected applies it to a normalised batch inside the compiled step.
 """
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from mnist_jax.data.preprocess import MNIST_MEAN, MNIST_STD
 from mnist_jax.errors import ConfigError
 
 NUM_PIXELS = 28 * 28
@@ -39,9 +38,7 @@ def check_components(k: int) -> None:
 
 
 def _normalized_rows(images: np.ndarray) -> np.ndarray:
-    # Same arithmetic as input_pipeline.normalize, in numpy and flattened.
-    from mnist_jax.input_pipeline import MNIST_MEAN, MNIST_STD
-
+    # Same arithmetic as preprocess.normalize, in numpy and flattened.
     x = images.reshape(len(images), -1).astype(np.float64) / 255.0
     return (x - MNIST_MEAN) / MNIST_STD
 
@@ -73,9 +70,3 @@ def fit(images: np.ndarray, k: int) -> Projection:
     vecs = vecs * np.where(flip == 0, 1, flip)
     ratio = vals / max(np.clip(eigvals, 0, None).sum(), 1e-12)
     return Projection(mean.astype(np.float32), vecs.astype(np.float32), ratio)
-
-
-def project(x: jax.Array, projection: Projection) -> jax.Array:
-    """Normalised images (batch, 28, 28[, 1]) -> float32 component scores (batch, k)."""
-    x = jnp.reshape(x, (x.shape[0], -1)).astype(jnp.float32)
-    return (x - projection.mean) @ projection.components

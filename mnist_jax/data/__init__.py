@@ -1,0 +1,20 @@
+"""Data: host-side sources and splits (numpy), device-side preprocessing and transforms (jnp).
+
+sources.py     the official IDX files (checksums, download) and TFDS, as numpy arrays
+dataset.py     train / validation / test splits of a run, subsampling; PCA fit (pca.py)
+preprocess.py  uint8 images -> normalised float inputs, on the device
+augment.py     training augmentation on the device, keyed per example
+"""
+
+from mnist_jax.data.dataset import NUM_CLASSES, Dataset, Split, load_dataset, load_mnist
+from mnist_jax.data.preprocess import IMAGE_SHAPE, normalize
+
+__all__ = [
+    "IMAGE_SHAPE",
+    "NUM_CLASSES",
+    "Dataset",
+    "Split",
+    "load_dataset",
+    "load_mnist",
+    "normalize",
+]

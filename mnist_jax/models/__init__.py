@@ -1,0 +1,35 @@
+"""Models: the registry and contract (registry.py), the layers they are built from (layers.py),
+and one module per family. Importing this package registers every built-in model.
+
+  mlp.py       the fully connected network ("ANN")
+  cnn.py       convolution blocks with pooling, then dense layers
+  lenet.py     LeNet-5
+  resnet.py    a small residual network with BatchNorm
+  projected.py a fixed input projection (PCA) in front of any model
+"""
+
+from mnist_jax.models import cnn, lenet, mlp, resnet  # noqa: F401  (registers the models)
+from mnist_jax.models.projected import Projected, project_inputs
+from mnist_jax.models.registry import (
+    MODELS,
+    NUM_CLASSES,
+    check_contract,
+    count_params,
+    create_model,
+    init_variables,
+    register,
+    split_variables,
+)
+
+__all__ = [
+    "MODELS",
+    "NUM_CLASSES",
+    "Projected",
+    "check_contract",
+    "count_params",
+    "create_model",
+    "init_variables",
+    "project_inputs",
+    "register",
+    "split_variables",
+]

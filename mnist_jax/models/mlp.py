@@ -1,0 +1,37 @@
+"""The fully connected network ("ANN"): the flattened image through dense layers."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mnist_jax.checks import check_rate, check_sizes
+from mnist_jax.models import layers
+from mnist_jax.models.registry import NUM_CLASSES, choice, register
+
+
+@register("mlp")
+class MLP(nn.Module):
+    """Dense layers of `hidden_sizes`, each followed by the activation and dropout."""
+
+    hidden_sizes: Sequence[int] = (512, 512)
+    activation: str = "relu"
+    dropout: float = 0.0
+    dtype: Any = jnp.float32
+
+    def __post_init__(self) -> None:
+        check_sizes("hidden_sizes", self.hidden_sizes)
+        choice("activation", self.activation, layers.ACTIVATIONS)
+        check_rate("dropout", self.dropout)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        act = layers.ACTIVATIONS[self.activation]
+        x = x.reshape((x.shape[0], -1)).astype(self.dtype)
+        for width in self.hidden_sizes:
+            x = act(nn.Dense(width, dtype=self.dtype)(x))
+            x = layers.Dropout(self.dropout)(x, deterministic=not train)
+        return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x).astype(jnp.float32)

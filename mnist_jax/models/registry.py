@@ -1,0 +1,141 @@
+"""The model contract, the registry of model classes, and the one rule that builds a model.
+
+The contract (README, "Add a model"):
+- A model is a Flax `nn.Module` class applied to a whole batch of normalised images
+  `(B, 28, 28, 1)` as `model(x, train=...)`, returning float32 logits `(B, 10)`.
+- It may keep mutable collections besides 'params' (BatchNorm's 'batch_stats'): the train state
+  carries them, checkpoints keep them, evaluation applies the model with them and `train=False`.
+- It uses `layers.Dropout` / `layers.BatchNorm` / `layers.Conv` where it wants dropout, batch
+  statistics or convolutions, so that results do not depend on the device count and the
+  formulation suits the backend; it never mentions devices, data files or formulations.
+- It is registered under a name with `@register("name")` and built from `config.<name>` by one
+  rule: `Class(**config.<name>)` (plus `dtype=config.dtype` when the class has a `dtype` field).
+  It checks its own fields in `__post_init__`, raising `ConfigError("field=value ...")`.
+"""
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from mnist_jax.checks import check_choice, suggest
+from mnist_jax.errors import ConfigError
+
+NUM_CLASSES = 10
+INPUT_SHAPE = (28, 28, 1)
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Collections a model may create that the trainer does not keep (Flax's own diagnostics).
+_IGNORED_COLLECTIONS = frozenset({"intermediates"})
+
+MODELS: dict[str, type[nn.Module]] = {}
+M = TypeVar("M", bound=type[nn.Module])
+
+
+def register(name: str) -> Callable[[M], M]:
+    """Class decorator: `config.model = name` builds this class from `config.<name>`."""
+
+    def add(cls: M) -> M:
+        if name in MODELS and MODELS[name] is not cls:
+            raise ValueError(f"model name {name!r} is already registered to {MODELS[name]}")
+        MODELS[name] = cls
+        return cls
+
+    return add
+
+
+def choice(field: str, value: Any, valid: Mapping[str, Any] | Sequence[str]) -> Any:
+    """`valid[value]` (or `value` for a list of names); a ConfigError listing the valid names."""
+    check_choice(field, value, sorted(valid))
+    return valid[value] if isinstance(valid, Mapping) else value
+
+
+def _kwargs(name: str, cls: type[nn.Module], config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The constructor arguments of `cls` from `config.<name>` (lists become tuples)."""
+    fields = {
+        f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")
+    }
+    section = config.get(name)
+    if section is None:
+        section = ml_collections.ConfigDict()
+    elif not isinstance(section, ml_collections.ConfigDict):
+        raise ConfigError(f"config.{name} must be a section of {cls.__name__}'s fields")
+    kwargs = {}
+    for key, value in section.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key {name}.{key}{suggest(key, fields)}; {cls.__name__} has: "
+                f"{', '.join(sorted(fields - {'dtype'}))}"
+            )
+        kwargs[key] = tuple(value) if isinstance(value, list | tuple) else value
+    if "dtype" in fields:
+        kwargs["dtype"] = choice("dtype", config.get("dtype", "float32"), DTYPES)
+    return kwargs
+
+
+def create_model(config: ml_collections.ConfigDict) -> nn.Module:
+    """The module named by `config.model`, built from `config.<model>`; every field checked."""
+    name = config.model
+    cls = MODELS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ConfigError(
+            f"unknown model {name!r}; valid: {', '.join(sorted(MODELS))}"
+            + (suggest(name, MODELS) if isinstance(name, str) else "")
+        )
+    kwargs = _kwargs(name, cls, config)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{name}.{e}") from None
+    except TypeError as e:  # a field of the wrong kind that the class does not check itself
+        raise ConfigError(f"config.{name} does not fit {cls.__name__}: {e}") from None
+
+
+def init_variables(model: nn.Module, rng: jax.Array) -> dict[str, Any]:
+    """All variables ('params' and any model state) for a batch of MNIST-shaped inputs."""
+    variables = model.init(
+        {"params": rng, "dropout": rng}, jnp.zeros((1, *INPUT_SHAPE), jnp.float32), train=False
+    )
+    return {k: v for k, v in dict(variables).items() if k not in _IGNORED_COLLECTIONS}
+
+
+def split_variables(variables: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(params, model state): what the optimizer updates, and the mutable rest."""
+    return variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+
+def check_contract(model: nn.Module, name: str) -> None:
+    """Fails at start-up, naming the model, when it breaks the contract (shapes only, no FLOPs)."""
+    x = jax.ShapeDtypeStruct((2, *INPUT_SHAPE), jnp.float32)
+    key = jax.random.key(0)
+    try:
+        variables = jax.eval_shape(lambda x: init_variables(model, key), x)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(
+            f"model {name!r} cannot be initialised on (B, 28, 28, 1) inputs: {e}"
+        ) from None
+    if "params" not in variables:
+        raise ConfigError(f"model {name!r} has no parameters")
+    _, state = split_variables(variables)
+
+    def apply(variables: Any, x: jax.Array, train: bool) -> Any:
+        rngs = {"dropout": key}
+        return model.apply(variables, x, train=train, rngs=rngs, mutable=list(state) or False)
+
+    for train in (True, False):
+        out = jax.eval_shape(lambda v, x, t=train: apply(v, x, t), variables, x)
+        logits = out[0] if state else out
+        if getattr(logits, "shape", None) != (2, NUM_CLASSES):
+            raise ConfigError(
+                f"model {name!r} returns {getattr(logits, 'shape', type(logits).__name__)} for "
+                f"a batch of 2 (train={train}); the contract is logits of shape (batch, 10)"
+            )
+
+
+def count_params(params: Any) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(params))

@@ -1,0 +1,130 @@
+"""Orbax checkpoints of a run, verified on restore.
+
+A checkpoint is numbered by the global optimizer step it was taken after (end of an epoch, or
+the chunk boundary where a preempted run stopped) and holds three items:
+  state  the TrainState as host numpy arrays (restores on any number of devices);
+  best   the variables (params and model state) of the best epoch so far by validation loss;
+  meta   JSON: the training loop's own state (see train.py), the sha256 of every array in
+         `state` and `best`, and the fingerprint of the config that wrote it.
+Orbax does not detect altered array files: a restore recomputes the checksums and refuses a
+checkpoint whose arrays, meta or config fingerprint do not match, so a corrupt checkpoint can
+never feed a result. The manager keeps the latest `keep` checkpoints.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mnist_jax.errors import CheckpointError
+
+
+def tree_checksums(tree: Any) -> dict[str, str]:
+    """'/'-joined key path -> sha256 of the leaf's dtype, shape and bytes."""
+    sums = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        x = np.ascontiguousarray(np.asarray(leaf))
+        digest = hashlib.sha256(f"{x.dtype.str}{x.shape}".encode())
+        digest.update(x.tobytes())
+        sums[jax.tree_util.keystr(path)] = digest.hexdigest()
+    return sums
+
+
+class Restored:
+    """What `Checkpointer.restore` returns."""
+
+    def __init__(self, step: int, state: Any, best: Any, meta: dict[str, Any]):
+        self.step, self.state, self.best, self.meta = step, state, best, meta
+
+
+class Checkpointer:
+    """Saves and restores a run's checkpoints under `<workdir>/checkpoints`."""
+
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 2, read_only: bool = False):
+        if keep < 1:
+            raise CheckpointError(f"checkpoint.keep must be >= 1, got {keep}")
+        self.directory = Path(directory).absolute()
+        self.read_only = read_only
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=None if read_only else keep,
+            read_only=read_only,
+            create=not read_only,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        """Every committed checkpoint, newest first."""
+        return sorted(self._manager.all_steps(), reverse=True)
+
+    def save(
+        self, step: int, state: Any, best: Any, meta: dict[str, Any], fingerprint: str
+    ) -> None:
+        meta = dict(meta, fingerprint=fingerprint, checksums={
+            "state": tree_checksums(state), "best": tree_checksums(best),
+        })  # fmt: skip
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                best=ocp.args.StandardSave(best),
+                meta=ocp.args.JsonSave(meta),
+            ),
+        )
+
+    def restore(self, step: int, state: Any | None, best: Any, fingerprint: str) -> Restored:
+        """The checkpoint of `step`, shaped like the templates and verified; `state=None` skips
+        the train state (evaluation needs only the best variables)."""
+        path = self.directory / str(step)
+        items = {"best": ocp.args.StandardRestore(best), "meta": ocp.args.JsonRestore()}
+        if state is not None:
+            items["state"] = ocp.args.StandardRestore(state)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as e:  # orbax raises many types; all mean "cannot use this checkpoint"
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise CheckpointError(f"checkpoint {path} cannot be read ({first_line})") from e
+        meta = restored.meta
+        if not isinstance(meta, dict) or "checksums" not in meta:
+            raise CheckpointError(f"checkpoint {path} has no checksums in its meta item")
+        if meta.get("fingerprint") != fingerprint:
+            raise CheckpointError(f"checkpoint {path} was written by a different config")
+        names = ("best",) if state is None else ("state", "best")
+        for name in names:
+            if tree_checksums(restored[name]) != meta["checksums"][name]:
+                raise CheckpointError(f"checkpoint {path}: '{name}' does not match its checksums")
+        return Restored(step, restored["state"] if state is not None else None, restored.best, meta)
+
+    def quarantine(self, step: int, reason: str) -> Path:
+        """Move a bad checkpoint out of the manager's way (never delete it); returns where."""
+        target = self.directory.parent / "corrupt_checkpoints" / str(step)
+        suffix = 1
+        while target.exists():
+            target = target.with_name(f"{step}.{suffix}")
+            suffix += 1
+        target.parent.mkdir(exist_ok=True)
+        shutil.move(self.directory / str(step), target)
+        (target / "REASON.txt").write_text(reason + "\n")
+        self._manager.reload()
+        return target
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def read_meta(directory: str | os.PathLike, step: int) -> dict[str, Any] | None:
+    """The meta item of a checkpoint without restoring arrays (None if it cannot be read)."""
+    path = Path(directory) / str(step) / "meta" / "metadata"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,90 @@
+"""What stops a run early, safely: stop signals (preemption) and non-finite numbers.
+
+SLURM, TPU maintenance and Ctrl-C send SIGTERM or SIGINT. `StopSignals` turns the first one into
+a flag the loop reads at every chunk boundary: it saves a checkpoint there (mid-epoch position
+included) and raises `Preempted`, which the binary turns into one line and exit status
+`PREEMPTED_EXIT_STATUS`. A second signal stops at once, as the default handler would.
+"""
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from mnist_jax.errors import UserError
+
+# EX_TEMPFAIL: "temporary failure; the user is invited to retry", i.e. rerun to resume.
+PREEMPTED_EXIT_STATUS = 75
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Preempted(Exception):
+    """A stop signal arrived; a checkpoint was saved; rerunning resumes from it."""
+
+    exit_status = PREEMPTED_EXIT_STATUS
+
+    def __init__(self, signum: int, epoch: int, chunk: int, chunks: int):
+        where = (
+            f"epoch {epoch}, after chunk {chunk} of {chunks}"
+            if chunk
+            else f"end of epoch {epoch - 1}"
+        )
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name}: checkpoint saved at {where}; rerun the "
+            "same command to resume"
+        )
+
+
+class Diverged(UserError):
+    """Training produced non-finite numbers; nothing after the last good checkpoint is kept."""
+
+
+class StopSignals:
+    """Context manager: SIGTERM/SIGINT set `received` (the signal number) instead of killing."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received:  # a second signal: give up on the graceful stop
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            signal.raise_signal(signum)
+            return
+        self.received = signum
+        logging.warning(
+            "%s received: stopping at the next chunk boundary with a checkpoint (send it again "
+            "to stop at once)", signal.Signals(signum).name,
+        )  # fmt: skip
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():  # signals need the main thread
+            for s in _SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def check_finite(
+    step_losses: np.ndarray, params_finite: bool, epoch: int, first_step: int,
+    config: ml_collections.ConfigDict,
+) -> None:  # fmt: skip
+    """Raise `Diverged` naming the first bad step when a loss or a parameter is not finite."""
+    bad = np.flatnonzero(~np.isfinite(step_losses))
+    if not len(bad) and params_finite:
+        return
+    step = first_step + (int(bad[0]) if len(bad) else len(step_losses) - 1) + 1
+    what = f"loss is {step_losses[bad[0]]}" if len(bad) else "a parameter is not finite"
+    lr = config.optimizer.learning_rate
+    raise Diverged(
+        f"training diverged at epoch {epoch}, step {step}: the {what}; the likely cause is the "
+        f"learning rate (optimizer.learning_rate={lr:g} with {config.optimizer.name}); lower it "
+        "or set optimizer.grad_clip_norm. The last good checkpoint is kept; no summary written"
+    )

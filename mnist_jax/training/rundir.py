@@ -1,0 +1,224 @@
+"""The files of a run directory, their integrity, and what makes two configs the same run.
+
+  <workdir>/config.json     the resolved config (checked again on resume)
+  <workdir>/metrics.jsonl   one JSON object per epoch, each epoch exactly once
+  <workdir>/summary.json    written once, at the very end: test metrics and provenance
+  <workdir>/checkpoints/    Orbax (checkpoint.py); bad ones are moved to corrupt_checkpoints/
+  <workdir>/.lock           held by the one process that writes the directory
+
+Only process 0 writes. Every write is atomic (temporary file + rename), so a run killed at any
+moment leaves the previous version of each file intact, and all JSON is strict (no NaN or
+Infinity). metrics.jsonl is rewritten from the checkpoint a run resumes from, so it never holds
+an epoch twice, whatever moment the run was killed at.
+"""
+
+import fcntl
+import hashlib
+import json
+import math
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+from absl import logging
+
+from mnist_jax.errors import CheckpointError, UserError
+
+# Keys that never change a run's numbers: a run may be resumed with other values, and runs that
+# differ only in them are the same model in a comparison.
+NEUTRAL_KEYS = frozenset(
+    {
+        "data.dir",
+        "parallel.mode",
+        "layers.conv_impl",
+        "layers.pool_impl",
+        "log_every_seconds",
+        "steps_per_chunk",
+        "eval_batch_size",
+        "checkpoint.every_epochs",
+        "checkpoint.keep",
+    }
+)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The config as plain JSON values (tuples become lists)."""
+    return json.loads(config.to_json_best_effort())
+
+
+def identity(config_dict: dict[str, Any], *, ignore: frozenset[str] = frozenset()) -> dict:
+    """The flattened config without the keys that do not change results (and `ignore`)."""
+    flat = flatten(config_dict)
+    return {k: v for k, v in sorted(flat.items()) if k not in NEUTRAL_KEYS | ignore}
+
+
+def fingerprint(config_dict: dict[str, Any]) -> str:
+    """sha256 of the run's identity: equal for configs that produce the same numbers."""
+    text = json.dumps(identity(config_dict), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def to_json(value: Any, **kwargs: Any) -> str:
+    """Strict JSON: a non-finite float is a bug here, never written as NaN/Infinity."""
+    return json.dumps(value, allow_nan=False, **kwargs)
+
+
+def finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file, or a one-line error naming it."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise UserError(f"{what} {path} is not valid JSON ({e}); it is corrupt") from None
+
+
+class RunDir:
+    """Reads and writes one run directory."""
+
+    def __init__(self, workdir: str | os.PathLike):
+        self.path = Path(workdir)
+        self.is_writer = jax.process_index() == 0
+        self.config_path = self.path / "config.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.summary_path = self.path / "summary.json"
+        self.checkpoint_dir = self.path / "checkpoints"
+        self.lock_path = self.path / ".lock"
+        self._lock_file = None
+
+    def check_usable(self) -> None:
+        """A workdir that exists must be a writable directory (checked before any work)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"workdir {self.path} exists and is not a directory")
+        probe = self.path if self.path.exists() else _existing_parent(self.path)
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise UserError(f"workdir {self.path} is not writable ({probe} denies writing)")
+
+    def check_config(self, config: ml_collections.ConfigDict) -> None:
+        """If the directory holds a run, it must be of `config` (up to neutral keys)."""
+        if not self.config_path.exists():
+            return
+        old = read_json(self.config_path, "run config")
+        a, b = identity(old), identity(config_to_dict(config))
+        changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        if changed:
+            diffs = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed[:5])
+            raise CheckpointError(
+                f"{self.path} holds a run with a different config ({diffs}); "
+                "use a new --workdir, or delete this one to start over"
+            )
+
+    def lock(self) -> None:
+        """Become the one writer of this directory, or fail naming the current holder.
+
+        An flock is released by the kernel when its holder dies (even by kill -9), so a dead
+        run's lock never blocks the next one.
+        """
+        if not self.is_writer:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self.lock_path, "a+")  # noqa: SIM115  (held until release())
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise UserError(
+                f"workdir {self.path} is in use by {holder}; wait for it to finish or use "
+                "another --workdir"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
+        f.flush()
+        self._lock_file = f
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def write_config(self, config: ml_collections.ConfigDict) -> None:
+        if self.is_writer and not self.config_path.exists():
+            write_atomic(self.config_path, to_json(config_to_dict(config), indent=2) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The epoch records; a torn last line (a kill mid-write) is dropped with a warning."""
+        if not self.metrics_path.exists():
+            return []
+        try:
+            lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        except OSError as e:
+            raise UserError(f"cannot read {self.metrics_path}: {e.strerror or e}") from None
+        records = []
+        for i, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                if i != len(lines) - 1:
+                    raise UserError(
+                        f"{self.metrics_path} line {i + 1} is not valid JSON; the file is corrupt"
+                    ) from None
+                logging.warning("%s: ignoring a torn last line (%d bytes)", self.metrics_path,
+                                len(line))  # fmt: skip
+        return records
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        """Replace metrics.jsonl (on resume: the records of the checkpoint resumed from)."""
+        if self.is_writer:
+            write_atomic(self.metrics_path, "".join(to_json(r) + "\n" for r in records))
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        if not self.is_writer:
+            return
+        with open(self.metrics_path, "a") as f:
+            f.write(to_json(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_summary(self) -> dict[str, Any] | None:
+        if not self.summary_path.exists():
+            return None
+        return read_json(self.summary_path, "run summary")
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        if self.is_writer:
+            write_atomic(self.summary_path, to_json(summary, indent=2) + "\n")
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path

@@ -1,0 +1,281 @@
+"""The training loop: `train_and_evaluate(config, workdir)`, readable top to bottom.
+
+The dataset is put on every device once. An epoch is a few compiled `lax.scan` chunks (each many
+optimizer steps); Python only logs, evaluates and checkpoints between them. A run is a pure
+function of its config: the batch order comes from (seed, epoch) alone, and resuming from a
+checkpoint (taken at the end of an epoch, or at a chunk boundary when the run was preempted)
+continues exactly, bit for bit, where the uninterrupted run would be.
+
+What can stop a run, and what it leaves behind (README, "Guarantees"):
+- a bad setting: a one-line error before anything is written to the workdir;
+- a non-finite loss or parameter: a one-line error naming the epoch and step, the last good
+  checkpoint kept, no summary;
+- SIGTERM / SIGINT: a checkpoint at the next chunk boundary, then exit status 75;
+- kill -9 at any moment: the files of the last checkpoint; the rerun resumes from it.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from mnist_jax import models, provenance
+from mnist_jax.data import load_dataset
+from mnist_jax.errors import CheckpointError
+from mnist_jax.training import checkpoint, guards, parallel, rundir, validation
+from mnist_jax.training.parallel import Parallel
+from mnist_jax.training.progress import Progress
+from mnist_jax.training.trainer import Trainer
+
+
+@dataclasses.dataclass
+class BestTracker:
+    """The best epoch by validation loss so far, and how long ago it was (early stopping)."""
+
+    epoch: int = 0
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    epochs_since_best: int = 0
+
+    def update(self, epoch: int, val_loss: float, val_accuracy: float, min_delta: float) -> bool:
+        if math.isfinite(val_loss) and (
+            self.val_loss is None or val_loss < self.val_loss - min_delta
+        ):
+            self.epoch, self.val_loss, self.val_accuracy = epoch, val_loss, val_accuracy
+            self.epochs_since_best = 0
+            return True
+        self.epochs_since_best += 1
+        return False
+
+
+@dataclasses.dataclass
+class LoopState:
+    """The loop's own state, saved as JSON in every checkpoint."""
+
+    epoch: int = 0  # completed epochs
+    chunk: int = 0  # chunks of epoch + 1 already run (non-zero only after a preemption)
+    partial: dict[str, float] = dataclasses.field(default_factory=dict)  # their sums
+    best: BestTracker = dataclasses.field(default_factory=BestTracker)
+    train_seconds: float = 0.0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # metrics.jsonl
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "LoopState":
+        loop = meta["loop"]
+        return cls(**(loop | {"best": BestTracker(**loop["best"])}))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the summary."""
+    validation.validate(config)
+    run = rundir.RunDir(workdir)
+    run.check_usable()
+    run.check_config(config)
+    summary = run.read_summary()
+    parallel.check_same_on_all_processes(summary is not None, "finished states (summary.json)")
+    if summary is not None:
+        logging.info("%s already holds a finished run (summary.json); not training again", workdir)
+        return summary
+
+    # Everything that can be wrong with the config fails here, before anything is written.
+    par = Parallel(config.parallel.mode)
+    data = load_dataset(config.data)
+    trainer = Trainer.build(config, par, data)
+    fingerprint = rundir.fingerprint(rundir.config_to_dict(config))
+    run.lock()
+    try:
+        run.write_config(config)
+        with guards.StopSignals() as signals:
+            return _train(config, run, par, data, trainer, fingerprint, signals)
+    finally:
+        run.release()
+
+
+def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, Any]:
+    ckpt = checkpoint.Checkpointer(run.checkpoint_dir, keep=config.checkpoint.keep)
+    state = trainer.init_state()
+    loop, best = LoopState(), state.variables
+    restored = _restore_latest(ckpt, state, best, fingerprint)
+    if restored is not None:
+        state, best, loop = restored.state, restored.best, LoopState.from_meta(restored.meta)
+        logging.info(
+            "Resuming %s from the checkpoint of step %d (epoch %d%s)", run.path, restored.step,
+            loop.epoch + (loop.chunk > 0), f", chunk {loop.chunk}" if loop.chunk else "",
+        )  # fmt: skip
+    run.write_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
+    num_params = models.count_params(state.params)
+    logging.info(
+        "%s: %s parameters, %d train / %d val / %d test examples, %d devices (%s, %s)",
+        config.model, f"{num_params:,}", len(data.train), len(data.validation or ()),
+        len(data.test), par.num_devices, par.device_kind, par.mode,
+    )  # fmt: skip
+
+    # Data and state on the devices; every program compiled before the clock starts.
+    train_data = par.replicate((data.train.images, data.train.labels))
+    val_eval = data.validation and trainer.evaluator(data.validation)
+    test_eval = trainer.evaluator(data.test)
+    state_dev = par.replicate(state)
+    chunks = trainer.chunks()
+    programs, compile_seconds = {}, 0.0
+    for _, n in chunks:
+        if n not in programs:
+            programs[n], seconds = trainer.train_program(n, state_dev, train_data)
+            compile_seconds += seconds
+    for evaluator in (val_eval, test_eval):
+        compile_seconds += evaluator.compile(state_dev.variables) if evaluator else 0.0
+    logging.info(
+        "Compiled %d programs in %.1f s", len(programs) + 1 + bool(val_eval), compile_seconds
+    )
+
+    # The loop: train an epoch (chunk by chunk), validate, record, checkpoint, maybe stop.
+    steps_per_epoch, num_epochs = trainer.steps_per_epoch, config.num_epochs
+    patience, min_delta = config.early_stopping.patience, config.early_stopping.min_delta
+    progress = Progress(
+        num_epochs * steps_per_epoch, loop.epoch * steps_per_epoch + sum(
+            n for _, n in chunks[: loop.chunk]
+        ), config.batch_size, config.log_every_seconds,
+    )  # fmt: skip
+    while loop.epoch < num_epochs and not loop.stopped_early:
+        epoch = loop.epoch + 1
+        epoch_key = jax.random.fold_in(trainer.keys.shuffle, epoch)
+        for c in range(loop.chunk, len(chunks)):
+            first, n = chunks[c]
+            start = time.perf_counter()
+            state_dev, per_device = programs[n](
+                state_dev, *train_data, epoch_key, trainer.keys.dropout, np.int32(first)
+            )
+            out = {k: par.gather_shards(v) for k, v in per_device.items()}  # waits: honest time
+            seconds = time.perf_counter() - start
+            step_losses = out["loss"].astype(np.float64).sum(axis=(0, 2))
+            guards.check_finite(
+                step_losses, bool(out["params_finite"].all()), epoch,
+                (epoch - 1) * steps_per_epoch + first, config,
+            )  # fmt: skip
+            for key, value in (
+                ("loss", step_losses.sum()),
+                ("correct", out["correct"].sum()),
+                ("count", n * config.batch_size),
+                ("seconds", seconds),
+            ):
+                loop.partial[key] = loop.partial.get(key, 0) + float(value)  # fmt: skip
+            loop.chunk = c + 1
+            progress.update(n, epoch, num_epochs)
+            if signals.received and c + 1 < len(chunks):
+                _save(ckpt, state_dev, best, loop, par, fingerprint)
+                ckpt.close()
+                raise guards.Preempted(signals.received, epoch, loop.chunk, len(chunks))
+
+        sums = loop.partial
+        epoch_seconds, count = sums["seconds"], sums["count"]
+        loop.train_seconds += epoch_seconds
+        record = {
+            "epoch": epoch,
+            "step": epoch * steps_per_epoch,
+            "train_loss": sums["loss"] / count,
+            "train_accuracy": sums["correct"] / count,
+            "learning_rate": float(trainer.schedule(epoch * steps_per_epoch - 1)),
+            "epoch_seconds": epoch_seconds,
+            "train_samples_per_second": count / epoch_seconds,
+        }
+        if val_eval:
+            val, _ = val_eval(state_dev.variables)
+            record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+            improved = loop.best.update(epoch, val["loss"], val["accuracy"], min_delta)
+            loop.stopped_early = bool(patience) and loop.best.epochs_since_best >= patience
+        else:  # nothing to select on: the last epoch is the best
+            improved, loop.best.epoch = True, epoch
+        if improved:
+            best = par.to_host(state_dev.variables)
+        record["elapsed_seconds"] = loop.train_seconds
+        record = {k: rundir.finite_or_none(v) if isinstance(v, float) else v
+                  for k, v in record.items()}  # fmt: skip
+        loop.epoch, loop.chunk, loop.partial = epoch, 0, {}
+        loop.history.append(record)
+        run.append_metrics(record)
+        logging.info(
+            "epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  %.1f s (%.0f img/s)%s",
+            epoch, num_epochs, record["train_loss"], record["train_accuracy"],
+            _fmt(record.get("val_loss")), _fmt(record.get("val_accuracy")), epoch_seconds,
+            record["train_samples_per_second"], "  *best*" if improved and val_eval else "",
+        )  # fmt: skip
+        last = epoch == num_epochs or loop.stopped_early
+        if last or epoch % config.checkpoint.every_epochs == 0 or signals.received:
+            _save(ckpt, state_dev, best, loop, par, fingerprint)
+        if signals.received and not last:
+            ckpt.close()
+            raise guards.Preempted(signals.received, epoch + 1, 0, len(chunks))
+    ckpt.close()
+    if loop.stopped_early:
+        logging.info("Stopped early after epoch %d: no val-loss gain for %d epochs", loop.epoch,
+                     patience)  # fmt: skip
+
+    # Test the best variables (by validation loss) on all 10,000 test images.
+    test, _ = test_eval(par.replicate(best))
+    if not math.isfinite(test["loss"]):
+        raise guards.Diverged(f"the best epoch's test loss is {test['loss']}; no summary written")
+    summary = {
+        "model": config.model,
+        "num_params": num_params,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "test_count": test["count"],
+        "best_epoch": loop.best.epoch,
+        "best_val_loss": loop.best.val_loss,
+        "best_val_accuracy": loop.best.val_accuracy,
+        "epochs_run": loop.epoch,
+        "stopped_early": loop.stopped_early,
+        "train_seconds": loop.train_seconds,
+        "compile_seconds": compile_seconds,
+        "final_train_loss": loop.history[-1]["train_loss"] if loop.history else None,
+        "parallel_mode": par.mode,
+        "seed": config.seed,
+        "global_batch_size": config.batch_size,
+        "config_fingerprint": fingerprint,
+        **provenance.collect(),
+    }
+    run.write_summary(summary)
+    logging.info(
+        "Test accuracy %.4f (loss %.4f) on %d images, best epoch %d; trained %.1f s",
+        test["accuracy"], test["loss"], test["count"], loop.best.epoch, loop.train_seconds,
+    )  # fmt: skip
+    return summary
+
+
+def _save(ckpt, state_dev, best, loop: LoopState, par: Parallel, fingerprint: str) -> None:
+    state = par.to_host(state_dev)
+    meta = {"loop": dataclasses.asdict(loop)}
+    ckpt.save(int(state.step), state, best, meta, fingerprint)
+
+
+def _restore_latest(ckpt, state, best, fingerprint) -> checkpoint.Restored | None:
+    """The newest checkpoint that verifies; bad ones are moved aside with a warning each."""
+    bad = []
+    for step in ckpt.steps():
+        try:
+            restored = ckpt.restore(step, state, best, fingerprint)
+            error = ""
+        except CheckpointError as e:
+            restored, error = None, str(e)
+        parallel.check_same_on_all_processes(int(bool(error)), "checkpoint verification")
+        if not error:
+            return restored
+        where = ckpt.quarantine(step, error) if jax.process_index() == 0 else "corrupt_checkpoints"
+        parallel.barrier("quarantine")
+        logging.warning("%s; moved it to %s and trying the previous checkpoint", error, where)
+        bad.append(step)
+    if bad:
+        raise CheckpointError(
+            f"no checkpoint of {ckpt.directory} verifies (steps {bad} moved to "
+            f"{ckpt.directory.parent / 'corrupt_checkpoints'}); delete the workdir to start over"
+        )
+    return None
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"

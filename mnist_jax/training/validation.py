@@ -1,0 +1,47 @@
+"""Every value of a training config checked before any work, so that a bad setting fails in one
+line naming the key, the value and what is valid, not an hour in.
+
+Training, sweeps (their dry runs too) and the benchmark call `validate` first. Values that only
+the data or the devices can judge (a batch larger than the training set, a batch that does not
+split over the devices) are checked by the trainer once those are known.
+"""
+
+import ml_collections
+
+from mnist_jax import models
+from mnist_jax.checks import check_choice, check_range
+from mnist_jax.data import augment, sources
+from mnist_jax.data.pca import check_components
+from mnist_jax.models import layers
+from mnist_jax.training import optim, parallel, steps
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Every value of a training config, checked without touching data or devices."""
+    models.create_model(config)
+    check_choice("dtype", config.dtype, list(models.registry.DTYPES))
+    check_range("seed", config.seed, 0, 2**32 - 1, integer=True)
+    d = config.data
+    check_choice("data.source", d.source, sources.SOURCES)
+    check_range("data.validation_fraction", d.validation_fraction, 0, 1, hi_open=True)
+    check_range("data.train_fraction", d.train_fraction, 0, 1, lo_open=True)
+    check_range("data.split_seed", d.split_seed, 0, 2**32 - 1, integer=True)
+    check_components(d.pca_components)
+    augment.AugmentSpec.from_config(d)
+    check_choice("layers.conv_impl", config.layers.conv_impl, layers.CONV_IMPLS)
+    check_choice("layers.pool_impl", config.layers.pool_impl, layers.POOL_IMPLS)
+    optim.validate(config)
+    check_range("label_smoothing", config.label_smoothing, 0, 1, hi_open=True)
+    check_range("batch_size", config.batch_size, 1, integer=True)
+    check_range("microbatches", config.microbatches, 1, integer=True)
+    check_range("eval_batch_size", config.eval_batch_size, 1, integer=True)
+    check_range("num_epochs", config.num_epochs, 1, integer=True)
+    check_range("steps_per_chunk", config.steps_per_chunk, 0, integer=True)
+    check_range("early_stopping.patience", config.early_stopping.patience, 0, integer=True)
+    check_range("early_stopping.min_delta", config.early_stopping.min_delta, 0)
+    check_choice("parallel.mode", config.parallel.mode, parallel.MODES)
+    check_choice("parallel.reduction", config.parallel.reduction, steps.REDUCTIONS)
+    check_range("parallel.tree_shards", config.parallel.tree_shards, 1, integer=True)
+    check_range("checkpoint.every_epochs", config.checkpoint.every_epochs, 1, integer=True)
+    check_range("checkpoint.keep", config.checkpoint.keep, 1, integer=True)
+    check_range("log_every_seconds", config.log_every_seconds, 0, lo_open=True)
