@@ -22,4 +22,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.label_smoothing = 0.1
     config.steps_per_chunk = 1_000_000  # one compiled scan per epoch
     config.checkpoint.every_epochs = 1_000  # only at the end: no save overlaps training
+    config.parallel.cpu_kernels = "fast"  # XLA's own dots: ~2x faster at these small batches
     return default.with_variant(config, variant)

@@ -17,7 +17,7 @@ Result (reduced, experiments/README.md): from 5% of the data on, the CNN is 1.6-
 where the CNN is still under-trained rather than data-starved.
 """
 
-from mnist_jax.study import Study, Zip, check_variant
+from mnist_jax.studies.study import Study, Zip, check_variant
 
 
 def get_study(variant: str = "") -> Study:
@@ -34,7 +34,6 @@ def get_study(variant: str = "") -> Study:
                 )
             ],
             seeds=[0, 1],
-            overrides={"layers.conv_impl": "im2col"},
         )
     return Study(
         bases={"mlp": "configs/mlp.py", "cnn": "configs/cnn.py"},

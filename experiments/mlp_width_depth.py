@@ -7,7 +7,7 @@ Variants: '' (configs/mlp.py: 20 epochs, 3 seeds, depth 1-3) and 'reduced' (3 ep
 depth 1-2; minutes on a 2-core CPU).
 """
 
-from mnist_jax.study import Derived, Study, check_variant
+from mnist_jax.studies.study import Derived, Study, check_variant
 
 
 def get_study(variant: str = "") -> Study:

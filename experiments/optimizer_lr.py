@@ -9,7 +9,7 @@ Result (reduced, experiments/README.md): Adam peaks at 1e-3 (97.8%) and falls of
 sides (1e-1 diverges); SGD+momentum wants 1e-1 (97.9%) and degrades gracefully below it.
 """
 
-from mnist_jax.study import Study, check_variant
+from mnist_jax.studies.study import Study, check_variant
 
 
 def get_study(variant: str = "") -> Study:

@@ -10,7 +10,7 @@ Result (reduced): 50 components match the pixels within 0.2 points (97.9 vs 98.0
 half the parameters; 20 lose 0.9 points and 10 lose 5.
 """
 
-from mnist_jax.study import Study, check_variant
+from mnist_jax.studies.study import Study, check_variant
 
 
 def get_study(variant: str = "") -> Study:

@@ -9,7 +9,7 @@ Result (reduced, MLP): no gain; up to 1e-3 it changes test accuracy by < 0.2 poi
 1.4 points.
 """
 
-from mnist_jax.study import Study, check_variant
+from mnist_jax.studies.study import Study, check_variant
 
 
 def get_study(variant: str = "") -> Study:

@@ -24,11 +24,20 @@ def mnist_dir() -> str:
 
 def run_module(module: str, *args: str, devices: int = 1, timeout: float = 600, **env: str):
     """`python -m module args...` in a fresh process with `devices` simulated CPU devices."""
+    return _run([sys.executable, "-m", module, *args], devices, timeout, env)
+
+
+def run_code(code: str, *args: str, devices: int = 1, timeout: float = 600, **env: str):
+    """`python -c code args...` in a fresh process with `devices` simulated CPU devices."""
+    return _run([sys.executable, "-c", code, *args], devices, timeout, env)
+
+
+def _run(argv: list[str], devices: int, timeout: float, env: dict[str, str]):
     environ = dict(os.environ, **env)
     environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     environ["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        argv,
         cwd=ROOT,
         env=environ,
         capture_output=True,

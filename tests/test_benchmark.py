@@ -6,7 +6,9 @@ RESULTS.md), not by timed tests: timings on a shared CPU are not reproducible en
 
 import json
 
-from mnist_jax import benchmark, models, study
+from mnist_jax import configuration
+from mnist_jax.evaluation import speed
+from mnist_jax.training import validation
 from tests.conftest import run_module
 
 
@@ -41,7 +43,7 @@ def test_tiny_benchmark_writes_every_section(tmp_path, mnist_dir):
 
 
 def test_speedrun_configs_have_targets_and_build():
-    for name in benchmark.TARGETS:
-        config = study.load_config(f"configs/{name}")
+    for name in speed.TARGETS:
+        config = configuration.load(f"configs/{name}")
         assert config.data.validation_fraction == 0.0  # all 60,000 training images
-        models.create_model(config)
+        validation.validate(config)

@@ -17,12 +17,16 @@ import jax
 import numpy as np
 import pytest
 from conftest import ROOT, run_module
+from mnist_jax.configs import default
 from sklearn import metrics as skm
 
-from configs import default
-from mnist_jax import comparison as comparison_lib
-from mnist_jax import evaluate, input_pipeline, models, plots, train
+from mnist_jax.data import load_dataset, normalize
 from mnist_jax.errors import UserError
+from mnist_jax.evaluation import comparison as comparison_lib
+from mnist_jax.evaluation import plots
+from mnist_jax.evaluation import runner as evaluate
+from mnist_jax.evaluation import runs as runs_lib
+from mnist_jax.training import train
 
 TINY = {
     "data.train_fraction": 0.05,
@@ -30,7 +34,6 @@ TINY = {
     "mlp.hidden_sizes": (64,),
     "cnn.channels": (4, 8),
     "cnn.dense": (32,),
-    "layers.conv_impl": "im2col",  # as configs/cnn.py: much faster on CPU
     "log_every_seconds": 1000.0,
 }
 FAST = evaluate.Options(throughput_batch_size=256, throughput_min_seconds=0.05, latency_calls=5)
@@ -69,7 +72,7 @@ def test_json_schema(comparison):
     result, out = comparison
     on_disk = json.loads((out / "comparison.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
-    assert on_disk["schema_version"] == evaluate.SCHEMA_VERSION == 1
+    assert on_disk["schema_version"] == evaluate.SCHEMA_VERSION == 2
     env = on_disk["environment"]
     for key, kind in {"versions": dict, "num_devices": int, "device_kind": str, "time": str,
                       "hostname": str, "cpu_count": int}.items():  # fmt: skip
@@ -127,16 +130,18 @@ def test_seeds_are_grouped_with_mean_and_std(comparison):
 
 def test_group_names_differ_when_configs_differ(runs):
     """Runs that differ in more than the seed are different models, even of the same kind."""
-    opened = [evaluate.open_run(str(runs[n])) for n in ("mlp_s0", "mlp_s1", "cnn_s0")]
-    wide = evaluate.open_run(str(runs["mlp_s0"]))
+    opened = [runs_lib.open_run(str(runs[n])) for n in ("mlp_s0", "mlp_s1", "cnn_s0")]
+    wide = runs_lib.open_run(str(runs["mlp_s0"]))
     wide.config_dict = json.loads(json.dumps(wide.config_dict))
     wide.config_dict["mlp"]["hidden_sizes"] = [32]
     wide.workdir = wide.workdir.with_name("mlp_wide")
-    # Keys that do not change the numbers (data.dir, parallel.mode, ...) do not split a group.
-    moved = evaluate.open_run(str(runs["mlp_s1"]))
+    # Keys that do not change the numbers (data.dir, parallel.mode, formulations) do not split
+    # a group.
+    moved = runs_lib.open_run(str(runs["mlp_s1"]))
     moved.config_dict = json.loads(json.dumps(moved.config_dict))
     moved.config_dict["parallel"]["mode"] = "shard_map"
     moved.config_dict["data"]["dir"] = "/elsewhere"
+    moved.config_dict["layers"]["conv_impl"] = "xla"
     groups = comparison_lib.group_runs([*opened, wide, moved])
     assert groups == {"mlp-mlp_s0": [0, 1, 4], "cnn": [2], "mlp-mlp_wide": [3]}
 
@@ -144,14 +149,12 @@ def test_group_names_differ_when_configs_differ(runs):
 def test_metrics_match_sklearn_and_summary_on_real_outputs(runs, comparison):
     """Predictions recomputed here with a plain model.apply; sklearn computes the metrics."""
     result, _ = comparison
-    test = input_pipeline.load_dataset(tiny_config("mlp").data).test
+    test = load_dataset(tiny_config("mlp").data).test
     for name, model_name in (("mlp_s0", "mlp"), ("cnn_s0", "cnn")):
-        run = evaluate.open_run(str(runs[name]))
-        model = models.create_model(run.config)
-        params = evaluate.restore_params(run, model)
-        logits = jax.jit(lambda p, x, m=model: m.apply({"params": p}, x))(
-            params, input_pipeline.normalize(test.images)
-        )
+        run = runs_lib.open_run(str(runs[name]))
+        model = runs_lib.build_model(run.config)
+        variables = runs_lib.restore_best(run, model)
+        logits = jax.jit(lambda v, x, m=model: m.apply(v, x))(variables, normalize(test.images))
         predictions = np.asarray(logits).argmax(-1)
         record = next(r for r in result["models"][model_name]["runs"] if r["seed"] == 0)
         cm = skm.confusion_matrix(test.labels, predictions, labels=range(10))
@@ -205,7 +208,7 @@ def _bad_inputs(runs: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], 
     return {
         "missing": ([str(tmp / "nope")], out, "does not exist"),
         "no_checkpoint": ([str(no_ckpt)], out, "has no checkpoint"),
-        "config_mismatch": ([str(edited)], out, "does not match its checkpoint"),
+        "config_mismatch": ([str(edited)], out, "was written by a different config"),
         "unwritable_output": ([good], str(blocker / "out"), "cannot write to --output_dir"),
     }
 

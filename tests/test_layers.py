@@ -6,27 +6,48 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import layers
+from mnist_jax.models import layers
 
 
+def apply_with(module, impl, *args, **kwargs):
+    """`module.apply` traced with a formulation; the model itself never names one."""
+    with layers.context(
+        conv_impl=impl, pool_impl="reshape" if impl == "im2col" else "reduce_window"
+    ):
+        return module.apply(*args, **kwargs)
+
+
+@pytest.mark.parametrize("impl", ["im2col", "xla"])
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])
-@pytest.mark.parametrize(("size", "cin", "cout"), [(3, 1, 8), (5, 6, 16)])
-def test_im2col_conv_matches_flax_conv(padding, size, cin, cout):
-    x = jax.random.normal(jax.random.key(0), (4, 12, 12, cin))
-    reference = nn.Conv(cout, (size, size), padding=padding)
+@pytest.mark.parametrize(
+    ("size", "cin", "cout", "stride"), [(3, 1, 8, 1), (5, 6, 16, 1), (3, 4, 8, 2)]
+)
+def test_conv_matches_flax_conv(impl, padding, size, cin, cout, stride):
+    x = jax.random.normal(jax.random.key(0), (4, 11, 12, cin))
+    reference = nn.Conv(cout, (size, size), strides=(stride, stride), padding=padding)
     params = reference.init(jax.random.key(1), x)
-    ours = layers.Conv(cout, size, padding, impl="im2col")
+    ours = layers.Conv(cout, size, strides=stride, padding=padding)
     assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(
         jnp.shape, params
     )
 
     def loss(module, p):
-        return jnp.sum(jnp.sin(module.apply(p, x)))
+        return jnp.sum(jnp.sin(apply_with(module, impl, p, x)))
 
-    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), atol=1e-4)
+    np.testing.assert_allclose(
+        apply_with(ours, impl, params, x), reference.apply(params, x), atol=1e-4
+    )
     g_ours = jax.grad(lambda p: loss(ours, p))(params)
     g_ref = jax.grad(lambda p: loss(reference, p))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), g_ours, g_ref)
+
+
+def test_auto_formulation_follows_the_backend():
+    assert jax.default_backend() == "cpu"
+    assert layers.conv_impl() == "im2col" and layers.pool_impl() == "reshape"
+    with layers.context(conv_impl="xla", pool_impl="reduce_window"):
+        assert layers.conv_impl() == "xla" and layers.pool_impl() == "reduce_window"
+    assert layers.conv_impl() == "im2col"  # the context ends with the block
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
@@ -37,12 +58,14 @@ def test_reshape_pool_matches_reduce_window(kind, shape):
     x = jax.random.normal(jax.random.key(0), shape)
     w = jax.random.normal(jax.random.key(1), (shape[1] // 2, shape[2] // 2, shape[3]))
 
-    def loss(impl, x):
-        return jnp.sum(layers.pool2x2(nn.relu(x), kind, impl) * w)
+    def pool(impl, x):
+        with layers.context(pool_impl=impl):
+            return layers.pool2x2(x, kind)
 
-    np.testing.assert_allclose(
-        layers.pool2x2(x, kind, "reshape"), layers.pool2x2(x, kind, "reduce_window"), atol=1e-6
-    )
+    def loss(impl, x):
+        return jnp.sum(pool(impl, nn.relu(x)) * w)
+
+    np.testing.assert_allclose(pool("reshape", x), pool("reduce_window", x), atol=1e-6)
     np.testing.assert_allclose(
         jax.grad(loss, 1)("reshape", x), jax.grad(loss, 1)("reduce_window", x), atol=1e-6
     )
@@ -79,15 +102,15 @@ def test_conv_skipping_the_unpooled_edge_matches_textbook_conv_then_pool(impl, s
     reference = nn.Conv(8, (size, size), padding="SAME")
     params = reference.init(jax.random.key(1), x)
     drop = (hw[0] % 2 == 1, hw[1] % 2 == 1)
-    ours = layers.Conv(8, size, layers.same_padding(size, drop), impl=impl)
+    ours = layers.Conv(8, size, padding=layers.same_padding(size, drop))
 
     def out(module, p, x):
-        return nn.max_pool(nn.relu(module.apply(p, x)), (2, 2), strides=(2, 2))
+        return nn.max_pool(nn.relu(apply_with(module, impl, p, x)), (2, 2), strides=(2, 2))
 
     def loss(module, p, x):
         return jnp.sum(jnp.sin(out(module, p, x)))
 
-    assert ours.apply(params, x).shape[1:3] == (hw[0] // 2 * 2, hw[1] // 2 * 2)
+    assert apply_with(ours, impl, params, x).shape[1:3] == (hw[0] // 2 * 2, hw[1] // 2 * 2)
     np.testing.assert_allclose(out(ours, params, x), out(reference, params, x), atol=1e-5)
     g_ours = jax.grad(loss, (1, 2))(ours, params, x)
     g_ref = jax.grad(loss, (1, 2))(reference, params, x)

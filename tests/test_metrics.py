@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mnist_jax import metrics
+from mnist_jax.evaluation import metrics
 
 
 def _random_outputs(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,12 +1,20 @@
-"""Model shapes, parameter counts and the name -> module registry."""
+"""The model contract: shapes, parameter counts, the registry, config checks, BatchNorm state."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from mnist_jax.configs import cnn, default, lenet, mlp, resnet
 
-from configs import cnn, default, lenet, mlp
 from mnist_jax import models
 from mnist_jax.errors import ConfigError
+from mnist_jax.models import layers
+
+
+def _init(config):
+    model = models.create_model(config)
+    return model, models.init_variables(model, jax.random.key(0))
 
 
 @pytest.mark.parametrize(
@@ -21,54 +29,142 @@ from mnist_jax.errors import ConfigError
     ],
 )
 def test_default_parameter_counts(get_config, expected):
-    config = get_config()
-    model = models.create_model(config)
-    params = models.init_params(model, jax.random.key(0))
-    assert models.count_params(params) == expected
-    logits = model.apply({"params": params}, jnp.zeros((3, 28, 28, 1)))
+    model, variables = _init(get_config())
+    assert models.count_params(variables["params"]) == expected
+    logits = model.apply(variables, jnp.zeros((3, 28, 28, 1)))
     assert logits.shape == (3, 10) and logits.dtype == jnp.float32
+
+
+def test_every_shipped_model_keeps_the_contract():
+    for name in models.MODELS:
+        config = default.get_config()
+        config.model = name
+        models.check_contract(models.create_model(config), name)
 
 
 def test_unknown_model_lists_valid_names():
     config = default.get_config()
-    config.model = "resnet"
-    with pytest.raises(ConfigError, match=r"unknown model 'resnet'; valid: cnn, lenet5, mlp"):
+    config.model = "resnt"
+    with pytest.raises(
+        ConfigError, match=r"unknown model 'resnt'; valid: .*mlp.*resnet.*mean 'resnet'"
+    ):
         models.create_model(config)
 
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("mlp.activation", "swish2", "unknown mlp activation 'swish2'"),
-        ("dtype", "float16", "unknown dtype 'float16'"),
-        ("layers.conv_impl", "fft", "unknown cnn conv_impl 'fft'"),
+        ("mlp.activation", "swish2", "mlp.activation='swish2' is not one of"),
+        ("mlp.dropout", 1.5, r"mlp.dropout=1.5 is not a number in \[0, 1\)"),
+        ("mlp.hidden_sizes", (512, -1), r"mlp.hidden_sizes=\(512, -1\) is not a list of positive"),
+        ("cnn.stem_patch", 3, "cnn.stem_patch=3 must divide 28"),
+        ("cnn.kernel_sizes", (5,), "must have the same length"),
+        ("resnet.blocks", (1, 1), "one entry per stage"),
+        ("dtype", "float16", "dtype='float16' is not one of bfloat16, float32"),
     ],
 )
-def test_bad_choices_fail_at_creation(key, value, message):
+def test_bad_values_fail_at_creation(key, value, message):
     config = default.get_config()
-    config.model = key.split(".")[0] if key.startswith("mlp") else "cnn"
+    config.model = key.split(".")[0] if "." in key else "cnn"
     section, _, name = key.rpartition(".")
-    setattr(config[section] if section else config, name, value)
+    (config[section] if section else config)[name] = value
     with pytest.raises(ConfigError, match=message):
         models.create_model(config)
 
 
-def test_dropout_is_active_only_in_training():
+def test_unknown_section_key_suggests_the_field():
     config = mlp.get_config()
-    model = models.create_model(config)
-    params = models.init_params(model, jax.random.key(0))
+    config.mlp.hiden_sizes = (64,)
+    with pytest.raises(
+        ConfigError, match=r"unknown key mlp.hiden_sizes \(did you mean 'hidden_sizes'"
+    ):
+        models.create_model(config)
+
+
+def test_dropout_is_active_only_in_training_and_keyed_by_position():
+    model, variables = _init(mlp.get_config())
     x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
-    eval_a = model.apply({"params": params}, x)
-    eval_b = model.apply({"params": params}, x)
-    assert jnp.array_equal(eval_a, eval_b)
-    train = model.apply({"params": params}, x, train=True, rngs={"dropout": jax.random.key(2)})
-    assert not jnp.allclose(train, eval_a)
+    assert jnp.array_equal(model.apply(variables, x), model.apply(variables, x))
+    rngs = {"dropout": jax.random.key(2)}
+    train = model.apply(variables, x, train=True, rngs=rngs)
+    assert not jnp.allclose(train, model.apply(variables, x))
+    # Each example's mask depends on its global position only: the second half of the batch,
+    # applied alone at positions 2 and 3, gets the same outputs as inside the whole batch.
+    with layers.context(positions=jnp.arange(2, 4)):
+        half = model.apply(variables, x[2:], train=True, rngs=rngs)
+    np.testing.assert_array_equal(half, train[2:])
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
     config = cnn.get_config()
     config.dtype = "bfloat16"
-    model = models.create_model(config)
-    params = models.init_params(model, jax.random.key(0))
-    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
-    assert model.apply({"params": params}, jnp.zeros((2, 28, 28, 1))).dtype == jnp.float32
+    model, variables = _init(config)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
+    assert model.apply(variables, jnp.zeros((2, 28, 28, 1))).dtype == jnp.float32
+
+
+def test_resnet_keeps_batch_statistics_and_uses_them_in_evaluation():
+    model, variables = _init(resnet.get_config())
+    params, state = models.split_variables(variables)
+    assert set(state) == {"batch_stats"}
+    x = 3.0 + jax.random.normal(jax.random.key(1), (8, 28, 28, 1))
+    logits, new_state = model.apply(
+        variables, x, train=True, rngs={"dropout": jax.random.key(0)}, mutable=["batch_stats"]
+    )
+    moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), state, new_state)
+    assert all(m > 0 for m in jax.tree.leaves(moved))  # running averages updated
+    # Evaluation normalises with the running averages: one image gives the same logits alone
+    # as in a batch (training-mode statistics would differ).
+    batch = model.apply({"params": params, **new_state}, x)
+    alone = model.apply({"params": params, **new_state}, x[:1])
+    np.testing.assert_allclose(alone, batch[:1], rtol=1e-5, atol=1e-5)
+    assert logits.shape == (8, 10)
+
+
+def test_batchnorm_statistics_are_averaged_over_the_data_axis():
+    """Two 'devices' of 4 examples each under pmap see the 8-example batch's statistics."""
+    bn = layers.BatchNorm()
+    x = jax.random.normal(jax.random.key(0), (8, 3, 3, 2)) * 2 + 1
+    v = bn.init(jax.random.key(0), x, train=False)
+    whole, _ = bn.apply(v, x, train=True, mutable=["batch_stats"])
+
+    def per_device(xs):
+        with layers.context(axis_name="d"):
+            return bn.apply(v, xs, train=True, mutable=["batch_stats"])[0]
+
+    # A named vmap axis runs the same collectives (pmean) as pmap's device axis.
+    split = jax.vmap(per_device, axis_name="d")(x.reshape(2, 4, 3, 3, 2))
+    np.testing.assert_allclose(split.reshape(whole.shape), whole, rtol=1e-5, atol=1e-5)
+
+
+class _Affine(nn.Module):
+    """A model defined here, outside the package (the registry test in test_train.py too)."""
+
+    scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x, *, train=False):
+        return nn.Dense(10)(x.reshape(x.shape[0], -1) * self.scale)
+
+
+def test_registered_model_is_built_from_its_section():
+    models.register("affine_test")(_Affine)
+    try:
+        config = default.get_config()
+        config.model = "affine_test"
+        config.affine_test = {"scale": 2.0}
+        model = models.create_model(config)
+        assert isinstance(model, _Affine) and model.scale == 2.0
+        models.check_contract(model, "affine_test")
+    finally:
+        del models.MODELS["affine_test"]
+
+
+def test_contract_violation_is_named():
+    class Wrong(nn.Module):
+        @nn.compact
+        def __call__(self, x, *, train=False):
+            return nn.Dense(5)(x.reshape(x.shape[0], -1))
+
+    with pytest.raises(ConfigError, match=r"model 'wrong' returns \(2, 5\)"):
+        models.check_contract(Wrong(), "wrong")

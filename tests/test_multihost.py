@@ -34,20 +34,18 @@ FAST = (
 # evaluates them on the full test set.
 RESTORE_AND_EVALUATE = """
 import json, sys
-import jax, ml_collections
-from mnist_jax import checkpoint, input_pipeline, models
-from mnist_jax.evaluator import SplitEvaluator
-from mnist_jax.parallel import Parallel
+import jax
+from mnist_jax.data import load_dataset
+from mnist_jax.evaluation import runs
+from mnist_jax.training.evaluator import SplitEvaluator
+from mnist_jax.training.parallel import Parallel
 
-workdir = sys.argv[1]
-config = ml_collections.ConfigDict(json.load(open(f"{workdir}/config.json")))
-model = models.create_model(config)
-template = jax.device_get(models.init_params(model, jax.random.key(1)))
-ckpt = checkpoint.Checkpointer(f"{workdir}/checkpoints", read_only=True)
-params = ckpt.restore_best_params(ckpt.latest_epoch(), template)
+run = runs.open_run(sys.argv[1])
+model = runs.build_model(run.config)
+variables = runs.restore_best(run, model)
 par = Parallel("pmap")
-test = input_pipeline.load_dataset(config.data).test
-metrics, _ = SplitEvaluator(par, model, test, config.eval_batch_size)(par.replicate(params))
+test = load_dataset(run.config.data).test
+metrics, _ = SplitEvaluator(par, model, test, 1000)(par.replicate(variables))
 print(json.dumps({"accuracy": metrics["accuracy"], "count": metrics["count"],
                   "process_count": jax.process_count(), "devices": jax.device_count()}))
 """
@@ -61,8 +59,8 @@ import jax, jax.numpy as jnp, numpy as np
 from absl import app
 from jax import lax
 from mnist_jax import platform
-from mnist_jax.parallel import Parallel
-from mnist_jax.steps import AXIS
+from mnist_jax.training.parallel import Parallel
+from mnist_jax.training.steps import AXIS
 
 def main(_):
     platform.initialize()

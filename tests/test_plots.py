@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_jax import metrics, plots
+from mnist_jax.evaluation import metrics, plots
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Tests of studies (mnist_jax.study), the sweep binary (mnist_jax.sweep) and its aggregation.
+"""Tests of studies (mnist_jax.studies.study), the sweep runner and its aggregation.
 
 The real sweep trains tiny MLPs (2% of the data, 1 epoch) on the real MNIST files; it is marked
 slow (~30 s on a 2-core CPU). Everything else runs no training.
@@ -18,9 +18,12 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_module
 
-from mnist_jax import input_pipeline, models, pca, sweep, train
-from mnist_jax import study as study_lib
+from mnist_jax import configuration, models
+from mnist_jax.data import load_dataset, normalize, pca
 from mnist_jax.errors import ConfigError
+from mnist_jax.studies import runner as sweep
+from mnist_jax.studies import study as study_lib
+from mnist_jax.training import train, validation
 
 MLP = str(ROOT / "configs" / "mlp.py")
 CNN = str(ROOT / "configs" / "cnn.py")
@@ -29,7 +32,7 @@ ALL_STUDIES = sorted((ROOT / "experiments").glob("*.py"))
 
 def write_study(tmp_path: Path, body: str, name: str = "s.py") -> str:
     path = tmp_path / name
-    header = "from mnist_jax.study import Derived, Study, Zip, alias, check_variant\n\n"
+    header = "from mnist_jax.studies.study import Derived, Study, Zip, alias, check_variant\n\n"
     path.write_text(header + textwrap.dedent(body))
     return str(path)
 
@@ -276,8 +279,6 @@ def test_pca_fit_recovers_principal_axes():
     assert abs(proj.components[5 * 28 + 5, 0]) == pytest.approx(1, abs=1e-3)
     assert abs(proj.components[10 * 28 + 10, 1]) == pytest.approx(1, abs=1e-3)
     assert proj.explained_variance_ratio[0] > proj.explained_variance_ratio[1] > 0
-    scores = pca.project(input_pipeline.normalize(images[:7]), proj)
-    assert scores.shape == (7, 3) and scores.dtype == np.float32
     assert pca.fit(images, 3).components.tobytes() == proj.components.tobytes()  # deterministic
     for bad in (-1, 785, 2.5):
         with pytest.raises(ConfigError, match=r"data\.pca_components"):
@@ -287,7 +288,7 @@ def test_pca_fit_recovers_principal_axes():
     )
     config.pca_components = 900
     with pytest.raises(ConfigError, match="pca_components=900"):  # before any loading
-        input_pipeline.load_dataset(config)
+        load_dataset(config)
 
 
 def test_pca_is_fitted_on_the_training_split_only(mnist_dir):
@@ -301,12 +302,12 @@ def test_pca_is_fitted_on_the_training_split_only(mnist_dir):
             "pca_components": 16,
         }
     )
-    data = input_pipeline.load_dataset(config)
+    data = load_dataset(config)
     proj = data.projection
     assert proj.components.shape == (784, 16)
 
     def pixel_mean(images):
-        return np.asarray(input_pipeline.normalize(images)).reshape(len(images), -1).mean(0)
+        return np.asarray(normalize(images)).reshape(len(images), -1).mean(0)
 
     np.testing.assert_allclose(proj.mean, pixel_mean(data.train.images), atol=1e-4)
     # Neither the validation nor the test images (nor the unused 95% of the training split) count.
@@ -314,25 +315,26 @@ def test_pca_is_fitted_on_the_training_split_only(mnist_dir):
     assert np.abs(proj.mean - pixel_mean(both)).max() > 1e-3
     assert np.abs(proj.mean - pixel_mean(data.test.images)).max() > 1e-3
     config.pca_components = 0
-    assert input_pipeline.load_dataset(config).projection is None
+    assert load_dataset(config).projection is None
 
 
 def test_mlp_on_pca_inputs():
-    config = study_lib.load_config(MLP)
+    config = configuration.load(MLP)
     config.data.pca_components = 12
     config.mlp.hidden_sizes = (32,)
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(64, 28, 28), dtype=np.uint8)
     model = models.project_inputs(models.create_model(config), pca.fit(images, 12))
-    params = models.init_params(model, jax.random.key(0))
+    variables = models.init_variables(model, jax.random.key(0))
+    params = variables["params"]
     assert params["inner"]["Dense_0"]["kernel"].shape == (12, 32)
     assert models.count_params(params) == 12 * 32 + 32 + 32 * 10 + 10  # the projection is fixed
-    logits = model.apply({"params": params}, input_pipeline.normalize(images[:5]))
+    logits = model.apply(variables, normalize(images[:5]))
     assert logits.shape == (5, 10)
     for name in ("cnn", "lenet5"):
         config.model = name
         with pytest.raises(ConfigError, match=f"data.pca_components=12 needs model='mlp'.*{name}"):
-            models.create_model(config)
+            validation.validate(config)
 
 
 def test_launch_sh_has_a_sweep_command():

@@ -6,8 +6,8 @@ import shutil
 import jax
 import numpy as np
 import pytest
-
 from mnist_jax.configs import mlp
+
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.evaluation import runs
@@ -173,7 +173,7 @@ def test_microbatches_make_the_same_updates(mnist_dir):
 
 
 def run_steps(config, num_steps: int) -> dict:
-    """`num_steps` steps of the trainer's own program from the initial state: params before/after."""
+    """`num_steps` steps of the trainer's own program: the params before and after."""
     par = Parallel(config.parallel.mode)
     data = load_dataset(config.data)
     trainer = Trainer.build(config, par, data)

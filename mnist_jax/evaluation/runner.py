@@ -121,10 +121,9 @@ def evaluate_run(run: runs.Run, options: Options) -> tuple[dict[str, Any], dict[
     model = runs.build_model(run.config, options.data_dir)
     variables = runs.restore_best(run, model)
     test = dataset.test
-    par = Parallel(run.config.parallel.mode)
+    par = Parallel(run.config.parallel.mode, run.config.parallel.get("cpu_kernels", "stable"))
     evaluator = SplitEvaluator(par, model, test, options.eval_batch_size)
-    device_metrics, device_logits = evaluator(par.replicate(variables))
-    logits = evaluator.logits(device_logits)
+    device_metrics, logits = evaluator(par.replicate(variables))
     labels = test.labels
     probs = metrics.softmax(logits)
     predictions = probs.argmax(-1)

@@ -105,6 +105,7 @@ class TrainProgram:
     """A compiled scan of `num_steps` train steps of `config` (the trainer's own program)."""
 
     def __init__(self, config, par: Parallel, data: dict, num_steps: int):
+        par = Parallel(par.mode, config.parallel.cpu_kernels)  # the config's XLA:CPU kernels
         trainer = Trainer.build(config, par, data["raw"])
         self.state = par.replicate(trainer.init_state())
         self.data, self.num_steps, self.batch = data["train"], num_steps, config.batch_size
@@ -269,7 +270,9 @@ def inference(options: Options, par: Parallel, datasets: dict) -> list[dict]:
         if options.tiny:
             config = shrink(config)
         data = _dataset(datasets, config, par)
-        trainer = Trainer.build(config, par, data["raw"])
+        trainer = Trainer.build(
+            config, Parallel(par.mode, config.parallel.cpu_kernels), data["raw"]
+        )
         variables = jax.device_get(models.init_variables(trainer.model, jax.random.key(0)))
         evaluator = trainer.evaluator(data["raw"].test)
         variables_dev = par.replicate(variables)

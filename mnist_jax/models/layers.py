@@ -56,6 +56,7 @@ class Context:
     pool_impl: str = "auto"
     axis_name: str | None = None
     positions: jax.Array | None = None
+    deterministic: bool = False  # the same bits on any device count (the 'tree' reduction)
 
 
 _DEFAULT = Context()  # frozen: safe to share as the default
@@ -147,7 +148,34 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, padding: Padding, stride: int =
         ],
         axis=-1,
     )
-    return jnp.dot(patches, kernel.reshape(kh * kw * cin, cout))
+    w = kernel.reshape(kh * kw * cin, cout)
+    return _patch_matmul(patches, w) if current().deterministic else jnp.dot(patches, w)
+
+
+@jax.custom_vjp
+def _patch_matmul(patches: jax.Array, w: jax.Array) -> jax.Array:
+    """patches @ w, whose kernel gradient sums per-image products over the batch.
+
+    The plain gradient is one product contracting over every position of every image; for a
+    small kernel (a first layer's 5x5x1) XLA:CPU splits that long contraction by thread count,
+    so its rounding depends on how many devices share the cores. Per-image products are short
+    contractions that it does not split.
+    """
+    return jnp.dot(patches, w)
+
+
+def _patch_matmul_fwd(patches, w):
+    return jnp.dot(patches, w), (patches, w)
+
+
+def _patch_matmul_bwd(res, g):
+    patches, w = res
+    d_patches = jnp.dot(g, w.T)
+    per_image = jnp.einsum("nhwk,nhwc->nkc", patches, g)
+    return d_patches, per_image.sum(0)
+
+
+_patch_matmul.defvjp(_patch_matmul_fwd, _patch_matmul_bwd)
 
 
 class Conv(nn.Module):
@@ -264,11 +292,16 @@ class BatchNorm(nn.Module):
         scale = self.param("scale", nn.initializers.ones_init(), (features,))
         bias = self.param("bias", nn.initializers.zeros_init(), (features,))
         if train:
-            xf = x.astype(jnp.float32)
-            axes = tuple(range(x.ndim - 1))
-            mean, mean_sq = xf.mean(axes), (xf * xf).mean(axes)
+            # Per-example statistics, gathered from every device in global order, then averaged:
+            # the global batch's statistics, summed in the same order on any device count.
+            xf = x.astype(jnp.float32).reshape(x.shape[0], -1, x.shape[-1])
+            stats = xf.mean(1), (xf * xf).mean(1)
             if (axis := current().axis_name) is not None:
-                mean, mean_sq = lax.pmean((mean, mean_sq), axis)
+                stats = lax.all_gather(stats, axis, axis=0, tiled=True)
+            mean, mean_sq = stats[0].mean(0), stats[1].mean(0)
+            # One materialised copy: the compiler may not recompute the reduction separately
+            # for the normalisation and for the running averages (differently rounded).
+            mean, mean_sq = lax.optimization_barrier((mean, mean_sq))
             var = jnp.maximum(mean_sq - mean * mean, 0.0)
             if not self.is_initializing():
                 m = self.momentum

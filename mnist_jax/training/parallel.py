@@ -30,20 +30,34 @@ from mnist_jax.training.steps import AXIS
 
 MODES = ("pmap", "shard_map")
 
-# XLA:CPU hands dots, reductions and element-wise ops to its YNNPACK library fusions by default.
-# On the small matrix products of a batch-32 convnet its dots ran up to 4x slower than XLA's own,
-# so only reductions go there (a batch-32 conv32-conv64 epoch: 4.1 -> 4.0 s, its input-gradient
-# dot 0.54 -> 0.26 ms; batch-128 configs unchanged; benchmarks/RESULTS.md). CPU compiles only.
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+# XLA:CPU hands some fusions to its YNNPACK library. Which ones is a speed/reproducibility choice
+# (config.parallel.cpu_kernels), never a change of the function computed:
+# - 'stable': YNNPACK takes every dot and nothing else. XLA's own dot emitter and YNNPACK's
+#   reductions split their work by the threads a device gets, and with it the order of float
+#   sums, so with them a result would depend on how many (simulated) devices share the cores.
+#   With 'stable' a program computes the same bits on 1, 2, 4 or 8 devices and on 1 or 2 cores
+#   (tests/test_parallel.py), the premise of the 'tree' reduction.
+# - 'fast': XLA's own dots, YNNPACK only for reductions. On the small matrix products of a
+#   batch-24 microbatch convnet (configs/speedrun.py) YNNPACK's dots run about 2x slower;
+#   batch-128 configs run at the same speed either way (benchmarks/RESULTS.md).
+CPU_KERNELS = {
+    "stable": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"},
+    "fast": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"},
+}
 
 
 class Parallel:
     """The devices of this run and the programs compiled for them."""
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, cpu_kernels: str = "stable"):
         if mode not in MODES:
             raise ConfigError(f"unknown parallel.mode {mode!r}; valid: {', '.join(MODES)}")
+        if cpu_kernels not in CPU_KERNELS:
+            raise ConfigError(
+                f"unknown parallel.cpu_kernels {cpu_kernels!r}; valid: {', '.join(CPU_KERNELS)}"
+            )
         self.mode = mode
+        self.cpu_kernels = cpu_kernels
         self.num_devices = jax.device_count()
         self.local_devices = jax.local_devices()
         self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
@@ -116,14 +130,16 @@ class Parallel:
         *,
         replicated_args: int,
         donate_state: bool = False,
-        per_device_outputs: tuple[bool, ...] = (False, False),
+        per_device_outputs: bool | tuple[bool, ...] = (False, False),
     ) -> tuple[Callable, float]:
         """AOT-compile `fn(*args)` for this mode; returns the program and its compile seconds.
 
         The first `replicated_args` arguments are per-device values (made by `replicate`); the
-        rest are small host values (keys, step numbers), the same for every device. `fn` returns
-        a pair; `per_device_outputs` marks which element differs per device (read those with
-        `gather_shards`, the others with `to_host`).
+        rest are small host values (keys, step numbers), the same for every device.
+        `per_device_outputs` marks which outputs (one flag for a single output, one per element
+        of a tuple) differ per device (read those with
+        `gather_shards`, the others with `to_host`). On CPU the program is compiled with the
+        YNNPACK choice of `cpu_kernels` (CPU_KERNELS).
         """
         num_rest = len(args) - replicated_args
         start = time.perf_counter()
@@ -140,7 +156,7 @@ class Parallel:
                     fn,
                     mesh=self.mesh,
                     in_specs=(P(),) * len(args),
-                    out_specs=tuple(P(AXIS) if d else P() for d in per_device_outputs),
+                    out_specs=_out_specs(per_device_outputs),
                     # pmap's semantics, which the per-device step is written for. With
                     # check_vma=True, differentiating the replicated (P()) parameters inserts
                     # a psum of the gradients over the axis, so the step's own `lax.pmean`
@@ -149,9 +165,15 @@ class Parallel:
                 ),
                 donate_argnums=(0,) if donate_state else (),
             )
-        options = CPU_COMPILER_OPTIONS if self.platform == "cpu" else {}
+        options = CPU_KERNELS[self.cpu_kernels] if self.platform == "cpu" else {}
         compiled = program.lower(*args).compile(compiler_options=options)
         return compiled, time.perf_counter() - start
+
+
+def _out_specs(per_device: bool | tuple[bool, ...]) -> P | tuple[P, ...]:
+    if isinstance(per_device, bool):
+        return P(AXIS) if per_device else P()
+    return tuple(P(AXIS) if d else P() for d in per_device)
 
 
 def check_same_on_all_processes(value: int, what: str) -> None:

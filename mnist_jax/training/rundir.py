@@ -33,6 +33,7 @@ NEUTRAL_KEYS = frozenset(
     {
         "data.dir",
         "parallel.mode",
+        "parallel.cpu_kernels",
         "layers.conv_impl",
         "layers.pool_impl",
         "log_every_seconds",

@@ -18,7 +18,7 @@ Gradients are combined in one of two ways (`StepOptions.reduction`):
 """
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -113,10 +113,13 @@ def tree_sum(x: jax.Array) -> jax.Array:
     return x[0]
 
 
-def _mean(xs: Sequence[Any]) -> Any:
-    if len(xs) == 1:
-        return xs[0]
-    return jax.tree.map(lambda *v: sum(v[1:], v[0]) / len(v), *xs)
+def _mean_over_parts(stacked: Any) -> Any:
+    """Mean over the leading (parts) axis, added up in order."""
+
+    def mean(x: jax.Array) -> jax.Array:
+        return x[0] if x.shape[0] == 1 else sum(x[1:], x[0]) / x.shape[0]
+
+    return jax.tree.map(mean, stacked)
 
 
 def make_train_chunk(
@@ -150,7 +153,7 @@ def make_train_chunk(
         variables = {"params": params, **model_state}
         with layers.context(
             axis_name=bn_axis, positions=positions, conv_impl=opts.conv_impl,
-            pool_impl=opts.pool_impl,
+            pool_impl=opts.pool_impl, deterministic=tree,
         ):  # fmt: skip
             if model_state:
                 logits, new_state = model.apply(
@@ -168,33 +171,38 @@ def make_train_chunk(
     def train_chunk(state, images, labels, epoch_key, dropout_key, start):
         perm = jax.random.permutation(epoch_key, opts.num_train)
         offset = lax.axis_index(AXIS) * local
-        positions = offset + jnp.arange(local)  # this device's places in the global batch
+
+        def part_inputs(i, j, augment_key):
+            """Part j of this device's share of step i: images, labels, global positions."""
+            pos = offset + j * part + jnp.arange(part)
+            idx = lax.dynamic_slice_in_dim(perm, i * opts.global_batch + pos[0], part)
+            keys = jax.vmap(jax.random.fold_in, (None, 0))(augment_key, pos)
+            x = preprocess.normalize(augment_lib.augment(images[idx], keys, opts.augment))
+            return x, labels[idx], pos
 
         def step(state, i):
-            idx = lax.dynamic_slice_in_dim(perm, i * opts.global_batch + offset, local)
             step_key = jax.random.fold_in(dropout_key, state.step)
             augment_key, model_key = jax.random.split(step_key)
-            keys = jax.vmap(jax.random.fold_in, (None, 0))(augment_key, positions)
-            x = preprocess.normalize(augment_lib.augment(images[idx], keys, opts.augment))
-            y = labels[idx]
-            results = []
-            for j in range(parts):
-                sl = slice(j * part, (j + 1) * part)
-                results.append(
-                    grad_fn(state.params, state.model_state, x[sl], y[sl], positions[sl], model_key)
+
+            def part_grads(j):
+                x, y, pos = part_inputs(i, j, augment_key)
+                (_, (loss_sum, correct, new_state)), grads = grad_fn(
+                    state.params, state.model_state, x, y, pos, model_key
                 )
-            loss_sums = jnp.stack([loss_sum for (_, (loss_sum, _, _)), _ in results])
-            correct = jnp.stack([c for (_, (_, c, _)), _ in results])
-            grads = [g for _, g in results]
-            new_states = [s for (_, (_, _, s)), _ in results]
+                return {"loss": loss_sum, "correct": correct, "grads": grads, "state": new_state}
+
+            # Unrolled parts: independent programs that XLA:CPU runs concurrently.
+            results = jax.tree.map(lambda *v: jnp.stack(v), *map(part_grads, range(parts)))
+            loss_sums, correct = results["loss"], results["correct"]
             if tree:
-                grads = _tree_mean_over_shards(grads, opts.tree_shards)
-                model_state = _tree_mean_over_shards(new_states, opts.tree_shards)
+                grads = _tree_mean_over_shards(results["grads"], opts.tree_shards)
+                model_state = _tree_mean_over_shards(results["state"], opts.tree_shards)
             else:
                 # A per-device gradient, averaged explicitly (parallel.py compiles shard_map
                 # with check_vma=False so that no implicit psum is added, exactly as under pmap).
-                grads = lax.pmean(_mean(grads), AXIS)
-                model_state = new_states[0]  # BatchNorm already averaged over AXIS
+                grads = lax.pmean(_mean_over_parts(results["grads"]), AXIS)
+                # BatchNorm statistics are already averaged over AXIS (one part: trainer.py).
+                model_state = jax.tree.map(lambda v: v[0], results["state"])
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             state = state.replace(
                 step=state.step + 1,
@@ -212,12 +220,9 @@ def make_train_chunk(
     return train_chunk
 
 
-def _tree_mean_over_shards(per_part: list[Any], num_shards: int) -> Any:
+def _tree_mean_over_shards(stacked: Any, num_shards: int) -> Any:
     """The mean over all shards of every device, summed in one fixed tree: the device's parts are
     gathered from every device (in global shard order) and reduced identically everywhere."""
-    if not jax.tree.leaves(per_part[0]):
-        return per_part[0]
-    stacked = jax.tree.map(lambda *x: jnp.stack(x), *per_part)
     gathered = lax.all_gather(stacked, AXIS, axis=0, tiled=True)
     return jax.tree.map(lambda x: tree_sum(x) / num_shards, gathered)
 
@@ -225,32 +230,24 @@ def _tree_mean_over_shards(per_part: list[Any], num_shards: int) -> Any:
 def make_eval(
     model: nn.Module, global_batch: int, num_devices: int, num_batches: int,
     conv_impl: str = "auto", pool_impl: str = "auto",
-) -> Callable[..., tuple[dict[str, jax.Array], jax.Array]]:  # fmt: skip
-    """Loss/accuracy sums and logits over a padded split; padding is masked by `num_valid`.
+) -> Callable[..., jax.Array]:  # fmt: skip
+    """This device's logits over a padded split, shaped (num_batches, local_batch, classes).
 
-    `images` holds `num_batches * global_batch` examples (the real ones first). Returns the
-    summed metrics (identical on every device) and this device's logits, shaped
-    (num_batches, local_batch, classes). The model runs with train=False: running averages of
-    any batch statistics, no dropout.
+    `images` holds `num_batches * global_batch` examples (the real ones first). The model runs
+    with train=False: running averages of any batch statistics, no dropout. Metrics are computed
+    on the host from the logits (evaluator.py), in one order for any device count.
     """
     local = global_batch // num_devices
 
-    def evaluate(variables, images, labels, num_valid):
+    def evaluate(variables, images):
         offset = lax.axis_index(AXIS) * local
 
         def body(_, b):
             start = b * global_batch + offset
             x = preprocess.normalize(lax.dynamic_slice_in_dim(images, start, local))
-            y = lax.dynamic_slice_in_dim(labels, start, local)
-            mask = (start + jnp.arange(local)) < num_valid
             with layers.context(conv_impl=conv_impl, pool_impl=pool_impl):
-                logits = model.apply(variables, x, train=False)
-            loss = jnp.where(mask, cross_entropy(logits, y), 0.0).sum()
-            correct = jnp.where(mask, jnp.argmax(logits, -1) == y, False).sum()
-            return None, (loss, correct, mask.sum(), logits)
+                return None, model.apply(variables, x, train=False)
 
-        _, (loss, correct, count, logits) = lax.scan(body, None, jnp.arange(num_batches))
-        sums = {"loss": loss.sum(), "correct": correct.sum(), "count": count.sum()}
-        return lax.psum(sums, AXIS), logits
+        return lax.scan(body, None, jnp.arange(num_batches))[1]
 
     return evaluate

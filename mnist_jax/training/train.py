@@ -84,7 +84,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return summary
 
     # Everything that can be wrong with the config fails here, before anything is written.
-    par = Parallel(config.parallel.mode)
+    par = Parallel(config.parallel.mode, config.parallel.cpu_kernels)
     data = load_dataset(config.data)
     trainer = Trainer.build(config, par, data)
     fingerprint = rundir.fingerprint(rundir.config_to_dict(config))

@@ -58,6 +58,11 @@ def _check(config: ml_collections.ConfigDict, par: Parallel, num_train: int) -> 
                 f"microbatches={config.microbatches} with parallel.reduction='tree': the tree's "
                 "shards already split each device's batch; set microbatches=1"
             )
+        if p.cpu_kernels != "stable":
+            raise ConfigError(
+                f"parallel.cpu_kernels={p.cpu_kernels!r} with parallel.reduction='tree': only "
+                "'stable' kernels give the same bits on any device count"
+            )
     elif config.microbatches < 1 or local_batch % config.microbatches:
         raise ConfigError(
             f"microbatches={config.microbatches} must be >= 1 and divide the per-device batch "
@@ -84,11 +89,6 @@ class Trainer:
         """Checks every setting against the data and the devices; compiles nothing yet."""
         validation.validate(config)
         model = models.create_model(config)
-        if dataset.projection is not None and config.model != "mlp":
-            raise ConfigError(
-                f"data.pca_components={dataset.projection.num_components} needs model='mlp' (PCA "
-                f"scores are flat vectors, not images); {config.model!r} needs pca_components=0"
-            )
         model = models.project_inputs(model, dataset.projection)
         models.check_contract(model, config.model)
         num_train = len(dataset.train)

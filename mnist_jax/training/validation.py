@@ -12,6 +12,7 @@ from mnist_jax import models
 from mnist_jax.checks import check_choice, check_range
 from mnist_jax.data import augment, sources
 from mnist_jax.data.pca import check_components
+from mnist_jax.errors import ConfigError
 from mnist_jax.models import layers
 from mnist_jax.training import optim, parallel, steps
 
@@ -27,6 +28,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_range("data.train_fraction", d.train_fraction, 0, 1, lo_open=True)
     check_range("data.split_seed", d.split_seed, 0, 2**32 - 1, integer=True)
     check_components(d.pca_components)
+    if d.pca_components and config.model != "mlp":
+        raise ConfigError(
+            f"data.pca_components={d.pca_components} needs model='mlp' (PCA scores are flat "
+            f"vectors, not images); {config.model!r} needs data.pca_components=0"
+        )
     augment.AugmentSpec.from_config(d)
     check_choice("layers.conv_impl", config.layers.conv_impl, layers.CONV_IMPLS)
     check_choice("layers.pool_impl", config.layers.pool_impl, layers.POOL_IMPLS)
@@ -41,6 +47,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_range("early_stopping.min_delta", config.early_stopping.min_delta, 0)
     check_choice("parallel.mode", config.parallel.mode, parallel.MODES)
     check_choice("parallel.reduction", config.parallel.reduction, steps.REDUCTIONS)
+    check_choice("parallel.cpu_kernels", config.parallel.cpu_kernels, list(parallel.CPU_KERNELS))
     check_range("parallel.tree_shards", config.parallel.tree_shards, 1, integer=True)
     check_range("checkpoint.every_epochs", config.checkpoint.every_epochs, 1, integer=True)
     check_range("checkpoint.keep", config.checkpoint.keep, 1, integer=True)

@@ -1,4 +1,4 @@
-"""Tests of mnist_jax.input_pipeline on the real MNIST files (found through $MNIST_DIR).
+"""Tests of mnist_jax.data (sources, splits, preprocessing) on the real MNIST files ($MNIST_DIR).
 
 Downloads are tested against local http.server mirrors on 127.0.0.1, and the TFDS source with
 `tfds.testing.mock_data`, so nothing here needs network access or TensorFlow.
@@ -23,13 +23,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mnist_jax import input_pipeline as ip
+from mnist_jax.data import dataset, preprocess, sources
 from mnist_jax.errors import ConfigError, DataError
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-NAMES = [name for name, _ in ip.FILES.values()]
-LABELS_NAME, LABELS_SHA = ip.FILES["train_labels"]
+NAMES = [name for name, _ in sources.FILES.values()]
+LABELS_NAME, LABELS_SHA = sources.FILES["train_labels"]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def splits(mnist_dir: Path) -> tuple[ip.Split, ip.Split]:
-    return ip.load_idx(str(mnist_dir))
+def splits(mnist_dir: Path) -> tuple[dataset.Split, dataset.Split]:
+    return dataset.load_mnist(str(mnist_dir))
 
 
 def _link_files(src: Path, dest: Path, names: list[str]) -> None:
@@ -56,11 +56,11 @@ def _flip_byte(src: Path, dest: Path, offset: int = 100) -> None:
     dest.write_bytes(bytes(data))
 
 
-def _indexed_split(n: int) -> ip.Split:
+def _indexed_split(n: int) -> dataset.Split:
     """Images that carry their own index in two pixels, to check which examples went where."""
     images = np.zeros((n, 28, 28), np.uint8)
     images[:, 0, 0], images[:, 0, 1] = np.arange(n) % 256, np.arange(n) // 256
-    return ip.Split(images, (np.arange(n) % 10).astype(np.int32))
+    return dataset.Split(images, (np.arange(n) % 10).astype(np.int32))
 
 
 def _config(**overrides) -> ml_collections.ConfigDict:
@@ -68,14 +68,14 @@ def _config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({**values, **overrides})
 
 
-def _ids(split: ip.Split) -> np.ndarray:
+def _ids(split: dataset.Split) -> np.ndarray:
     return split.images[:, 0, 0].astype(int) + 256 * split.images[:, 0, 1].astype(int)
 
 
 # --- The real files ----------------------------------------------------------------------------
 
 
-def test_real_files_parse(splits: tuple[ip.Split, ip.Split]) -> None:
+def test_real_files_parse(splits: tuple[dataset.Split, dataset.Split]) -> None:
     train, test = splits
     assert train.images.shape == (60000, 28, 28) and train.images.dtype == np.uint8
     assert test.images.shape == (10000, 28, 28) and test.images.dtype == np.uint8
@@ -88,9 +88,9 @@ def test_real_files_parse(splits: tuple[ip.Split, ip.Split]) -> None:
 
 
 def test_read_idx_raw(mnist_dir: Path) -> None:
-    labels = ip.read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    labels = sources.read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
     assert labels.shape == (10000,) and labels.dtype == np.uint8 and labels.max() == 9
-    images = ip.read_idx(str(mnist_dir / "t10k-images-idx3-ubyte.gz"))
+    images = sources.read_idx(str(mnist_dir / "t10k-images-idx3-ubyte.gz"))
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
 
 
@@ -99,7 +99,7 @@ def test_files_table_matches_sha256sums(mnist_dir: Path) -> None:
     if not sums.exists():
         pytest.skip(f"no SHA256SUMS in {mnist_dir}")
     published = {line.split()[1]: line.split()[0] for line in sums.read_text().splitlines()}
-    assert {name: sha for name, sha in ip.FILES.values()} == published
+    assert {name: sha for name, sha in sources.FILES.values()} == published
 
 
 # --- Corrupt, truncated and missing files ------------------------------------------------------
@@ -110,16 +110,16 @@ def test_checksum_mismatch_names_file_and_hashes(mnist_dir: Path, tmp_path: Path
     _flip_byte(mnist_dir / LABELS_NAME, bad)
     actual = hashlib.sha256(bad.read_bytes()).hexdigest()
     with pytest.raises(DataError, match=LABELS_NAME) as info:
-        ip.verify_file(bad, LABELS_SHA)
+        sources.verify_file(bad, LABELS_SHA)
     assert LABELS_SHA in str(info.value) and actual in str(info.value)
-    ip.verify_file(mnist_dir / LABELS_NAME, LABELS_SHA)  # the original passes
+    sources.verify_file(mnist_dir / LABELS_NAME, LABELS_SHA)  # the original passes
 
 
 def test_load_idx_rejects_corrupt_file(mnist_dir: Path, tmp_path: Path) -> None:
     _link_files(mnist_dir, tmp_path, [n for n in NAMES if n != LABELS_NAME])
     _flip_byte(mnist_dir / LABELS_NAME, tmp_path / LABELS_NAME)
     with pytest.raises(DataError, match=LABELS_NAME):
-        ip.load_idx(str(tmp_path))
+        dataset.load_mnist(str(tmp_path))
 
 
 def _raw_labels(mnist_dir: Path) -> bytes:
@@ -143,20 +143,20 @@ def test_read_idx_rejects_garbled(mnist_dir: Path, tmp_path: Path, make, match: 
     path = tmp_path / "garbled-idx1-ubyte.gz"
     path.write_bytes(make(_raw_labels(mnist_dir), (mnist_dir / LABELS_NAME).read_bytes()))
     with pytest.raises(DataError, match=match) as info:
-        ip.read_idx(path)
+        sources.read_idx(path)
     assert str(path) in str(info.value)
 
 
 def test_missing_file_names_it_and_says_how_to_provide(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
-        ip.verify_file(tmp_path / LABELS_NAME, LABELS_SHA)
+        sources.verify_file(tmp_path / LABELS_NAME, LABELS_SHA)
     message = str(info.value)
     for part in (LABELS_NAME, str(tmp_path), "MNIST_DIR", "config.data.dir", "download"):
         assert part in message
     with pytest.raises(DataError, match="does not exist"):
-        ip.read_idx(tmp_path / LABELS_NAME)
-    with pytest.raises(DataError, match=re.escape(ip.FILES["train_images"][0])):
-        ip.load_idx(str(tmp_path))  # an existing but empty directory
+        sources.read_idx(tmp_path / LABELS_NAME)
+    with pytest.raises(DataError, match=re.escape(sources.FILES["train_images"][0])):
+        dataset.load_mnist(str(tmp_path))  # an existing but empty directory
 
 
 # --- Where the data comes from -----------------------------------------------------------------
@@ -167,7 +167,7 @@ def no_download(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args, **kwargs):
         raise AssertionError("download_mnist must not be called here")
 
-    monkeypatch.setattr(ip, "download_mnist", fail)
+    monkeypatch.setattr(sources, "download_mnist", fail)
 
 
 def test_missing_directories_are_errors(
@@ -176,30 +176,30 @@ def test_missing_directories_are_errors(
     missing = tmp_path / "nowhere"
     monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
     with pytest.raises(DataError, match="nowhere"):  # no fallback to the valid MNIST_DIR
-        ip.resolve_data_dir(str(missing))
+        sources.resolve_data_dir(str(missing))
     monkeypatch.setenv("MNIST_DIR", str(missing))
     with pytest.raises(DataError, match=r"MNIST_DIR.*nowhere"):  # no fallback to the cache
-        ip.resolve_data_dir()
+        sources.resolve_data_dir()
     with pytest.raises(DataError, match="nowhere"):
-        ip.load_idx()
+        dataset.load_mnist()
 
 
 def test_explicit_dir_beats_mnist_dir_beats_cache(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mnist_dir: Path, no_download: None
 ) -> None:
     monkeypatch.setenv("MNIST_DIR", str(tmp_path))
-    assert ip.resolve_data_dir(str(mnist_dir)) == mnist_dir
+    assert sources.resolve_data_dir(str(mnist_dir)) == mnist_dir
     monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
-    assert ip.resolve_data_dir() == mnist_dir
-    assert ip.resolve_data_dir("") == mnist_dir
+    assert sources.resolve_data_dir() == mnist_dir
+    assert sources.resolve_data_dir("") == mnist_dir
 
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("MNIST_JAX_CACHE", str(tmp_path / "c"))
-    assert ip.default_cache_dir() == tmp_path / "c"
+    assert sources.default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("MNIST_JAX_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert ip.default_cache_dir() == tmp_path / ".cache" / "mnist_jax" / "mnist"
+    assert sources.default_cache_dir() == tmp_path / ".cache" / "mnist_jax" / "mnist"
 
 
 def test_cache_is_downloaded_only_when_incomplete(
@@ -214,10 +214,10 @@ def test_cache_is_downloaded_only_when_incomplete(
         calls.append(dest)
         _link_files(mnist_dir, dest, NAMES)
 
-    monkeypatch.setattr(ip, "download_mnist", fake_download)
-    assert ip.resolve_data_dir() == cache and calls == [cache]
-    assert ip.resolve_data_dir() == cache and calls == [cache]  # complete now: no second call
-    assert len(ip.load_idx()[1]) == 10000
+    monkeypatch.setattr(sources, "download_mnist", fake_download)
+    assert sources.resolve_data_dir() == cache and calls == [cache]
+    assert sources.resolve_data_dir() == cache and calls == [cache]  # complete now: no second call
+    assert len(dataset.load_mnist()[1]) == 10000
 
 
 # --- Downloads from local mirrors --------------------------------------------------------------
@@ -270,13 +270,13 @@ def local_mirrors(mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_download_falls_back_and_leaves_nothing_partial(local_mirrors, tmp_path: Path) -> None:
     good_url, bad_url, good_requests, bad_requests = local_mirrors
     dest = tmp_path / "dest"
-    ip.download_mnist(dest, mirrors=[bad_url, good_url], timeout=10)
+    sources.download_mnist(dest, mirrors=[bad_url, good_url], timeout=10)
     assert sorted(os.listdir(dest)) == sorted(NAMES)  # no temp files left
-    for name, sha in ip.FILES.values():
-        ip.verify_file(dest / name, sha)
+    for name, sha in sources.FILES.values():
+        sources.verify_file(dest / name, sha)
     assert sorted(bad_requests) == sorted(f"mnist/{n}" for n in NAMES)  # each tried first
     assert sorted(good_requests) == sorted(f"mnist/{n}" for n in NAMES)
-    ip.download_mnist(dest, mirrors=[bad_url, good_url])  # complete: fetches nothing
+    sources.download_mnist(dest, mirrors=[bad_url, good_url])  # complete: fetches nothing
     assert len(good_requests) == 4
 
 
@@ -286,9 +286,9 @@ def test_download_fetches_only_missing_files(
     good_url, _, good_requests, _ = local_mirrors
     dest = tmp_path / "dest"
     _link_files(mnist_dir, dest, NAMES[:3])
-    ip.download_mnist(dest, mirrors=[good_url])
+    sources.download_mnist(dest, mirrors=[good_url])
     assert good_requests == [f"mnist/{NAMES[3]}"]
-    ip.verify_file(dest / NAMES[3], ip.FILES["test_labels"][1])
+    sources.verify_file(dest / NAMES[3], sources.FILES["test_labels"][1])
 
 
 def test_failed_download_lists_mirrors_and_leaves_no_file(local_mirrors, tmp_path: Path) -> None:
@@ -298,7 +298,7 @@ def test_failed_download_lists_mirrors_and_leaves_no_file(local_mirrors, tmp_pat
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}/mnist/"
     dest = tmp_path / "dest"
     with pytest.raises(DataError) as info:
-        ip.download_mnist(dest, mirrors=[bad_url, closed], timeout=5)
+        sources.download_mnist(dest, mirrors=[bad_url, closed], timeout=5)
     message = str(info.value)
     assert bad_url in message and closed in message and "MNIST_DIR" in message
     assert os.listdir(dest) == []
@@ -309,7 +309,7 @@ def test_failed_download_lists_mirrors_and_leaves_no_file(local_mirrors, tmp_pat
 
 def test_tfds_source_with_mock_data() -> None:
     with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
-        train, test = ip.load_tfds()
+        train, test = dataset.load_mnist("", "tfds")
     for split in (train, test):
         assert split.images.shape == (12, 28, 28) and split.images.dtype == np.uint8
         assert split.labels.dtype == np.int32
@@ -328,7 +328,7 @@ def test_tfds_source_keeps_records_in_order() -> None:
         return [fake_source(*sizes[s]) for s in split]
 
     with tfds.testing.mock_data(as_data_source_fn=as_data_source):
-        train, test = ip.load_tfds()
+        train, test = dataset.load_mnist("", "tfds")
     assert train.images[:, 5, 5].tolist() == list(range(30))
     assert test.images[:, 0, 0].tolist() == list(range(100, 107))
     assert test.labels.tolist() == [0, 1, 2, 3, 4, 5, 6]
@@ -336,7 +336,7 @@ def test_tfds_source_keeps_records_in_order() -> None:
 
 def test_tfds_not_prepared_explains_how(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
-        ip.load_tfds(str(tmp_path))
+        dataset.load_mnist(str(tmp_path), "tfds")
     message = str(info.value)
     for part in ("tfds build mnist", "--file_format=array_record", "--manual_dir", str(tmp_path)):
         assert part in message
@@ -345,27 +345,29 @@ def test_tfds_not_prepared_explains_how(tmp_path: Path) -> None:
 def test_load_dataset_tfds_source() -> None:
     config = _config(source="tfds", dir="", validation_fraction=0.25)
     with tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_CODE):
-        data = ip.load_dataset(config)
+        data = dataset.load_dataset(config)
     assert (len(data.train), len(data.validation), len(data.test)) == (9, 3, 12)
 
 
 # --- Splits ------------------------------------------------------------------------------------
 
 
-def test_split_validation_sizes_and_determinism(splits: tuple[ip.Split, ip.Split]) -> None:
-    train, val = ip.split_validation(splits[0], 0.1, seed=0)
+def test_split_validation_sizes_and_determinism(
+    splits: tuple[dataset.Split, dataset.Split],
+) -> None:
+    train, val = dataset.split_validation(splits[0], 0.1, seed=0)
     assert (len(train), len(val)) == (54000, 6000)
     np.random.seed(123)  # global numpy state must not matter
-    train2, val2 = ip.split_validation(splits[0], 0.1, seed=0)
+    train2, val2 = dataset.split_validation(splits[0], 0.1, seed=0)
     np.testing.assert_array_equal(val.images, val2.images)
     np.testing.assert_array_equal(train.labels, train2.labels)
-    _, val3 = ip.split_validation(splits[0], 0.1, seed=1)
+    _, val3 = dataset.split_validation(splits[0], 0.1, seed=1)
     assert not np.array_equal(val.images, val3.images)
 
 
 def test_split_validation_is_a_disjoint_ordered_partition() -> None:
     full = _indexed_split(1000)
-    train, val = ip.split_validation(full, 0.2, seed=3)
+    train, val = dataset.split_validation(full, 0.2, seed=3)
     train_ids, val_ids = _ids(train), _ids(val)
     assert len(val_ids) == 200 and not set(train_ids) & set(val_ids)
     assert sorted([*train_ids, *val_ids]) == list(range(1000))
@@ -375,89 +377,91 @@ def test_split_validation_is_a_disjoint_ordered_partition() -> None:
 
 def test_split_validation_zero_and_bad_fractions() -> None:
     full = _indexed_split(100)
-    train, val = ip.split_validation(full, 0.0)
+    train, val = dataset.split_validation(full, 0.0)
     assert train is full and val is None
     for bad in (-0.1, 1.0, 1.5, math.nan, "0.1", True):
         with pytest.raises(ConfigError, match="validation_fraction"):
-            ip.split_validation(full, bad)
+            dataset.split_validation(full, bad)
     with pytest.raises(ConfigError, match="split_seed"):
-        ip.split_validation(full, 0.1, seed=-1)
+        dataset.split_validation(full, 0.1, seed=-1)
 
 
-def test_subsample_is_stratified_and_deterministic(splits: tuple[ip.Split, ip.Split]) -> None:
+def test_subsample_is_stratified_and_deterministic(
+    splits: tuple[dataset.Split, dataset.Split],
+) -> None:
     train = splits[0]
-    small = ip.subsample(train, 0.1, seed=0)
+    small = dataset.subsample(train, 0.1, seed=0)
     assert np.bincount(small.labels).tolist() == [round(c * 0.1) for c in TRAIN_COUNTS]
-    again = ip.subsample(train, 0.1, seed=0)
+    again = dataset.subsample(train, 0.1, seed=0)
     np.testing.assert_array_equal(small.images, again.images)
-    other = ip.subsample(train, 0.1, seed=1)
+    other = dataset.subsample(train, 0.1, seed=1)
     assert not np.array_equal(small.images, other.images)
-    assert ip.subsample(train, 1.0) is train
-    assert np.bincount(ip.subsample(train, 1e-6).labels).tolist() == [1] * 10
+    assert dataset.subsample(train, 1.0) is train
+    assert np.bincount(dataset.subsample(train, 1e-6).labels).tolist() == [1] * 10
 
 
 def test_subsample_keeps_a_subset_and_rejects_bad_fractions() -> None:
     full = _indexed_split(1000)
-    part = ip.subsample(full, 0.3, seed=5)
+    part = dataset.subsample(full, 0.3, seed=5)
     ids = _ids(part)
     assert len(ids) == 300 and len(set(ids)) == 300 and np.all(np.diff(ids) > 0)
     np.testing.assert_array_equal(part.labels, ids % 10)
     for bad in (0.0, -0.5, 1.5, math.nan):
         with pytest.raises(ConfigError, match="train_fraction"):
-            ip.subsample(full, bad)
+            dataset.subsample(full, bad)
 
 
 # --- load_dataset ------------------------------------------------------------------------------
 
 
-def test_load_dataset_idx(mnist_dir: Path, splits: tuple[ip.Split, ip.Split]) -> None:
-    data = ip.load_dataset(_config(dir=str(mnist_dir), train_fraction=0.5))
-    _, expected_val = ip.split_validation(splits[0], 0.1, seed=0)
+def test_load_dataset_idx(mnist_dir: Path, splits: tuple[dataset.Split, dataset.Split]) -> None:
+    data = dataset.load_dataset(_config(dir=str(mnist_dir), train_fraction=0.5))
+    _, expected_val = dataset.split_validation(splits[0], 0.1, seed=0)
     np.testing.assert_array_equal(data.validation.labels, expected_val.labels)
     assert abs(len(data.train) - 27000) <= 10
     np.testing.assert_array_equal(data.test.images, splits[1].images)  # test set untouched
-    full = ip.load_dataset(_config(dir=str(mnist_dir), validation_fraction=0.0))
+    full = dataset.load_dataset(_config(dir=str(mnist_dir), validation_fraction=0.0))
     assert full.validation is None and len(full.train) == 60000  # train_fraction defaults to 1
 
 
 def test_load_dataset_rejects_bad_config_before_loading(tmp_path: Path) -> None:
     missing = str(tmp_path / "nowhere")  # loading would raise DataError
     with pytest.raises(ConfigError, match=r"'csv'.*'idx', 'tfds'"):
-        ip.load_dataset(_config(source="csv", dir=missing))
+        dataset.load_dataset(_config(source="csv", dir=missing))
     with pytest.raises(ConfigError, match="train_fraction=0"):
-        ip.load_dataset(_config(dir=missing, train_fraction=0))
+        dataset.load_dataset(_config(dir=missing, train_fraction=0))
     with pytest.raises(ConfigError, match="validation_fraction=1"):
-        ip.load_dataset(_config(dir=missing, validation_fraction=1))
+        dataset.load_dataset(_config(dir=missing, validation_fraction=1))
     with pytest.raises(ConfigError, match="split_seed"):
-        ip.load_dataset(ml_collections.ConfigDict({"source": "idx", "dir": ""}))
+        dataset.load_dataset(ml_collections.ConfigDict({"source": "idx", "dir": ""}))
 
 
 # --- normalize ---------------------------------------------------------------------------------
 
 
-def test_normalize_standardises_the_train_set(splits: tuple[ip.Split, ip.Split]) -> None:
-    x = np.asarray(ip.normalize(splits[0].images))
+def test_normalize_standardises_the_train_set(splits: tuple[dataset.Split, dataset.Split]) -> None:
+    x = np.asarray(preprocess.normalize(splits[0].images))
     assert x.shape == (60000, 28, 28, 1) and x.dtype == np.float32
     assert abs(x.mean(dtype=np.float64)) < 1e-3
     assert abs(x.std(dtype=np.float64) - 1) < 1e-3
 
 
-def test_normalize_numpy_jax_and_jit_agree(splits: tuple[ip.Split, ip.Split]) -> None:
+def test_normalize_numpy_jax_and_jit_agree(splits: tuple[dataset.Split, dataset.Split]) -> None:
     images = splits[1].images[:16]
-    expected = ((images / 255.0 - ip.MNIST_MEAN) / ip.MNIST_STD)[..., None]
+    expected = ((images / 255.0 - preprocess.MNIST_MEAN) / preprocess.MNIST_STD)[..., None]
     for out in (
-        ip.normalize(images),
-        ip.normalize(jax.numpy.asarray(images)),
-        jax.jit(ip.normalize)(images),
+        preprocess.normalize(images),
+        preprocess.normalize(jax.numpy.asarray(images)),
+        jax.jit(preprocess.normalize)(images),
     ):
         np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-5)
-    assert ip.normalize(images[0]).shape == (28, 28, 1)
+    assert preprocess.normalize(images[0]).shape == (28, 28, 1)
     with pytest.raises(ValueError, match="uint8"):
-        ip.normalize(images.astype(np.float32))
+        preprocess.normalize(images.astype(np.float32))
 
 
 def test_split_rejects_mismatched_arrays() -> None:
     with pytest.raises(DataError, match="labels"):
-        ip.Split(np.zeros((3, 28, 28), np.uint8), np.zeros(2, np.int32))
+        dataset.Split(np.zeros((3, 28, 28), np.uint8), np.zeros(2, np.int32))
     with pytest.raises(DataError, match="28, 28"):
-        ip.Split(np.zeros((3, 28, 27), np.uint8), np.zeros(3, np.int32))
+        dataset.Split(np.zeros((3, 28, 27), np.uint8), np.zeros(3, np.int32))
