@@ -1,0 +1,1 @@
+"""Host-side data sources and device-side preprocessing (augmentation, corruptions)."""
