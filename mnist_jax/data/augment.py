@@ -58,8 +58,8 @@ def to_uint8(x: jax.Array) -> jax.Array:
 def bilinear(image: jax.Array, ys: jax.Array, xs: jax.Array) -> jax.Array:
     """Sample one float image (H, W) at real (row, col) coordinates; zero outside the image.
 
-    Equal to jax.scipy.ndimage.map_coordinates(order=1, mode='constant'); written out so that
-    integer coordinates return the pixels exactly (weights 1 and 0).
+    jax.scipy.ndimage.map_coordinates(order=1, mode='constant') up to float rounding; written
+    out so that integer coordinates return the pixels exactly (weights 1 and 0).
     """
     h, w = image.shape
     flat = jnp.pad(image, 1).ravel()  # a zero border: every clipped index lands on background
@@ -164,15 +164,19 @@ def elastic(images: jax.Array, keys: jax.Array, alpha: float, sigma: float) -> j
     return warp(images, displacement=field)
 
 
-# key: (field, valid range text, check)
+# config.data key: (AugmentSpec field, valid range as the error message states it, check)
 _RANGES = {
-    "augment_shift": ("shift", "an integer in [0, 14]", lambda v: 0 <= v <= 14),
-    "augment_rotation": ("rotation", "degrees in [0, 180]", lambda v: 0 <= v <= 180),
-    "augment_scale": ("scale", "a fraction in [0, 1)", lambda v: 0 <= v < 1),
-    "augment_shear": ("shear", "degrees in [0, 60]", lambda v: 0 <= v <= 60),
-    "augment_translate": ("translate", "px in [0, 14]", lambda v: 0 <= v <= 14),
-    "augment_elastic_alpha": ("elastic_alpha", "px in [0, 100]", lambda v: 0 <= v <= 100),
-    "augment_elastic_sigma": ("elastic_sigma", "px in (0, 14]", lambda v: 0 < v <= 14),
+    "augment_shift": ("shift", "an integer in [0, 14]", lambda v, _: 0 <= v <= 14),
+    "augment_rotation": ("rotation", "degrees in [0, 180]", lambda v, _: 0 <= v <= 180),
+    "augment_scale": ("scale", "a fraction in [0, 1)", lambda v, _: 0 <= v < 1),
+    "augment_shear": ("shear", "degrees in [0, 60]", lambda v, _: 0 <= v <= 60),
+    "augment_translate": ("translate", "px in [0, 14]", lambda v, _: 0 <= v <= 14),
+    "augment_elastic_alpha": ("elastic_alpha", "px in [0, 100]", lambda v, _: 0 <= v <= 100),
+    "augment_elastic_sigma": (
+        "elastic_sigma",
+        "px in (0, 14] (0 allowed only when augment_elastic_alpha is 0)",
+        lambda v, spec: (v > 0 or not spec.elastic_alpha) and 0 <= v <= 14,
+    ),
 }
 
 
@@ -197,13 +201,9 @@ class AugmentSpec:
     def __post_init__(self):
         for key, (field, valid, check) in _RANGES.items():
             value = getattr(self, field)
-            if key == "augment_elastic_sigma" and not self.elastic_alpha:
-                check = lambda v: 0 <= v <= 14  # unused without elastic distortion
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            ok = ok and math.isfinite(value) and check(value)
-            if field == "shift":
-                ok = ok and isinstance(value, int)
-            if not ok:
+            number = int if field == "shift" else int | float
+            ok = isinstance(value, number) and not isinstance(value, bool)
+            if not (ok and math.isfinite(value) and check(value, self)):
                 raise ConfigError(f"config.data.{key}={value!r} is invalid: must be {valid}")
 
     @classmethod

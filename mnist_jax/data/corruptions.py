@@ -2,10 +2,11 @@
 
 Each corruption is `fn(images uint8 (N, 28, 28), keys (N,), severity) -> uint8 (N, 28, 28)`:
 severity is a float on the corruption's own physical scale (degrees, px, a noise std, ...), 0 is
-the exact identity, and its randomness comes from each example's key alone. The defaults follow
-the severity MNIST-C published for that corruption where it has one, so that a good CNN loses a
-few points on most while digits stay legible. `corrupt` derives the keys from (seed, name,
-example index), so a split corrupted in chunks equals the split corrupted whole.
+the exact identity, and its randomness comes from each example's key alone. The defaults are the
+strengths of the published MNIST-C set (its corruptions.py) where it has that corruption, and
+comparable ones elsewhere: a good CNN loses a few points on most while digits stay legible.
+`corrupt` derives the keys from (seed, name, example index), so a split corrupted in chunks
+equals the split corrupted whole.
 """
 
 import dataclasses
@@ -19,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_jax.data import filters
+from mnist_jax.data import filters, patterns
 from mnist_jax.data.augment import bilinear, draw, elastic_field, to_uint8, warp
 from mnist_jax.errors import ConfigError
 
@@ -28,6 +29,8 @@ SIZE = 28
 
 @dataclasses.dataclass(frozen=True)
 class Corruption:
+    """A registered corruption: `fn(images, keys, severity)`, severity in [0, max_severity]."""
+
     name: str
     fn: Callable[[jax.Array, jax.Array, Any], jax.Array]
     default_severity: float
@@ -61,16 +64,9 @@ def _from_unit(x: jax.Array) -> jax.Array:
     return to_uint8(jnp.clip(x, 0.0, 1.0) * 255.0)
 
 
-def _draw(keys: jax.Array, fn: Callable) -> Any:
+def _per_key(keys: jax.Array, fn: Callable) -> Any:
     """fn(key) for every example's key."""
     return jax.vmap(fn)(keys)
-
-
-def _integers(key: jax.Array, low: tuple[int, ...], high: tuple[int, ...]) -> jax.Array:
-    """Integers uniform in [low[i], high[i]), as floats (one uniform draw compiles faster than
-    randint)."""
-    low, high = jnp.array(low, jnp.float32), jnp.array(high, jnp.float32)
-    return jnp.floor(low + (high - low) * jax.random.uniform(key, low.shape))
 
 
 def _sign(key: jax.Array) -> jax.Array:
@@ -87,13 +83,15 @@ def _sample_at(x: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
 # ---- noise ----
 
 
+# MNIST-C's levels are 0.08 .. 0.38 (not in its final set).
 @_register("gaussian_noise", 0.3, 1.0, "noise std, fraction of full scale")
 def gaussian_noise(images, keys, s):
-    noise = _draw(keys, lambda k: draw(jax.random.normal, k, (SIZE, SIZE)))
+    noise = _per_key(keys, lambda k: draw(jax.random.normal, k, (SIZE, SIZE)))
     return _from_unit(_unit(images) + s * noise)
 
 
-@_register("shot_noise", 0.5, 1.0, "Poisson noise std of a white pixel (photons = 1/s^2)")
+# MNIST-C: 3 photons per unit intensity.
+@_register("shot_noise", 0.58, 1.0, "Poisson noise std of a white pixel (photons = 1/s^2)")
 def shot_noise(images, keys, s):
     photons = 1.0 / jnp.maximum(s, 1e-3) ** 2
     x = _unit(images).reshape(len(images), -1)  # flat: see augment.draw
@@ -102,9 +100,10 @@ def shot_noise(images, keys, s):
     return _from_unit(counts.astype(jnp.float32) / photons)
 
 
+# MNIST-C: salt and pepper, amount 0.17.
 @_register("impulse_noise", 0.17, 1.0, "fraction of pixels set to black or white (half each)")
 def impulse_noise(images, keys, s):
-    u = _draw(keys, lambda k: draw(jax.random.uniform, k, (SIZE, SIZE)))
+    u = _per_key(keys, lambda k: draw(jax.random.uniform, k, (SIZE, SIZE)))
     out = jnp.where(u < s / 2, 0, jnp.where(u < s, 255, images))
     return out.astype(jnp.uint8)
 
@@ -112,17 +111,19 @@ def impulse_noise(images, keys, s):
 # ---- blur ----
 
 
+# MNIST-C's levels are 1 .. 6 px (not in its final set).
 @_register("gaussian_blur", 1.5, 4.0, "Gaussian std in px")
 def gaussian_blur(images, keys, s):
     return to_uint8(filters.gaussian_blur(images.astype(jnp.float32), s, max_sigma=4.0))
 
 
+# MNIST-C: blur 0.7 px, local pixel swaps by up to 1 px (twice), blur again.
 @_register("glass_blur", 1.5, 4.0, "max local pixel displacement in px (random, uniform per px)")
 def glass_blur(images, keys, s):
     """Blur (std 0.7 px), move every pixel by a random integer offset within +-s, blur again."""
     x = filters.gaussian_blur(images.astype(jnp.float32), 0.7)
     offsets = jnp.round(
-        s * _draw(keys, lambda k: draw(jax.random.uniform, k, (2, SIZE, SIZE), minval=-1))
+        s * _per_key(keys, lambda k: draw(jax.random.uniform, k, (2, SIZE, SIZE), minval=-1))
     )
     x = _sample_at(x, offsets[:, 0], offsets[:, 1])
     return to_uint8(filters.gaussian_blur(x, 0.7))
@@ -131,10 +132,11 @@ def glass_blur(images, keys, s):
 MOTION_SAMPLES = 15
 
 
+# MNIST-C: ImageMagick motion blur, radius 10 and sigma 3 px, angle in +-45 deg.
 @_register("motion_blur", 6.0, 14.0, "blur length in px; direction uniform in +-45 deg")
 def motion_blur(images, keys, s):
     """Average of images along a centred line segment: a camera moving during the exposure."""
-    angle = jnp.deg2rad(_draw(keys, lambda k: jax.random.uniform(k, minval=-45.0, maxval=45.0)))
+    angle = jnp.deg2rad(_per_key(keys, lambda k: jax.random.uniform(k, minval=-45.0, maxval=45.0)))
     t = s * jnp.linspace(-0.5, 0.5, MOTION_SAMPLES)
     dy = -(jnp.sin(angle)[:, None] * t)[..., None, None] + jnp.zeros((SIZE, SIZE))
     dx = (jnp.cos(angle)[:, None] * t)[..., None, None] + jnp.zeros((SIZE, SIZE))
@@ -144,14 +146,15 @@ def motion_blur(images, keys, s):
 # ---- geometry (the augmentation's single bilinear resampling) ----
 
 
+# MNIST-C: 0.4 rad (23 deg), shear 0.4 rad, scale 0.7, translate 3 px per axis, random signs.
 @_register("rotate", 23.0, 180.0, "degrees, random sign")
 def rotate(images, keys, s):
-    return warp(images, rotation=s * _draw(keys, _sign))
+    return warp(images, rotation=s * _per_key(keys, _sign))
 
 
 @_register("shear", 23.0, 60.0, "degrees of horizontal shear, random sign")
 def shear(images, keys, s):
-    return warp(images, shear=s * _draw(keys, _sign))
+    return warp(images, shear=s * _per_key(keys, _sign))
 
 
 @_register("scale", 0.3, 0.9, "fraction by which the digit shrinks (scale 1 - s); no randomness")
@@ -161,13 +164,14 @@ def scale(images, keys, s):
 
 @_register("translate", 3.0, 14.0, "px along each axis, random sign per axis")
 def translate(images, keys, s):
-    signs = _draw(keys, lambda k: jnp.where(jax.random.bernoulli(k, shape=(2,)), 1.0, -1.0))
+    signs = _per_key(keys, lambda k: jnp.where(jax.random.bernoulli(k, shape=(2,)), 1.0, -1.0))
     return warp(images, translate=s * signs)
 
 
 ELASTIC_SIGMA = 4.0
 
 
+# Simard et al. (2003)'s augmentation strength; MNIST-C's elastic is not in its final set.
 @_register("elastic", 34.0, 100.0, "elastic alpha in px (Simard et al.), sigma 4 px")
 def elastic(images, keys, s):
     field = jax.vmap(elastic_field, (0, None, None, None))(keys, (SIZE, SIZE), s, ELASTIC_SIGMA)
@@ -177,11 +181,13 @@ def elastic(images, keys, s):
 # ---- intensity ----
 
 
+# MNIST-C: +0.5 to the HSV value, which for grey images adds 0.5.
 @_register("brightness", 0.5, 1.0, "added intensity, fraction of full scale")
 def brightness(images, keys, s):
     return _from_unit(_unit(images) + s)
 
 
+# MNIST-C's levels keep 0.4 .. 0.05 of the contrast (not in its final set).
 @_register("contrast", 0.7, 1.0, "fraction of contrast removed about the image mean")
 def contrast(images, keys, s):
     x = _unit(images)
@@ -189,6 +195,7 @@ def contrast(images, keys, s):
     return _from_unit((x - mean) * (1.0 - s) + mean)
 
 
+# MNIST-C: columns 0..6 and 21..27 inverted.
 @_register("stripe", 7.0, 14.0, "width in px of the inverted band at the left and right edges")
 def stripe(images, keys, s):
     cols = jnp.arange(SIZE)
@@ -199,120 +206,45 @@ def stripe(images, keys, s):
 # ---- occlusion and texture ----
 
 
-def _line_ink(distance: jax.Array) -> jax.Array:
-    """MNIST-C's line profile: 1 on the line, log(1 - d/2.3) + 1 off it, 0 beyond ~1.45 px."""
-    d = jnp.minimum(distance, 2.3 - 1e-6)
-    return jnp.clip(jnp.log(1.0 - d / 2.3) + 1.0, 0.0, 1.0)
-
-
-def _polyline_distance(points: jax.Array) -> jax.Array:
-    """Distance of every pixel centre to a polyline of (row, col) vertices (V, 2)."""
-    p = jnp.stack(jnp.meshgrid(jnp.arange(SIZE), jnp.arange(SIZE), indexing="ij"), -1)
-    a, b = points[:-1, None, None, :], points[1:, None, None, :]
-    ab, ap = b - a, p[None].astype(jnp.float32) - a
-    t = jnp.clip((ap * ab).sum(-1) / jnp.maximum((ab * ab).sum(-1), 1e-6), 0.0, 1.0)
-    return jnp.linalg.norm(ap - t[..., None] * ab, axis=-1).min(axis=0)
-
-
 def _add_ink(images, ink, s):
     return _from_unit(_unit(images) + s * ink)
 
 
+# MNIST-C's line, dotted line and zigzag have no severity: full-intensity ink, as here at 1.
 @_register("dotted_line", 1.0, 1.0, "ink intensity of a random dotted line across the image")
 def dotted_line(images, keys, s):
-    def draw(key):
-        r0, r1 = _integers(key, (0, 0), (SIZE - 1, SIZE - 1))  # end rows, as MNIST-C
-        line = _line_ink(_polyline_distance(jnp.array([[r0, 0.0], [r1, SIZE - 1.0]])))
-        return line * ((jnp.arange(SIZE) // 2) % 2 == 1)  # dots: 2 px on, 2 px off
-
-    return _add_ink(images, _draw(keys, draw), s)
+    return _add_ink(images, _per_key(keys, patterns.dotted_line), s)
 
 
 @_register("zigzag", 1.0, 1.0, "ink intensity of a random zigzag line (period 4 px, 2 px high)")
 def zigzag(images, keys, s):
-    def draw(key):
-        r0, rise = _integers(key, (0, -5), (SIZE - 1, 5))
-        r1 = r0 + rise
-        theta = jnp.arctan((r1 - r0) / 23.0)  # from column 2 to column 25, as MNIST-C
-        length = 23.0 / jnp.cos(theta)
-        along = jnp.array([0.0, 2, 6, 10, 14, 18, 22, 0]).at[-1].set(length)
-        across = jnp.array([0.0, 2, -2, 2, -2, 2, -2, 0]).at[-1].set(-1.0 / (length - 20.0))
-        rows = r0 + jnp.sin(theta) * along + jnp.cos(theta) * across
-        cols = 2.0 + jnp.cos(theta) * along - jnp.sin(theta) * across
-        return _line_ink(_polyline_distance(jnp.stack([rows, cols], -1)))
-
-    return _add_ink(images, _draw(keys, draw), s)
+    return _add_ink(images, _per_key(keys, patterns.zigzag), s)
 
 
-FOG_OCTAVES, FOG_DECAY = 5, 1.4
-
-
-def _upsample(grid: jax.Array) -> jax.Array:
-    """Bilinear resize of a (g, g) grid to (SIZE, SIZE), corners aligned."""
-    g = grid.shape[0]
-    pos = np.arange(SIZE) * (g - 1) / (SIZE - 1)
-    i0 = np.minimum(np.floor(pos).astype(int), g - 2)
-    w = jnp.asarray(pos - i0, jnp.float32)
-    rows = (1 - w)[:, None] * grid[i0] + w[:, None] * grid[i0 + 1]
-    return (1 - w) * rows[:, i0] + w * rows[:, i0 + 1]
-
-
-def _fractal(key: jax.Array) -> jax.Array:
-    """Plasma-like noise in [0, 1]: octaves of 3..33 px grids, amplitude / 1.4 per octave."""
-    sizes = [2 ** (o + 1) + 1 for o in range(FOG_OCTAVES)]
-    nodes = jax.random.uniform(key, (sum(g * g for g in sizes),))  # one flat draw
-    ends = np.cumsum([g * g for g in sizes])
-    total = sum(
-        FOG_DECAY**-o * _upsample(nodes[end - g * g : end].reshape(g, g))
-        for o, (g, end) in enumerate(zip(sizes, ends, strict=True))
-    )
-    return (total - total.min()) / (total.max() - total.min())
-
-
-@_register("fog", 1.5, 5.0, "weight of the fractal fog layer (MNIST-C's c[0])")
+# MNIST-C adds 3.0 times a plasma fractal normalised over a 256 px map, of which its 28 px crop
+# spans only part of [0, 1]; this fractal spans [0, 1] within the image, so 1.5 is comparable.
+@_register("fog", 1.5, 5.0, "weight of the fractal fog layer added before renormalising")
 def fog(images, keys, s):
     x = _unit(images)
     peak = x.max(axis=(1, 2), keepdims=True)
-    return _from_unit((x + s * _draw(keys, _fractal)) * peak / (peak + s))
+    return _from_unit((x + s * _per_key(keys, patterns.fractal)) * peak / (peak + s))
 
 
+# MNIST-C: its severity 4 (mud); opacity 1 is that.
 @_register("spatter", 1.0, 1.0, "opacity of grey mud blobs (MNIST-C severity 4 shapes)")
 def spatter(images, keys, s):
-    def mud(key):
-        liquid = filters.gaussian_blur(0.3 * draw(jax.random.normal, key, (SIZE, SIZE)), 1.0)
-        m = filters.gaussian_blur((liquid > 0).astype(jnp.float32), 1.5)
-        return jnp.where(m < 0.8, 0.0, m)
-
-    m = s * _draw(keys, mud)
-    return _from_unit(_unit(images) * (1 - m) + m * 63 / 255)
+    m = s * _per_key(keys, patterns.mud)
+    return _from_unit(_unit(images) * (1 - m) + m * 63 / 255)  # grey mud over the digit
 
 
-def _canny(x: jax.Array) -> jax.Array:
-    """Canny edges (sigma 1, thresholds 0.1 / 0.2 of Sobel magnitude, as skimage's defaults)."""
-    gy, gx = filters.sobel(filters.gaussian_blur(x, 1.0))
-    mag = jnp.hypot(gy, gx)
-    angle = jnp.arctan2(gy, gx) % jnp.pi
-    direction = jnp.round(angle / (jnp.pi / 4)).astype(jnp.int32) % 4
-    offsets = [(0, 1), (1, 1), (1, 0), (1, -1)]  # (row, col) along the gradient, per direction
-    ahead = jnp.select(
-        [direction == i for i in range(4)], [filters.shift(mag, *o) for o in offsets]
-    )
-    behind = jnp.select(
-        [direction == i for i in range(4)], [filters.shift(mag, -o[0], -o[1]) for o in offsets]
-    )
-    thin = jnp.where((mag >= ahead) & (mag >= behind), mag, 0.0)
-    strong, weak = thin >= 0.2, thin >= 0.1
-    for _ in range(3):  # hysteresis: weak edges touching strong ones
-        strong = strong | (weak & (filters.max_filter(strong.astype(jnp.float32), 1.5) > 0))
-    return strong.astype(jnp.float32)
-
-
+# MNIST-C: the edge map replaces the image (skimage.feature.canny defaults).
 @_register("canny_edges", 1.0, 1.0, "blend weight of the Canny edge map (1 = edges only)")
 def canny_edges(images, keys, s):
     x = _unit(images)
-    return _from_unit((1 - s) * x + s * _canny(x))
+    return _from_unit((1 - s) * x + s * patterns.canny(x))
 
 
+# Not in MNIST-C: stroke thickness changes, as between writers and pens.
 @_register("dilate", 1.0, 3.0, "radius in px of a grey dilation (thicker strokes)")
 def dilate(images, keys, s):
     return to_uint8(filters.max_filter(images.astype(jnp.float32), s))
@@ -398,6 +330,11 @@ def corrupt_many(
     severities are arguments of the program, so changing them does not recompile it.
     """
     names = tuple(CORRUPTIONS) if names is None else tuple(names)
+    for what, value in (("seed", seed), ("start", start)):
+        if not isinstance(value, int | np.integer) or not 0 <= value < 2**31:
+            raise ConfigError(
+                f"corruption {what}={value!r} is invalid: must be an int in [0, 2^31)"
+            )
     severities = dict(severities or {})
     for name in severities:
         get(name)
