@@ -48,7 +48,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.split_seed = 0  # fixes which images are held out, independently of `seed`
     config.data.train_fraction = 1.0  # stratified fraction of the training split that is used
     config.data.pca_components = 0  # >0: project inputs onto this many principal components
-    config.data.augment_shift = 0  # train-time random translation by up to this many pixels
+    # Training augmentation, on the device, keyed per example (data/augment.py); 0 = off.
+    config.data.augment_shift = 0  # random whole-pixel translation by up to this many pixels
+    config.data.augment_rotation = 0.0  # random rotation, degrees in [-r, r]
+    config.data.augment_scale = 0.0  # random scale in [1 - s, 1 + s]
+    config.data.augment_shear = 0.0  # random shear, degrees in [-h, h]
+    config.data.augment_translate = 0.0  # random sub-pixel translation, px in [-t, t]
+    config.data.augment_elastic_alpha = 0.0  # elastic distortion strength, px (Simard et al.: 34)
+    config.data.augment_elastic_sigma = 4.0  # elastic field smoothness, px (Simard et al.: 4)
 
     config.mlp = ml_collections.ConfigDict()
     config.mlp.hidden_sizes = (512, 512)  # width of each hidden layer
