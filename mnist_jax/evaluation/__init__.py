@@ -1,0 +1,1 @@
+"""Evaluation of trained models: metrics, statistics over seeds, comparisons, reports."""
