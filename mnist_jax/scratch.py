@@ -8,10 +8,10 @@ products, derived below by the chain rule; training is "subtract learning rate x
 a loop. `backward` is checked against jax.grad in tests/test_scratch.py.
 
 What the framework version (python -m mnist_jax.main) adds on top: automatic differentiation
-(any model, not one hand-derived one), Flax modules and a model registry (CNN, LeNet, ResNet,
-BatchNorm state), Optax optimizers and schedules, a validation split and augmentation, data
-parallelism over devices and hosts (pmap / shard_map), checkpoints and exact resumption, and
-the evaluation and comparison tools. Nothing here is used by the rest of the package.
+(any model, not one hand-derived one), Flax modules and a model registry (MLP, CNN, LeNet-5),
+Optax optimizers and schedules, a validation split and augmentation, data parallelism over
+devices and hosts (pmap / shard_map), checkpoints and exact resumption, and the evaluation and
+comparison tools. Nothing here is used by the rest of the package.
 """
 
 import math
