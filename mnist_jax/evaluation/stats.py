@@ -162,9 +162,10 @@ def t_test_difference(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str,
     Why this test: McNemar's test (per seed pair or pooled) and a two-level bootstrap were the
     alternatives. McNemar's sees only the images and rejects a true null far too often when
     seeds move accuracy; the bootstrap has 10 distinct seed resamples at k = 3 (see
-    `bootstrap_difference`). tests/test_stats.py simulates models with a known truth: under
-    the null this test rejects near the nominal 5% with and without a seed effect, where the
-    pooled McNemar test and the bootstrap interval do not.
+    `bootstrap_difference`). tests/test_stats.py simulates models with a known truth, 3 seeds
+    each: under the null this test rejects 3.7% (seed effect) and 4.7% (none) of the time at
+    the 5% level (Welch's test is itself slightly conservative with 3 seeds), the pooled
+    McNemar test 52% with a seed effect, and the bootstrap interval misses 0 in 13% and 0.3%.
     """
     a, b = _check(correct_a, correct_b)
     (k_a, n), k_b = a.shape, b.shape[0]
