@@ -127,7 +127,9 @@ def test_palette_and_gray_alpha_files(mnist, tmp_path):
     Image.fromarray(255 - digit).convert("P").save(tmp_path / "palette.png")
     la = np.stack([np.zeros_like(digit), digit], axis=-1)  # black ink, alpha = ink
     Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
-    for name in ("palette.png", "la.png"):
+    Image.fromarray(digit.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
+    assert Image.open(tmp_path / "16bit.png").mode.startswith("I")
+    for name in ("palette.png", "la.png", "16bit.png"):
         read = images.read_image(tmp_path / name)
         assert read.dtype == np.uint8 and read.ndim in (2, 3)
         assert np.abs(images.load_digit(tmp_path / name).astype(int) - digit).max() <= 2, name
