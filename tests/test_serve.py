@@ -222,11 +222,15 @@ def test_keep_alive_connection_survives_bad_requests(server, mnist):
     connection.close()
 
 
-def test_server_helpers_reject_bad_setup(models):
+def test_server_helpers_reject_bad_setup(models, server):
     with pytest.raises(server_lib.UserError, match="share the name"):
         server_lib.ModelsPredictor([models[0], models[0]])
+    predictor = server_lib.ModelsPredictor(models)
     with pytest.raises(server_lib.UserError, match="port"):
-        server_lib.make_server(server_lib.ModelsPredictor(models), "127.0.0.1", 70000)
+        server_lib.make_server(predictor, "127.0.0.1", 70000)
+    busy = server.server_address[1]
+    with pytest.raises(server_lib.UserError, match=f"cannot listen on 127.0.0.1:{busy}"):
+        server_lib.make_server(predictor, "127.0.0.1", busy)
 
 
 def test_binary_help_and_missing_workdirs():
