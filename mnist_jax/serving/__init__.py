@@ -1,0 +1,1 @@
+"""The draw-a-digit web page: a stdlib HTTP server, its page, and a load test."""
