@@ -26,7 +26,6 @@ Sections:
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from mnist_jax import input_pipeline, models, optim, platform, rundir, steps, train
+from mnist_jax import cli, input_pipeline, models, optim, platform, rundir, steps, train
 from mnist_jax.evaluator import SplitEvaluator
 from mnist_jax.parallel import Parallel
 from mnist_jax.study import load_config
@@ -426,4 +425,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main)

@@ -18,7 +18,6 @@ import dataclasses
 import itertools
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from absl import app, flags, logging
 
 from mnist_jax import (
     checkpoint,
+    cli,
     inference,
     input_pipeline,
     metrics,
@@ -372,4 +372,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main)

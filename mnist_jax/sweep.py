@@ -12,13 +12,12 @@ mnist_jax/study.py; the shipped studies are listed in experiments/README.md.
 """
 
 import json
-import sys
 import time
 from pathlib import Path
 
 from absl import app, flags, logging
 
-from mnist_jax import platform, rundir, sweep_report, train
+from mnist_jax import cli, platform, rundir, sweep_report, train
 from mnist_jax import study as study_lib
 
 # Flags exist only when this module runs as the program, so that tests and the other
@@ -125,4 +124,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main)
