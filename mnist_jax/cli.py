@@ -38,7 +38,8 @@ def run(main: Callable[[list[str]], Any], flags_parser: Callable[[list[str]], An
     """`app.run(main)` with `parse_flags` (or `flags_parser`) and one-line errors from main.
 
     main's app.UsageError and UserError become `error: <message>` and exit status 1;
-    KeyboardInterrupt becomes `interrupted` and exit status 130, without a traceback.
+    KeyboardInterrupt becomes `interrupted` and exit status 130, without a traceback; a closed
+    stdout pipe ends the program quietly.
     """
 
     def guarded_main(argv: Any) -> Any:
@@ -51,6 +52,9 @@ def run(main: Callable[[list[str]], Any], flags_parser: Callable[[list[str]], An
         app.run(guarded_main, flags_parser=flags_parser or parse_flags)
     except KeyboardInterrupt:
         exit_with("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:  # `prog ... | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_ERROR)
 
 
 def exit_with(message: str, status: int = EXIT_ERROR) -> NoReturn:
@@ -229,7 +233,7 @@ def _root(error: BaseException) -> BaseException:
     return last
 
 
-def _suggest(name: str, candidates: Sequence[str]) -> str | None:
+def suggest(name: str, candidates: Sequence[str]) -> str | None:
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return close[0] if close else None
 
@@ -248,9 +252,9 @@ def _help_names(flag_values: flags.FlagValues) -> list[str]:
 def _unknown_flag(name: str, flag_values: flags.FlagValues) -> str:
     shown = _help_names(flag_values)
     head, dot, tail = name.partition(".")
-    guess = _suggest(name, list(flag_values))
+    guess = suggest(name, list(flag_values))
     if guess is None and dot:  # --confg.num_epochs: the config flag misspelt
-        base = _suggest(head, _config_flag_names(flag_values))
+        base = suggest(head, _config_flag_names(flag_values))
         guess = f"{base}.{tail}" if base else None
     if guess is not None:
         return f"unknown flag --{name}; did you mean --{guess}?"
@@ -289,7 +293,7 @@ def _check_config_file(name: str, spec: str) -> None:
         for p in sorted(folder.glob("*.py"))
         if p.name != "__init__.py"
     ]
-    guess = _suggest(path, candidates)
+    guess = suggest(path, candidates)
     valid = f"did you mean {guess}?" if guess else f"valid: {', '.join(candidates)}"
     exit_with(f"error: --{name}={spec}: no such config file {path!r}; {valid}")
 
@@ -353,7 +357,7 @@ def _override_key_error(name: str, spec: str, argv: Sequence[str], fv: flags.Fla
             node, parent = node[part], f"{parent}.{part}".lstrip(".")
         else:
             continue
-        guess = _suggest(key, paths)
+        guess = suggest(key, paths)
         if guess:
             hint = f"did you mean {guess!r}?"
         else:
