@@ -22,7 +22,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")" && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
-export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} MNIST_JAX_PROG=$0  # configs/ from any directory
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} MNIST_JAX_PROG=./launch.sh  # configs/ from anywhere
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 

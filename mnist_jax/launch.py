@@ -78,8 +78,9 @@ class Subcommand:
         return fv
 
     def help(self) -> str:
+        description = textwrap.fill(self.description, WIDTH, break_on_hyphens=False)
         lines = [f"usage: {prog()} {self.name} {self.args} [options] [--config.key=value ...]",
-                 "", textwrap.fill(self.description, WIDTH, break_on_hyphens=False), "", "options:"]  # fmt: skip
+                 "", description, "", "options:"]  # fmt: skip
         for o in self.options:
             spec = f"--{o.name}" + (f"={o.metavar}" if o.metavar else "")
             default = "" if o.default in (None, "", False) else f" (default {o.default})"
