@@ -209,9 +209,9 @@ def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
 def parse_command_line(argv: list[str]) -> Invocation:
     """The subcommand, its positional arguments, options and overrides; exits on bad input."""
     flags.FLAGS(argv[:1])  # absl's own flags keep their defaults
-    if len(argv) < 2 or cli.help_requested(argv[:2]):
-        if len(argv) < 2:
-            cli.exit_with(f"error: give a subcommand: {', '.join(SUBCOMMANDS)} (see --help)")
+    if len(argv) < 2:
+        cli.exit_with(f"error: give a subcommand: {', '.join(SUBCOMMANDS)} (see --help)")
+    if cli.help_requested(argv[:2]):
         cli.print_help(top_help())
     name = argv[1]
     if name not in SUBCOMMANDS:
