@@ -10,12 +10,11 @@ ceiling measured in the same process, interleaved rounds), is described in
 mnist_jax/evaluation/speed.py and benchmarks/RESULTS.md.
 """
 
-import sys
 from pathlib import Path
 
 from absl import app, flags
 
-from mnist_jax import platform
+from mnist_jax import cli, platform
 from mnist_jax.evaluation import speed
 from mnist_jax.training import rundir
 
@@ -79,4 +78,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main)

@@ -14,11 +14,9 @@ run's config.data.dir, else $MNIST_DIR, else the download cache. The format of c
 is documented in README.md.
 """
 
-import sys
-
 from absl import app, flags
 
-from mnist_jax import platform
+from mnist_jax import cli, platform
 from mnist_jax.evaluation import runner
 
 _WORKDIRS = flags.DEFINE_list(
@@ -67,4 +65,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main)

@@ -9,12 +9,10 @@ nothing if the run has finished. Results: <workdir>/{config.json,metrics.jsonl,s
 Every config key, with its meaning, is in configs/default.py.
 """
 
-import sys
-
 from absl import app, flags
 from ml_collections import config_flags
 
-from mnist_jax import platform
+from mnist_jax import cli, platform
 from mnist_jax.training import guards, train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -43,4 +41,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main)

@@ -11,11 +11,9 @@ checkpoint, so a killed sweep is finished by repeating the command. At the end:
 mnist_jax/studies/study.py; the shipped studies are listed in experiments/README.md.
 """
 
-import sys
-
 from absl import app, flags
 
-from mnist_jax import platform
+from mnist_jax import cli, platform
 from mnist_jax.studies import runner
 
 _STUDY = flags.DEFINE_string(
@@ -50,4 +48,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    cli.run(main)

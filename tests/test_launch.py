@@ -1,146 +1,420 @@
-"""launch.sh: --help and --dry_run of the local, multiprocess, slurm and tpu launches.
+"""The launcher: commands built as data, shell text that survives hostile paths, the process
+supervisor on real processes, and launch.sh's --help and --dry_run.
 
-The dry runs print the commands a launch would run; these tests parse them as a shell would.
-(The real multi-process launch is run in test_multihost.py.)
+The real multi-process training launch runs in test_multihost.py.
 """
 
+import json
 import os
 import shlex
+import signal
+import stat
 import subprocess
 import sys
+import tarfile
+import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
 
+from mnist_jax import launch
+from mnist_jax.errors import UserError
+from mnist_jax.launcher import commands as C
+from mnist_jax.launcher import supervisor
 
-def launch(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, SKIP_SETUP="1", VENV=sys.prefix, MNIST_DIR="/data/mnist")
-    return subprocess.run(
-        ["./launch.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+PY = "/venv/bin/python"
+HOSTILE = 'it\'s a $HOME "dir"'  # a quote, a dollar, double quotes and spaces
+SITE = C.Site(PY, ROOT, ROOT, {"MNIST_DIR": "/data/m nist"})
+
+
+def main_args(argv) -> list[str]:
+    """The arguments after `-m mnist_jax.main`."""
+    argv = list(argv)
+    return argv[argv.index("mnist_jax.main") + 1 :]
 
 
 def bash_syntax_ok(script: str) -> bool:
     return subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
 
 
-def main_args(argv: list[str]) -> list[str]:
-    """The arguments after `python -m mnist_jax.main` in a command line."""
-    i = argv.index("mnist_jax.main")
-    python = argv[i - 3] if argv[i - 2] == "-u" else argv[i - 2]
-    assert argv[i - 1] == "-m" and python.endswith("python"), argv
-    return argv[i + 1 :]
+def dump_argv_program(path: Path, out: Path) -> None:
+    """An executable that records its arguments, directory and a few variables as JSON (and
+    answers `-c CODE`, the TPU launch's question for jax's version, with 0.0.0)."""
+    names = ("MNIST_DIR", "MNIST_JAX_DISTRIBUTED", "MNIST_JAX_HEARTBEAT_TIMEOUT")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "if sys.argv[1:2] == ['-c']:\n"
+        "    sys.exit(print('0.0.0'))\n"
+        "record = {'argv': sys.argv[1:], 'cwd': os.getcwd(),\n"
+        f"          'env': {{k: os.environ.get(k) for k in {names!r}}}}}\n"
+        f"json.dump(record, open({str(out)!r}, 'w'))\n"
+    )
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
-@pytest.mark.parametrize("cmd", ["local", "multiprocess", "slurm", "tpu"])
-def test_help(cmd):
-    result = launch(cmd, "--help")
+# --- Builders ----------------------------------------------------------------------------------
+
+
+def test_local_command():
+    cmd = C.local_command(SITE, "configs/mlp.py", "runs/m", ["--config.num_epochs=3"], 4)
+    assert cmd.argv == (PY, "-m", "mnist_jax.main", "--config=configs/mlp.py",
+                        "--workdir=runs/m", "--config.num_epochs=3")  # fmt: skip
+    assert cmd.env == {"JAX_PLATFORMS": "cpu",
+                       "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # fmt: skip
+    assert C.local_command(SITE, "c.py", "w", [], None).env == {}
+
+
+def test_from_another_directory_the_children_find_the_repository(tmp_path):
+    elsewhere = C.Site(PY, ROOT, tmp_path, {"PYTHONPATH": "/x"})
+    assert C.local_command(elsewhere, "c.py", "w", [], None).env == {"PYTHONPATH": f"{ROOT}:/x"}
+    already = C.Site(PY, ROOT, tmp_path, {"PYTHONPATH": f"/x:{ROOT}"})
+    assert C.local_command(already, "c.py", "w", [], None).env == {}
+
+
+def test_multiprocess_commands():
+    cmds = C.multiprocess_commands(SITE, 3, "configs/mlp.py", HOSTILE, ["--config.seed=1"],
+                                   cpu_devices=2, port=1234, heartbeat_timeout=15)  # fmt: skip
+    assert len(cmds) == 3
+    for i, cmd in enumerate(cmds):
+        assert main_args(cmd.argv) == ["--config=configs/mlp.py", f"--workdir={HOSTILE}",
+                                       "--config.seed=1"]  # fmt: skip
+        assert cmd.env["MNIST_JAX_PROCESS_ID"] == str(i)
+        assert cmd.env["MNIST_JAX_NUM_PROCESSES"] == "3"
+        assert cmd.env["MNIST_JAX_COORDINATOR"] == "localhost:1234"
+        assert cmd.env["MNIST_JAX_HEARTBEAT_TIMEOUT"] == "15"
+        assert cmd.env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
+        assert cmd.log == (None if i == 0 else Path(HOSTILE) / "logs" / f"process_{i}.log")
+    words = shlex.split(cmds[1].shell())  # the --dry_run line parses back to the same command
+    assert words[0] == "env" and words[-3:] == [">", f"{HOSTILE}/logs/process_1.log", "2>&1"]
+    assert tuple(words[1 + len(cmds[1].env) : -3]) == cmds[1].argv
+
+
+def test_slurm_script_directives_and_srun_line():
+    job = C.SlurmJob(nodes=2, gpus_per_node=4, time="00:30:00", partition="gpu")
+    script = C.slurm_script(SITE, job, "configs/cnn.py", "/shared/cnn", ["--config.x=(64, 64)"])
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/bash" and bash_syntax_ok(script)
+    sbatch = dict(line.removeprefix("#SBATCH ").split("=", 1) for line in lines
+                  if line.startswith("#SBATCH "))  # fmt: skip
+    assert sbatch == {"--job-name": "mnist_jax", "--nodes": "2", "--ntasks-per-node": "4",
+                      "--gpus-per-node": "4", "--cpus-per-task": "8", "--time": "00:30:00",
+                      "--partition": "gpu"}  # fmt: skip
+    (srun,) = [shlex.split(line) for line in lines if line.startswith("srun ")]
+    assert srun[:4] == ["srun", "--kill-on-bad-exit=1", PY, "-u"]
+    assert main_args(srun) == ["--config=configs/cnn.py", "--workdir=/shared/cnn",
+                               "--config.x=(64, 64)"]  # fmt: skip
+    assert "export MNIST_DIR='/data/m nist'" in lines
+    assert "export MNIST_JAX_HEARTBEAT_TIMEOUT=120" in lines
+    assert C.sbatch_argv("/shared/cnn") == ["sbatch", "--output=/shared/cnn/slurm-%j.out",
+                                            "/shared/cnn/slurm_job.sbatch"]  # fmt: skip
+
+
+def test_slurm_script_runs_with_hostile_paths(tmp_path):
+    """Run the script itself, with an `srun` that records what it was given."""
+    cwd = tmp_path / HOSTILE
+    cwd.mkdir()
+    out = tmp_path / "srun.json"
+    dump_argv_program(tmp_path / "bin" / "srun", out)
+    site = C.Site(PY, ROOT, cwd, {"MNIST_DIR": HOSTILE})
+    overrides = ["--config.data.dir=$HOME `x`", "--config.mlp.hidden_sizes=(64, 64)"]
+    script = C.slurm_script(site, C.SlurmJob(), HOSTILE + ".py", HOSTILE, overrides)
+    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    subprocess.run(["bash", "-c", script], env=env, check=True, timeout=60)
+    got = json.loads(out.read_text())
+    assert got["cwd"] == str(cwd)
+    assert got["env"]["MNIST_DIR"] == HOSTILE
+    assert got["argv"] == ["--kill-on-bad-exit=1", PY, "-u", "-m", "mnist_jax.main",
+                           f"--config={HOSTILE}.py", f"--workdir={HOSTILE}",
+                           *overrides]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"time": "soon"}, "--time must look like"),
+        ({"nodes": 0}, "--nodes must be a positive integer"),
+        ({"job_name": "my job"}, "--job_name='my job'"),
+        ({"partition": "gpu\n#SBATCH --x"}, "--partition="),
+    ],
+)
+def test_slurm_rejects_bad_options(options, message):
+    with pytest.raises(UserError, match=message):
+        C.SlurmJob(**options)
+
+
+def test_tpu_commands():
+    target = C.TpuTarget("pod", "z1", project="p")
+    archive, scp, ssh = C.tpu_commands(SITE, target, "configs/cnn.py", "/mnt/runs", [],
+                                       commit="abc1234", tmpdir="/tmp")  # fmt: skip
+    assert archive == ["git", "-C", str(ROOT), "archive", "--format=tar.gz", "-o",
+                       "/tmp/mnist_jax-abc1234.tar.gz", "HEAD"]  # fmt: skip
+    assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp", "/tmp/mnist_jax-abc1234.tar.gz",
+                   "pod:~/", "--worker=all", "--zone=z1", "--project=p"]  # fmt: skip
+    assert ssh[:9] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod", "--zone=z1",
+                       "--project=p", "--worker=all"]  # fmt: skip
+    command = ssh[9].removeprefix("--command=")
+    assert bash_syntax_ok(command) and "mnist_jax-abc1234.tar.gz" in command
+    no_copy = C.TpuTarget("pod", "z1", copy=False)
+    (only,) = C.tpu_commands(SITE, no_copy, "c.py", "w", [], commit="a", tmpdir="/tmp")
+    assert only[4] == "ssh" and "tar -xzf" not in only[-1]
+
+
+def test_tpu_remote_command_runs_with_hostile_paths(tmp_path):
+    """Run the remote command in a fake home: the archive holds a launch.sh and a .venv whose
+    python records its arguments; everything must arrive exactly as given."""
+    home, out = tmp_path / "home", tmp_path / "python.json"
+    src = tmp_path / "src"
+    (src / ".venv" / "bin").mkdir(parents=True)
+    (src / "launch.sh").write_text("#!/bin/sh\nexit 0\n")
+    (src / ".venv" / "bin" / "pip").write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/pip.txt\n')
+    dump_argv_program(src / ".venv" / "bin" / "python", out)
+    for f in ("launch.sh", ".venv/bin/pip"):
+        (src / f).chmod(0o755)
+    home.mkdir()
+    with tarfile.open(home / "mnist_jax-abc.tar.gz", "w:gz") as tar:
+        for f in ("launch.sh", ".venv"):
+            tar.add(src / f, arcname=f)
+    target = C.TpuTarget("pod", "z", remote_dir=HOSTILE, mnist_dir=HOSTILE, heartbeat_timeout=7)
+    overrides = ["--config.mlp.hidden_sizes=(64, 64)", "--config.data.dir=$(whoami)"]
+    tarball = "mnist_jax-abc.tar.gz"
+    remote = C.tpu_remote_command(target, "configs/cnn.py", HOSTILE, overrides, tarball)
+    env = dict(os.environ, HOME=str(home))
+    result = subprocess.run(["bash", "-c", remote], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.startswith(f"usage: ./launch.sh {cmd}")
-    assert "--dry_run" in result.stderr and "e.g. ./launch.sh" in result.stderr
+    assert (tmp_path / "pip.txt").read_text() == "install --quiet jax[tpu]==0.0.0\n"
+    got = json.loads(out.read_text())
+    assert got["cwd"] == str(home / HOSTILE)
+    assert got["argv"] == ["-u", "-m", "mnist_jax.main", "--config=configs/cnn.py",
+                           f"--workdir={HOSTILE}", *overrides]  # fmt: skip
+    assert got["env"]["MNIST_DIR"] == HOSTILE
+    assert got["env"]["MNIST_JAX_DISTRIBUTED"] == "on"
+    assert got["env"]["MNIST_JAX_HEARTBEAT_TIMEOUT"] == "7"
 
 
-def test_top_level_help_lists_the_launches():
-    out = launch("help").stdout
-    for cmd in ("local", "multiprocess N", "slurm", "tpu"):
-        assert f"./launch.sh {cmd}" in out
+def test_tpu_config_path_is_relative_to_the_repository(tmp_path):
+    elsewhere = C.Site(PY, ROOT, tmp_path, {})
+    assert C.remote_config(elsewhere, f"{ROOT}/configs/cnn.py:quick") == "configs/cnn.py:quick"
+    assert C.remote_config(SITE, "configs/cnn.py") == "configs/cnn.py"
+    assert C.remote_config(elsewhere, "/elsewhere/c.py") == "/elsewhere/c.py"
 
 
-def test_local_dry_run():
-    result = launch("local", "configs/mlp.py", "runs/m", "--cpu_devices=4", "--dry_run",
-                    "--config.num_epochs=3")  # fmt: skip
+def test_compare_plan_runs_seed_by_seed_then_evaluates():
+    plan = C.compare_plan(SITE, "out", seeds=2, quick=False, overrides=["--config.num_epochs=1"])
+    assert [c.label for c in plan] == [
+        "mlp seed 0 -> out/mlp/seed_0", "cnn seed 0 -> out/cnn/seed_0",
+        "mlp seed 1 -> out/mlp/seed_1", "cnn seed 1 -> out/cnn/seed_1", "evaluate -> out",
+    ]  # fmt: skip
+    assert main_args(plan[1].argv) == ["--config=configs/cnn.py", "--workdir=out/cnn/seed_0",
+                                       "--config.seed=0", "--config.num_epochs=1"]  # fmt: skip
+    assert plan[-1].argv == (PY, "-m", "mnist_jax.evaluate",
+                             "--workdirs=out/mlp/seed_0,out/cnn/seed_0,out/mlp/seed_1,"
+                             "out/cnn/seed_1", "--output_dir=out")  # fmt: skip
+    quick = C.compare_plan(SITE, "o", seeds=1, quick=True, overrides=[])
+    assert main_args(quick[0].argv)[0] == "--config=configs/mlp.py:quick"
+
+
+def test_compare_plan_from_another_directory_uses_the_repository_configs(tmp_path):
+    plan = C.compare_plan(C.Site(PY, ROOT, tmp_path, {}), "o", seeds=1, quick=False, overrides=[])
+    config = main_args(plan[0].argv)[0].removeprefix("--config=")
+    assert config == str(ROOT / "configs" / "mlp.py") and Path(config).is_file()
+    assert plan[0].env == {"PYTHONPATH": str(ROOT)}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seeds": 0}, "--seeds must be >= 1"),
+        ({"overrides": ["--config.seed=4"]}, "compare sets config.seed itself"),
+        ({"outdir": "a,b"}, "must not contain a comma"),
+    ],
+)
+def test_compare_plan_rejects(kwargs, message):
+    args = {"outdir": "o", "seeds": 1, "quick": False, "overrides": []} | kwargs
+    with pytest.raises(UserError, match=message):
+        C.compare_plan(SITE, args.pop("outdir"), **args)
+
+
+def test_split_overrides():
+    rest, overrides = launch.split_overrides(
+        ["configs/m.py", "--config.a=1", "w", "--config.b", "2", "--dry_run", "--config.c"]
+    )
+    assert rest == ["configs/m.py", "w", "--dry_run"]
+    assert overrides == ["--config.a=1", "--config.b=2", "--config.c"]
+
+
+# --- The supervisor, on real processes -------------------------------------------------------
+
+
+def py(code: str, **kwargs) -> C.Command:
+    return C.Command((sys.executable, "-c", code), **kwargs)
+
+
+def test_supervisor_returns_the_first_failure_and_shows_its_log(tmp_path, caplog):
+    log = tmp_path / "logs" / "process_1.log"
+    lines = "; ".join(f"print('line {i}')" for i in range(8))
+    status = supervisor.run([
+        py("import time; time.sleep(0.5)", label="process 0"),
+        py(f"{lines}; raise SystemExit(3)", log=log, label="process 1"),
+        py("raise SystemExit(4)", label="process 2"),
+    ], grace_seconds=30)  # fmt: skip
+    assert status in (3, 4)  # whichever failed first
+    assert log.read_text().splitlines()[-1] == "line 7"
+    assert "process 1 exited with status 3" in caplog.text
+    assert "[process 1] line 7" in caplog.text and "line 2" not in caplog.text  # the tail only
+
+
+def test_supervisor_terminates_survivors_after_the_grace_period():
+    start = time.monotonic()
+    status = supervisor.run(
+        [py("import time; time.sleep(120)"), py("raise SystemExit(2)")], grace_seconds=0.5
+    )
+    assert status == 2 and time.monotonic() - start < 30
+
+
+DRIVER = """
+import sys
+from mnist_jax.launcher import commands as C, supervisor
+child = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+sys.exit(supervisor.run([C.Command((sys.executable, "-c", child, f"{sys.argv[1]}/{i}.pid"))
+                         for i in range(3)]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_launcher_stops_every_process(tmp_path, sig):
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))  # fmt: skip
+    pid_files = [tmp_path / f"{i}.pid" for i in range(3)]
+    deadline = time.monotonic() + 60
+    while not all(f.exists() and f.read_text() for f in pid_files):
+        assert driver.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    driver.send_signal(sig)
+    assert driver.wait(timeout=30) == 128 + sig  # the children's status: killed by `sig`
+    for f in pid_files:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(f.read_text()), 0)
+
+
+# --- launch.sh -------------------------------------------------------------------------------
+
+
+def run_sh(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SKIP_SETUP="1", VENV=sys.prefix, MNIST_DIR="/data/mnist")
+    return subprocess.run([str(ROOT / "launch.sh"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+SUBCOMMANDS = ["local", "train", "multiprocess", "slurm", "tpu", "compare"]
+
+
+@pytest.mark.parametrize("cmd", ["setup", "test", "sweep", *SUBCOMMANDS])
+def test_help_of_every_subcommand(cmd):
+    result = run_sh(cmd, "--help")
     assert result.returncode == 0, result.stderr
-    argv = shlex.split(result.stdout)
-    assert "XLA_FLAGS=--xla_force_host_platform_device_count=4" in argv
-    assert main_args(argv) == ["--config=configs/mlp.py", "--workdir=runs/m",
-                               "--config.num_epochs=3"]  # fmt: skip
+    assert result.stdout.startswith(f"usage: ./launch.sh {cmd}"), result.stdout
+
+
+def test_help_of_a_binary_passed_through():
+    result = run_sh("evaluate", "--help")
+    assert result.returncode == 0 and "--workdirs" in result.stdout
+
+
+def test_top_level_help():
+    out = run_sh("help").stdout
+    for text in ("./launch.sh compare", "./launch.sh test", "./launch.sh train", "slurm", "tpu"):
+        assert text in out
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    listing = subprocess.run([sys.executable, "-m", "mnist_jax.launch", "--help"], cwd=ROOT,
+                             capture_output=True, text=True, env=env)  # fmt: skip
+    assert listing.returncode == 0
+    for cmd in SUBCOMMANDS:
+        assert f"\n  {cmd} " in listing.stdout
+
+
+def test_local_and_train_dry_run():
+    for cmd in ("local", "train"):
+        result = run_sh(cmd, "configs/mlp.py", "runs/m", "--cpu_devices=4", "--dry_run",
+                        "--config.num_epochs", "3")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        argv = shlex.split(result.stdout)
+        assert argv[:3] == ["env", "JAX_PLATFORMS=cpu",
+                            "XLA_FLAGS=--xla_force_host_platform_device_count=4"]  # fmt: skip
+        assert argv[3] == sys.executable
+        assert main_args(argv) == ["--config=configs/mlp.py", "--workdir=runs/m",
+                                   "--config.num_epochs=3"]  # fmt: skip
 
 
 def test_multiprocess_dry_run():
-    result = launch("multiprocess", "3", "configs/mlp.py", "runs/m", "--dry_run",
-                    "--port=1234", "--cpu_devices=2", "--heartbeat_timeout=15",
-                    "--config.num_epochs=3")  # fmt: skip
+    result = run_sh("multiprocess", "2", "configs/mlp.py", "runs/m", "--dry_run", "--port=1234",
+                    "--heartbeat_timeout=15", "--config.num_epochs=3")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert bash_syntax_ok(result.stdout)
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == "export MNIST_JAX_HEARTBEAT_TIMEOUT=15"
-    assert lines[-1] == "wait"
-    procs = [shlex.split(line) for line in lines if "mnist_jax.main" in line]
-    assert len(procs) == 3
+    assert lines[0] == "mkdir -p runs/m/logs" and lines[-1] == "wait"
+    procs = [shlex.split(line) for line in lines[1:-1]]
+    assert [p[-1] for p in procs] == ["&", "&"] and procs[1][-4:-1] == [
+        ">", "runs/m/logs/process_1.log", "2>&1"]  # fmt: skip
     for i, argv in enumerate(procs):
-        assert argv[-1] == "&"
-        assert f"MNIST_JAX_PROCESS_ID={i}" in argv
-        assert "MNIST_JAX_NUM_PROCESSES=3" in argv
-        assert "MNIST_JAX_COORDINATOR=localhost:1234" in argv
-        assert "XLA_FLAGS=--xla_force_host_platform_device_count=2" in argv
-        assert main_args(argv)[:3] == ["--config=configs/mlp.py", "--workdir=runs/m",
-                                       "--config.num_epochs=3"]  # fmt: skip
-    assert procs[1][-4:-1] == [">", "runs/m/logs/process_1.log", "2>&1"]
+        assert {f"MNIST_JAX_PROCESS_ID={i}", "MNIST_JAX_COORDINATOR=localhost:1234",
+                "MNIST_JAX_HEARTBEAT_TIMEOUT=15"} <= set(argv)  # fmt: skip
 
 
-def test_slurm_dry_run_prints_an_sbatch_script():
-    result = launch("slurm", "configs/cnn.py", "/shared/runs/cnn", "--nodes=2",
-                    "--gpus_per_node", "4", "--time=00:30:00", "--partition=gpu", "--dry_run",
-                    "--config.mlp.hidden_sizes=(64,64)")  # fmt: skip
+def test_slurm_dry_run():
+    result = run_sh("slurm", "configs/cnn.py", "/shared/runs/cnn", "--nodes=2",
+                    "--gpus_per_node", "4", "--partition=gpu", "--dry_run")  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "# /shared/runs/cnn/slurm_job.sbatch"
-    assert shlex.split(lines[-1]) == ["sbatch", "/shared/runs/cnn/slurm_job.sbatch"]
-    script = lines[1 : lines.index("# submit with:")]
-    assert script[0] == "#!/bin/bash" and bash_syntax_ok("\n".join(script))
-    sbatch = dict(line.removeprefix("#SBATCH ").split("=", 1) for line in script
-                  if line.startswith("#SBATCH "))  # fmt: skip
-    assert sbatch["--nodes"] == "2"
-    assert sbatch["--ntasks-per-node"] == sbatch["--gpus-per-node"] == "4"  # one per GPU
-    assert sbatch["--time"] == "00:30:00" and sbatch["--partition"] == "gpu"
-    assert sbatch["--output"] == "/shared/runs/cnn/slurm-%j.out"
-    (srun,) = [shlex.split(line) for line in script if line.startswith("srun ")]
-    assert "--kill-on-bad-exit=1" in srun
-    assert main_args(srun) == ["--config=configs/cnn.py", "--workdir=/shared/runs/cnn",
-                               "--config.mlp.hidden_sizes=(64,64)"]  # fmt: skip
-    assert "export MNIST_DIR=/data/mnist" in script
+    assert lines[-2] == "# submit with:"
+    assert shlex.split(lines[-1]) == C.sbatch_argv("/shared/runs/cnn")
+    script = "\n".join(lines[1:-2])
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=4" in script
+    assert "export MNIST_DIR=/data/mnist" in script and bash_syntax_ok(script)
 
 
-def test_tpu_dry_run_prints_gcloud_commands():
-    result = launch("tpu", "configs/cnn.py", "/mnt/nfs/runs/cnn", "--name=pod", "--zone=z1",
-                    "--project=p", "--dry_run", "--config.mlp.hidden_sizes=(64,64)")  # fmt: skip
+def test_tpu_dry_run():
+    result = run_sh("tpu", "configs/cnn.py", "/mnt/runs/cnn", "--name=pod", "--zone=z1",
+                    "--remote_dir=my dir", "--dry_run", "--config.num_epochs=1")  # fmt: skip
     assert result.returncode == 0, result.stderr
     archive, scp, ssh = (shlex.split(line) for line in result.stdout.strip().splitlines())
-    assert archive[:2] == ["git", "archive"]
-    tarball = archive[archive.index("-o") + 1]
-    assert scp[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "scp"]
-    assert scp[5:7] == [tarball, "pod:~/"] and "--worker=all" in scp and "--zone=z1" in scp
-    assert ssh[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod"]
-    assert {"--worker=all", "--zone=z1", "--project=p"} <= set(ssh)
-    (command,) = [a.removeprefix("--command=") for a in ssh if a.startswith("--command=")]
-    assert bash_syntax_ok(command)
-    remote = shlex.split(command)
-    assert f"~/{os.path.basename(tarball)}" in remote  # unpacks what scp copied
-    assert "./launch.sh" in remote and "jax[tpu]==$(.venv/bin/python" in command
-    assert "MNIST_JAX_DISTRIBUTED=on" in remote
-    assert main_args(remote) == ["--config=configs/cnn.py", "--workdir=/mnt/nfs/runs/cnn",
-                                 "--config.mlp.hidden_sizes=(64,64)"]  # fmt: skip
+    assert archive[:4] == ["git", "-C", str(ROOT), "archive"] and scp[4] == "scp"
+    assert ssh[4:6] == ["ssh", "pod"]
+    command = ssh[-1].removeprefix("--command=")
+    assert "cd \"$HOME\"/'my dir' &&" in command and command.endswith("--config.num_epochs=1")
 
 
-def test_tpu_no_copy_runs_only_ssh():
-    result = launch("tpu", "c.py", "w", "--name=pod", "--zone=z", "--no_copy", "--dry_run")
+def test_compare_dry_run_from_another_directory(tmp_path):
+    result = run_sh("compare", "--quick", "--seeds=1", "--dry_run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.strip().splitlines()
-    assert "tpu-vm ssh" in line and "tar -xzf" not in line
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "# [1/3] mlp seed 0 -> runs/compare_quick/mlp/seed_0"
+    assert main_args(shlex.split(lines[1]))[:2] == [
+        f"--config={ROOT}/configs/mlp.py:quick",
+        "--workdir=runs/compare_quick/mlp/seed_0",
+    ]
+    assert "--output_dir=runs/compare_quick" in lines[-1] and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("tpu", "c.py", "w", "--dry_run"), "--name=TPU and --zone=ZONE"),
-        (("multiprocess", "two", "c.py", "w"), "positive integer, got 'two'"),
-        (("multiprocess", "2", "c.py", "w", "--cpu_devices=0"), "--cpu_devices"),
-        (("slurm", "c.py", "w", "--time=soon", "--dry_run"), "--time must look like"),
-        (("slurm", "c.py", "w", "--nodes=0", "--dry_run"), "--nodes"),
-        (("slurm", "c.py"), "usage: ./launch.sh slurm"),
+        (("nosuch",), "unknown command 'nosuch'"),
+        (("slurm", "configs/cnn.py"), "slurm takes CONFIG WORKDIR, got configs/cnn.py"),
+        (("slurm", "configs/cnn.py", "w", "--time=soon", "--dry_run"), "--time must look like"),
+        (("slurm", "configs/cnn.py", "w", "--node=2"), "did you mean --nodes?"),
+        (("tpu", "configs/cnn.py", "w", "--dry_run"), "--name=TPU and --zone=ZONE"),
+        (("multiprocess", "two", "configs/mlp.py", "w"), "positive integer, got 'two'"),
+        (("multiprocess", "2", "configs/mlp.py", "w", "--cpu_devices=0"), "--cpu_devices=0"),
+        (("local", "nope.py", "w", "--dry_run"), "CONFIG 'nope.py': no such file"),
+        (("compare", "--seeds=x"), "'x' is not an integer"),
+        (("sweep", "experiments/dropout.py"), "sweep takes STUDY OUTDIR"),
     ],
 )
-def test_bad_arguments_exit_2_with_a_message(args, message):
-    result = launch(*args)
-    assert result.returncode == 2
-    assert message in result.stderr
+def test_bad_arguments_exit_1_with_one_line(args, message):
+    result = run_sh(*args)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr

@@ -44,7 +44,8 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, mnist_dir, args, devices, m
 
 
 def test_help_names_the_flags():
-    out = run_module("mnist_jax.main", "--help")  # absl exits 1 after --help
+    out = run_module("mnist_jax.main", "--help")
+    assert out.returncode == 0
     for text in ("--config", "--workdir", "--config.num_epochs", "resumes"):
         assert text in out.stdout
 

@@ -1,0 +1,322 @@
+"""The commands a launch runs, built as data: argv lists, environments, script and shell text.
+
+Nothing here runs anything, so tests check the exact commands. Text that reaches a shell (the
+sbatch script, the remote command of a TPU launch, the --dry_run listings) quotes every value
+with shlex.quote: paths with spaces, quotes or `$` arrive unchanged.
+"""
+
+import contextlib
+import dataclasses
+import os
+import re
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mnist_jax.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository: configs/, launch.sh, mnist_jax/
+MODELS = ("mlp", "cnn")  # what `compare` trains, in this order for every seed
+_SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{2}){0,2}$")
+_DIRECTIVE = re.compile(r"^[\w.,:+@%-]+$")  # a value an #SBATCH line carries unquoted
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """Where a launch starts: the children's interpreter, the repository, the working directory
+    and the environment variables the commands depend on (PYTHONPATH, MNIST_DIR)."""
+
+    python: str
+    root: Path
+    cwd: Path
+    environ: Mapping[str, str]
+
+    @classmethod
+    def here(cls) -> "Site":
+        return cls(sys.executable, ROOT, Path.cwd(), dict(os.environ))
+
+    def python_path(self) -> dict[str, str]:
+        """PYTHONPATH with the repository on it, when the children would not find `configs`
+        (config files import `configs.default`) from the working directory; else nothing."""
+        existing = self.environ.get("PYTHONPATH", "")
+        if self.cwd.resolve() == self.root.resolve() or str(self.root) in existing.split(":"):
+            return {}
+        return {"PYTHONPATH": ":".join(p for p in (str(self.root), existing) if p)}
+
+    def repo_file(self, relative: str) -> str:
+        """A file of the repository as the user would type it here: relative if below cwd."""
+        path = self.root / relative
+        try:
+            return str(path.relative_to(self.cwd))
+        except ValueError:
+            return str(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One process: `argv` with `env` set on top of the launcher's environment; its output goes
+    to `log` (stdout and stderr) or, without one, to the launcher's console."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    log: Path | None = None
+    label: str = ""
+
+    def shell(self) -> str:
+        """The command as one line of shell."""
+        words = ["env", *(f"{k}={v}" for k, v in self.env.items())] if self.env else []
+        line = shlex.join([*words, *self.argv])
+        return f"{line} > {shlex.quote(str(self.log))} 2>&1" if self.log else line
+
+
+def main_argv(
+    site: Site, config: str, workdir: str, overrides: Sequence[str], unbuffered: bool = False
+) -> tuple[str, ...]:
+    """`python -m mnist_jax.main --config=CONFIG --workdir=WORKDIR [overrides]`."""
+    return (
+        site.python,
+        *(["-u"] if unbuffered else []),
+        "-m",
+        "mnist_jax.main",
+        f"--config={config}",
+        f"--workdir={workdir}",
+        *overrides,
+    )
+
+
+def cpu_devices_env(count: int) -> dict[str, str]:
+    """JAX on `count` simulated CPU devices."""
+    return {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+
+
+def local_command(
+    site: Site, config: str, workdir: str, overrides: Sequence[str], cpu_devices: int | None
+) -> Command:
+    """One process on every device of this machine, or on `cpu_devices` simulated CPU devices."""
+    env = site.python_path() | (cpu_devices_env(cpu_devices) if cpu_devices else {})
+    return Command(main_argv(site, config, workdir, overrides), env, label="train")
+
+
+def multiprocess_commands(
+    site: Site,
+    num_processes: int,
+    config: str,
+    workdir: str,
+    overrides: Sequence[str],
+    *,
+    cpu_devices: int,
+    port: int,
+    heartbeat_timeout: int,
+) -> list[Command]:
+    """N processes of one run on this machine, connected through a coordinator on `port`.
+
+    Process 0 prints to the console; process i > 0 logs to WORKDIR/logs/process_<i>.log.
+    """
+    commands = []
+    for i in range(num_processes):
+        env = site.python_path() | cpu_devices_env(cpu_devices)
+        env |= {
+            "MNIST_JAX_COORDINATOR": f"localhost:{port}",
+            "MNIST_JAX_NUM_PROCESSES": str(num_processes),
+            "MNIST_JAX_PROCESS_ID": str(i),
+            "MNIST_JAX_HEARTBEAT_TIMEOUT": str(heartbeat_timeout),
+        }
+        log = Path(workdir) / "logs" / f"process_{i}.log" if i else None
+        commands.append(
+            Command(main_argv(site, config, workdir, overrides), env, log, f"process {i}")
+        )
+    return commands
+
+
+@dataclasses.dataclass(frozen=True)
+class SlurmJob:
+    """The resources of a SLURM launch: one task (process) per GPU."""
+
+    nodes: int = 1
+    gpus_per_node: int = 8
+    time: str = "01:00:00"
+    partition: str = ""
+    account: str = ""
+    cpus_per_task: int = 8
+    job_name: str = "mnist_jax"
+    heartbeat_timeout: int = 120
+
+    def __post_init__(self):
+        for name in ("nodes", "gpus_per_node", "cpus_per_task", "heartbeat_timeout"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if not _SLURM_TIME.match(self.time):
+            raise UserError(f"--time must look like HH:MM:SS, MM or D-HH:MM:SS, got {self.time!r}")
+        for name in ("partition", "account", "job_name"):  # sbatch reads #SBATCH lines unquoted
+            value = getattr(self, name)
+            if value and not _DIRECTIVE.match(value):
+                raise UserError(
+                    f"--{name}={value!r}: use letters, digits and . , : + @ % - _ only "
+                    "(the value goes on an #SBATCH line)"
+                )
+
+
+def slurm_script_path(workdir: str) -> Path:
+    return Path(workdir) / "slurm_job.sbatch"
+
+
+def slurm_script(
+    site: Site, job: SlurmJob, config: str, workdir: str, overrides: Sequence[str]
+) -> str:
+    """The sbatch script: N nodes x G tasks, one per GPU, started by srun in this directory."""
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={job.job_name}",
+        f"#SBATCH --nodes={job.nodes}",
+        f"#SBATCH --ntasks-per-node={job.gpus_per_node}",
+        f"#SBATCH --gpus-per-node={job.gpus_per_node}",
+        f"#SBATCH --cpus-per-task={job.cpus_per_task}",
+        f"#SBATCH --time={job.time}",
+    ]
+    lines += [f"#SBATCH --partition={job.partition}"] if job.partition else []
+    lines += [f"#SBATCH --account={job.account}"] if job.account else []
+    lines += [
+        "# One process per GPU; jax.distributed reads the SLURM_* variables srun sets.",
+        "# The job log: sbatch --output (see the submit command), WORKDIR/slurm-<jobid>.out.",
+        "set -euo pipefail",
+        f"cd {shlex.quote(str(site.cwd))}",
+    ]
+    env = site.python_path()
+    if site.environ.get("MNIST_DIR"):
+        env["MNIST_DIR"] = site.environ["MNIST_DIR"]
+    env["MNIST_JAX_HEARTBEAT_TIMEOUT"] = str(job.heartbeat_timeout)
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    srun = ["srun", "--kill-on-bad-exit=1", *main_argv(site, config, workdir, overrides, True)]
+    lines.append(shlex.join(srun))
+    return "\n".join(lines) + "\n"
+
+
+def sbatch_argv(workdir: str) -> list[str]:
+    """Submits the script; the log path goes here, not on an #SBATCH line, as it may hold spaces."""
+    return ["sbatch", f"--output={Path(workdir) / 'slurm-%j.out'}", str(slurm_script_path(workdir))]
+
+
+@dataclasses.dataclass(frozen=True)
+class TpuTarget:
+    """A Cloud TPU VM (pod slice) and where the code goes on its workers."""
+
+    name: str
+    zone: str
+    project: str = ""
+    remote_dir: str = "mnist_jax"  # relative to the home directory on every worker, or absolute
+    mnist_dir: str = ""  # the MNIST files on the workers ('' = each worker downloads them)
+    copy: bool = True  # copy this checkout (git HEAD) to the workers first
+    heartbeat_timeout: int = 120
+
+    def __post_init__(self):
+        if not self.name or not self.zone:
+            raise UserError("tpu needs --name=TPU and --zone=ZONE")
+        if not self.remote_dir:
+            raise UserError("--remote_dir must not be empty")
+        if self.heartbeat_timeout < 1:
+            raise UserError(f"--heartbeat_timeout must be >= 1, got {self.heartbeat_timeout}")
+
+    def gcloud_flags(self) -> list[str]:
+        return [f"--zone={self.zone}", *([f"--project={self.project}"] if self.project else [])]
+
+
+def tpu_tarball(commit: str, tmpdir: str) -> Path:
+    return Path(tmpdir) / f"mnist_jax-{commit}.tar.gz"
+
+
+def remote_config(site: Site, config: str) -> str:
+    """CONFIG as the workers see it: relative to the copied repository when it lies inside it."""
+    path, colon, variant = config.partition(":")
+    with contextlib.suppress(ValueError):  # outside the repository: as given
+        path = (site.cwd / path).resolve().relative_to(site.root.resolve()).as_posix()
+    return f"{path}{colon}{variant}"
+
+
+def tpu_remote_command(
+    target: TpuTarget,
+    config: str,
+    workdir: str,
+    overrides: Sequence[str],
+    tarball_name: str | None,
+) -> str:
+    """The shell command every worker runs: unpack, create .venv with jax[tpu], train."""
+    q = shlex.quote
+    remote_dir = target.remote_dir
+    where = q(remote_dir) if remote_dir.startswith("/") else f'"$HOME"/{q(remote_dir)}'
+    steps = ["set -euo pipefail"]
+    if tarball_name is not None:
+        steps.append(f'mkdir -p {where} && tar -xzf "$HOME"/{q(tarball_name)} -C {where}')
+    env = {
+        "MNIST_JAX_DISTRIBUTED": "on",
+        "MNIST_JAX_HEARTBEAT_TIMEOUT": str(target.heartbeat_timeout),
+    }
+    if target.mnist_dir:
+        env["MNIST_DIR"] = target.mnist_dir
+    train = [".venv/bin/python", "-u", "-m", "mnist_jax.main", f"--config={config}",
+             f"--workdir={workdir}", *overrides]  # fmt: skip
+    steps.append(
+        f"cd {where} && PYTHON=python3 ./launch.sh setup"
+        ' && .venv/bin/pip install --quiet "jax[tpu]==$(.venv/bin/python -c'
+        " 'import jax; print(jax.__version__)')\""
+        f" && {' '.join(f'{k}={q(v)}' for k, v in env.items())} {shlex.join(train)}"
+    )
+    return "; ".join(steps)
+
+
+def tpu_commands(
+    site: Site,
+    target: TpuTarget,
+    config: str,
+    workdir: str,
+    overrides: Sequence[str],
+    *,
+    commit: str,
+    tmpdir: str,
+) -> list[list[str]]:
+    """[git archive, gcloud scp, gcloud ssh], or only the ssh with copy=False."""
+    tarball = tpu_tarball(commit, tmpdir)
+    gcloud = ["gcloud", "compute", "tpus", "tpu-vm"]
+    remote = tpu_remote_command(
+        target, remote_config(site, config), workdir, overrides,
+        tarball.name if target.copy else None,
+    )  # fmt: skip
+    ssh = [*gcloud, "ssh", target.name, *target.gcloud_flags(), "--worker=all",
+           f"--command={remote}"]  # fmt: skip
+    if not target.copy:
+        return [ssh]
+    archive = ["git", "-C", str(site.root), "archive", "--format=tar.gz", "-o", str(tarball),
+               "HEAD"]  # fmt: skip
+    scp = [*gcloud, "scp", str(tarball), f"{target.name}:~/", "--worker=all",
+           *target.gcloud_flags()]  # fmt: skip
+    return [archive, scp, ssh]
+
+
+def compare_plan(
+    site: Site, outdir: str, *, seeds: int, quick: bool, overrides: Sequence[str]
+) -> list[Command]:
+    """Train configs/mlp.py and configs/cnn.py for seeds 0..seeds-1, then evaluate them all.
+
+    Seed by seed (mlp 0, cnn 0, mlp 1, ...), so that an interrupted comparison already holds
+    both models. `quick` selects the configs' `quick` variant.
+    """
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {seeds}")
+    if any(re.match(r"^--?(no)?config\.seed(=|$)", o) for o in overrides):
+        raise UserError("compare sets config.seed itself: --seeds=K trains seeds 0..K-1")
+    if "," in outdir:  # evaluate's --workdirs is a comma-separated list
+        raise UserError(f"OUTDIR {outdir!r} must not contain a comma")
+    plan, workdirs = [], []
+    for seed in range(seeds):
+        for model in MODELS:
+            config = site.repo_file(f"configs/{model}.py") + (":quick" if quick else "")
+            workdir = str(Path(outdir) / model / f"seed_{seed}")
+            workdirs.append(workdir)
+            argv = main_argv(site, config, workdir, [f"--config.seed={seed}", *overrides])
+            plan.append(
+                Command(argv, site.python_path(), label=f"{model} seed {seed} -> {workdir}")
+            )
+    evaluate = (site.python, "-m", "mnist_jax.evaluate", f"--workdirs={','.join(workdirs)}",
+                f"--output_dir={outdir}")  # fmt: skip
+    plan.append(Command(evaluate, site.python_path(), label=f"evaluate -> {outdir}"))
+    return plan

@@ -1,0 +1,148 @@
+"""Runs the processes of a launch and waits for all of them; signals reach every one.
+
+Each child gets a session of its own, so a Ctrl-C in the terminal or a SIGTERM from a scheduler
+(preemption) reaches the launcher alone, which passes it on once to every child; a second
+signal kills them. The exit status is that of the first process to fail, so a preempted launch
+reports what its processes did.
+"""
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from absl import logging
+
+from mnist_jax.errors import UserError
+from mnist_jax.launcher.commands import Command
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+TAIL_LINES = 5  # lines of a failed process's log shown on the console
+KILL_AFTER_SECONDS = 10.0  # after a SIGTERM sent by the supervisor itself
+
+
+def exit_status(returncode: int) -> int:
+    """A Popen return code as a shell reports it: 128 + N for a process killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def run(
+    commands: Sequence[Command], *, grace_seconds: float | None = None, poll_seconds: float = 0.1
+) -> int:
+    """Starts every command, waits for all of them; returns the first failure's exit status.
+
+    0 if every process succeeded; 128 + N if none failed but the launcher got signal N. With
+    `grace_seconds`, processes still running that long after the first failure are terminated
+    (in a multi-process run the others should stop by themselves within the heartbeat timeout).
+    """
+    with contextlib.ExitStack() as stack:
+        procs: list[subprocess.Popen] = []
+        received: list[int] = []
+
+        def forward(signum: int, _frame: object) -> None:
+            received.append(signum)
+            sig = signum if len(received) == 1 else signal.SIGKILL
+            logging.warning(
+                "got %s: sending %s to %d process(es)", signal.Signals(signum).name,
+                signal.Signals(sig).name, sum(p.returncode is None for p in procs),
+            )  # fmt: skip
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(sig)
+
+        previous = {s: signal.signal(s, forward) for s in FORWARDED}
+        stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
+        stack.callback(lambda: _kill_all(procs))  # only if we leave by an exception
+        for command in commands:
+            output = None
+            if command.log is not None:
+                command.log.parent.mkdir(parents=True, exist_ok=True)
+                output = stack.enter_context(open(command.log, "w"))
+            try:
+                procs.append(
+                    subprocess.Popen(
+                        command.argv,
+                        env={**os.environ, **command.env},
+                        stdout=output,
+                        stderr=subprocess.STDOUT if output else None,
+                        start_new_session=True,
+                    )
+                )
+            except OSError as e:
+                raise UserError(f"cannot start {command.argv[0]}: {e.strerror or e}") from None
+        return _wait(commands, procs, received, grace_seconds, poll_seconds)
+
+
+def _wait(commands, procs, received, grace_seconds, poll_seconds) -> int:
+    statuses: dict[int, int] = {}
+    first_failure: int | None = None
+    terminate_at = kill_at = None
+    while len(statuses) < len(procs):
+        for i, p in enumerate(procs):
+            if i in statuses or p.poll() is None:
+                continue
+            statuses[i] = exit_status(p.returncode)
+            if statuses[i] != 0:
+                _report(commands[i], p.returncode)
+                if first_failure is None:
+                    first_failure = i
+                    if grace_seconds is not None:
+                        terminate_at = time.monotonic() + grace_seconds
+        now = time.monotonic()
+        if terminate_at is not None and now > terminate_at:
+            running = [i for i, p in enumerate(procs) if p.returncode is None]
+            logging.error(
+                "%s still running %.0f s after %s failed; terminating",
+                ", ".join(_name(commands[i], i) for i in running), grace_seconds,
+                _name(commands[first_failure], first_failure),
+            )  # fmt: skip
+            _signal_all(procs, signal.SIGTERM)
+            terminate_at, kill_at = None, now + KILL_AFTER_SECONDS
+        if kill_at is not None and now > kill_at:
+            _signal_all(procs, signal.SIGKILL)
+            kill_at = None
+        time.sleep(poll_seconds)
+    if first_failure is not None:
+        return statuses[first_failure]
+    return 128 + received[0] if received else 0
+
+
+def _name(command: Command, index: int) -> str:
+    return command.label or f"process {index}"
+
+
+def _report(command: Command, returncode: int) -> None:
+    how = (
+        f"was killed by {signal.Signals(-returncode).name}"
+        if returncode < 0
+        else f"exited with status {returncode}"
+    )
+    logging.error("%s %s", command.label or " ".join(command.argv[:4]), how)
+    if command.log is not None:
+        for line in tail(command.log):
+            logging.error("  [%s] %s", command.label or command.log.name, line)
+
+
+def _signal_all(procs: Sequence[subprocess.Popen], sig: int) -> None:
+    for p in procs:
+        if p.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(sig)
+
+
+def _kill_all(procs: Sequence[subprocess.Popen]) -> None:
+    """Leaves no child behind when the supervisor itself fails."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -1,0 +1,152 @@
+"""cli.run: every binary answers --help with exit 0 and a bad command line with one line.
+
+Each case runs a real binary in a subprocess; all of them fail (or print help) before any data
+is loaded.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, run_module
+
+SYNTAX_ERROR = "import ml_collections\n\ndef get_config(:\n    pass\n"
+RAISES_ON_IMPORT = "import os\nraise RuntimeError('no GPU here')\n"
+REJECTS_VARIANT = (
+    "from mnist_jax.errors import ConfigError\n\n"
+    "def get_config(variant=''):\n"
+    "    raise ConfigError(f'unknown variant {variant!r}; valid: quick')\n"
+)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The binary's single stderr line, checked to be a clean one-line error with status 1."""
+    assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr and "FATAL" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    def write(text: str) -> str:
+        path = tmp_path / "my_config.py"
+        path.write_text(text)
+        return str(path)
+
+    return write
+
+
+MAIN = ("--config=configs/mlp.py", "--workdir=unused")
+
+
+CASES = [  # (arguments of mnist_jax.main, texts its error line must contain)
+    (("--nosuch=1", *MAIN), ["unknown flag --nosuch", "valid:", "--workdir"]),
+    (("--config=configs/mlp.py", "--workdr=w"), ["--workdr", "did you mean --workdir?"]),
+    ((*MAIN, "--confg.num_epochs=3"), ["did you mean --config.num_epochs?"]),
+    ((*MAIN, "--num_processes=two"), ["--num_processes=two", "'two' is not an integer"]),
+    ((*MAIN, "--distributed=maybe"), ["--distributed=maybe", "auto|on|off"]),
+    ((*MAIN, "--heartbeat_timeout"), ["--heartbeat_timeout needs a value"]),
+    (("--workdir=w",), ["missing required flag --config"]),
+    (("--config=configs/mlpp.py", "--workdir=w"), ["mlpp.py", "did you mean configs/mlp.py?"]),
+    (("--config=missing.py", "--workdir=w"), ["missing.py", "no such config", "configs/cnn.py"]),
+    ((*MAIN, "--config.nosuchkey=1"), ["no key 'nosuchkey'", "valid keys", "num_epochs"]),
+    ((*MAIN, "--config.num_epoch=3"), ["'num_epoch'", "did you mean 'num_epochs'?"]),
+    ((*MAIN, "--config.optimiser.learning_rate=1"), ["did you mean 'optimizer.learning_rate'?"]),
+    ((*MAIN, "--config.num_epochs=abc"), ["'abc' is not an integer, e.g. --config.num_epochs=20"]),
+    ((*MAIN, "--config.optimizer.learning_rate=fast"), ["'fast' is not a number"]),
+    (("--config=configs/cnn.py:nosuchvariant", "--workdir=w"), ["configs/cnn.py:nosuchvariant: "]),
+    ((*MAIN, "extra"), ["unexpected arguments: extra"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args, expected", CASES)
+def test_bad_command_line_is_one_line(args, expected):
+    line = one_error_line(run_module("mnist_jax.main", *args, timeout=120))
+    for text in expected:
+        assert text in line, line
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (SYNTAX_ERROR, ["my_config.py line 3: SyntaxError"]),
+        (RAISES_ON_IMPORT, ["my_config.py line 2: RuntimeError: no GPU here"]),
+    ],
+)
+def test_broken_config_file_is_one_line_naming_file_and_line(config_file, text, expected):
+    path = config_file(text)
+    line = one_error_line(run_module("mnist_jax.main", f"--config={path}", "--workdir=w"))
+    assert line.startswith(f"error: --config={path}: "), line
+    for part in expected:
+        assert part in line, line
+
+
+def test_config_error_from_get_config_comes_through_verbatim(config_file):
+    path = config_file(REJECTS_VARIANT)
+    line = one_error_line(run_module("mnist_jax.main", f"--config={path}:fast", "--workdir=w"))
+    assert line == f"error: --config={path}:fast: unknown variant 'fast'; valid: quick"
+
+
+@pytest.mark.parametrize(
+    "module, args, expected",
+    [
+        ("mnist_jax.evaluate", ("--workdirs=a", "--output_dir=o", "--latency_calls=many"),
+         "--latency_calls=many: 'many' is not an integer"),
+        ("mnist_jax.sweep", ("--study=experiments/dropout.py",),
+         "missing required flag --output_dir"),
+        ("mnist_jax.benchmark", ("--seedz=3",), "unknown flag --seedz; did you mean --seeds?"),
+    ],
+)  # fmt: skip
+def test_other_binaries_give_one_line_errors(module, args, expected):
+    line = one_error_line(run_module(module, *args, timeout=120))
+    assert expected in line, line
+
+
+@pytest.mark.parametrize(
+    "module, flag",
+    [("main", "--help"), ("main", "-h"), ("evaluate", "--help"), ("sweep", "--helpshort"),
+     ("benchmark", "--help")],
+)  # fmt: skip
+def test_help_is_the_docstring_and_flags_on_stdout_with_status_0(module, flag):
+    result = run_module(f"mnist_jax.{module}", flag, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    docstring = __import__(f"mnist_jax.{module}", fromlist=["_"]).__doc__
+    assert result.stdout.startswith(docstring.strip().splitlines()[0])
+    assert "\nflags:\n" in result.stdout and f"mnist_jax.{module}:" in result.stdout
+    assert "--verbosity" not in result.stdout  # absl's own flags only with --helpfull
+
+
+def test_helpfull_lists_absl_flags_too():
+    result = run_module("mnist_jax.main", "--helpfull", timeout=120)
+    assert result.returncode == 0
+    assert "--config" in result.stdout and "--verbosity" in result.stdout
+
+
+INTERRUPTIBLE = """
+import sys, time
+from mnist_jax import cli
+
+def main(argv):
+    print("ready", flush=True)
+    time.sleep(60)
+
+cli.run(main)
+"""
+
+
+def test_ctrl_c_is_one_line_and_status_130():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTIBLE], cwd=ROOT, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout.readline() == "ready\n"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert stderr == "interrupted\n"
