@@ -133,7 +133,7 @@ def test_long_names_are_shortened_stably(tmp_path):
         ('[{"num_epochs": [0.5]}]', "{}", "num_epochs=0.5 does not fit the config"),
         ('[Zip({"num_epochs": [1, 2], "batch_size": [8]})]', "{}", "different lengths"),
         ('[{"data.pca_components": [10]}]', '{"model": "cnn"}', "needs model='mlp'"),
-        ('[{"model": ["mlp", "resnet"]}]', "{}", "unknown model 'resnet'"),
+        ('[{"model": ["mlp", "transformer"]}]', "{}", "unknown model 'transformer'"),
     ],
 )
 def test_bad_studies_are_rejected_before_anything_runs(
