@@ -12,7 +12,6 @@ never feed a result. The manager keeps the latest `keep` checkpoints.
 """
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -120,11 +119,3 @@ class Checkpointer:
         self._manager.wait_until_finished()
         self._manager.close()
 
-
-def read_meta(directory: str | os.PathLike, step: int) -> dict[str, Any] | None:
-    """The meta item of a checkpoint without restoring arrays (None if it cannot be read)."""
-    path = Path(directory) / str(step) / "meta" / "metadata"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
