@@ -71,6 +71,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.cnn.activation = "relu"  # activation after every conv and dense layer
     config.cnn.dropout = 0.5  # dropout rate before each dense layer
     config.cnn.stem_patch = 1  # >1: b x b patches to channels first (28x28x1 -> 14x14x4 for 2)
+    config.cnn.batch_norm = False  # BatchNorm after every convolution (before the activation)
 
     config.lenet5 = ml_collections.ConfigDict()
     config.lenet5.activation = "tanh"  # LeCun et al. 1998 use a scaled tanh

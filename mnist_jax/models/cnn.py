@@ -17,7 +17,8 @@ from mnist_jax.models.registry import NUM_CLASSES, choice, register
 class CNN(nn.Module):
     """'SAME' convolutions in blocks (`convs_per_block` each), pooling, dense layers, dropout.
 
-    `stem_patch` > 1 starts with a space-to-depth stem (b x b patches become channels).
+    `stem_patch` > 1 starts with a space-to-depth stem (b x b patches become channels);
+    `batch_norm` normalises every convolution's output (layers.BatchNorm, before the activation).
     """
 
     channels: Sequence[int] = (32, 64)
@@ -28,6 +29,7 @@ class CNN(nn.Module):
     activation: str = "relu"
     dropout: float = 0.0
     stem_patch: int = 1
+    batch_norm: bool = False
     dtype: Any = jnp.float32
 
     def __post_init__(self) -> None:
@@ -45,6 +47,8 @@ class CNN(nn.Module):
         check_rate("dropout", self.dropout)
         if not isinstance(self.stem_patch, int) or self.stem_patch < 1 or 28 % self.stem_patch:
             raise ConfigError(f"stem_patch={self.stem_patch!r} must divide 28 (1, 2, 4, 7, ...)")
+        if not isinstance(self.batch_norm, bool):
+            raise ConfigError(f"batch_norm={self.batch_norm!r} is not true or false")
         super().__post_init__()
 
     @nn.compact
@@ -57,7 +61,13 @@ class CNN(nn.Module):
                 pooled = self.pool != "none" and i == self.convs_per_block - 1
                 odd = (pooled and x.shape[1] % 2 == 1, pooled and x.shape[2] % 2 == 1)
                 padding = layers.same_padding(size, odd)
-                x = act(layers.Conv(features, size, padding=padding, dtype=self.dtype)(x))
+                conv = layers.Conv(
+                    features, size, padding=padding, use_bias=not self.batch_norm, dtype=self.dtype
+                )
+                x = conv(x)
+                if self.batch_norm:
+                    x = layers.BatchNorm(dtype=self.dtype)(x, train=train)
+                x = act(x)
             x = layers.pool2x2(x, self.pool)
         x = x.reshape((x.shape[0], -1))
         for width in self.dense:
