@@ -10,6 +10,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests compile the same small programs many times, in this process and in subprocesses:
+    JAX's persistent compilation cache (platform.py) makes every repeat a load."""
+    from mnist_jax import platform
+
+    platform.enable_compilation_cache(platform._COMPILATION_CACHE.default)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> str:
     """The directory of the four real MNIST files; downloads them only if MNIST_DIR is unset."""
