@@ -221,7 +221,7 @@ def plot_costs(
     rows: list[dict[str, Any]], axes: Sequence[str], metric: str, directory: Path
 ) -> list[Path]:
     """`metric` against parameters and against forward FLOPs (log scale), one series per base,
-    each point labelled with its axis values; only for a cost that varies across settings."""
+    each point labelled with its axis values; only for a cost that varies within a base."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -233,10 +233,11 @@ def plot_costs(
     for cost, label in COSTS.items():
         column = "num_params_mean" if cost == "num_params" else cost
         done = [r for r in rows if r.get(column) is not None and r[f"{metric}_mean"] is not None]
-        if len({r[column] for r in done}) < 2:
-            continue
+        bases = list(dict.fromkeys(r["base"] for r in done))
+        if all(len({r[column] for r in done if r["base"] == b}) < 2 for b in bases):
+            continue  # the cost does not vary within any model: nothing to plot against
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for base in dict.fromkeys(r["base"] for r in done):
+        for base in bases:
             members = sorted((r for r in done if r["base"] == base), key=lambda r: r[column])
             xs = [r[column] for r in members]
             ys = [scale * r[f"{metric}_mean"] for r in members]
