@@ -133,7 +133,7 @@ def run_search(
             workdir = final_dir / f"seed={seed}"
             if not aggregate_only and trial_status(workdir) != "done":
                 logging.info("Retraining %s on fresh seed %d", trials[best].name, seed)
-                config = search_lib.final_config(search, trials[best], seed)
+                config = search_lib.final_config(trials[best], seed)
                 train.train_and_evaluate(config, str(workdir))
             if (summary := rundir.RunDir(workdir).read_summary()) is not None:
                 finals[seed] = summary

@@ -225,7 +225,8 @@ def expand(search: Search) -> list[SearchTrial]:
     return trials
 
 
-def final_config(search: Search, trial: SearchTrial, seed: int) -> ml_collections.ConfigDict:
+def final_config(trial: SearchTrial, seed: int) -> ml_collections.ConfigDict:
+    """The trial's config with another training seed: the winner retrained."""
     config = trial.config.copy_and_resolve_references()
     config.seed = seed
     return config
@@ -333,8 +334,11 @@ def halve(
                 states[i] = TrialState.read(workdir)
         rung = {"rung": k + 1, "epochs": epochs, "trials": list(alive), "promoted": None}
         min_delta = trials[0].config.early_stopping.min_delta
-        rung["scores"] = {
-            i: rung_score(states[i].records, epochs, search.metric, min_delta) for i in alive
+        rung["scores"] = {  # a run that diverged before this rung has no score here
+            i: None
+            if states[i].failed is not None and states[i].epochs < epochs
+            else rung_score(states[i].records, epochs, search.metric, min_delta)
+            for i in alive
         }
         rung["complete"] = all(states[i].reached(epochs) for i in alive)
         rungs.append(rung)
