@@ -1,7 +1,7 @@
 """The hybrid network: conv4-pool-conv16-pool (5x5, 'SAME'), flattened to 784 values, into the
 MLP's head 512-512-10 with dropout; the MLP config's training recipe (Adam, cosine, +-2 px shifts).
 
-`--config.hybrid.channels=` (none) gives exactly configs/mlp.py's network; experiments/hybrid.py
+`--config.hybrid.channels="()"` gives exactly configs/mlp.py's network; experiments/hybrid.py
 varies the number and width of the conv layers.
 """
 
