@@ -1,6 +1,7 @@
 """The convolutional network: conv32-pool-conv64-pool-dense128 with dropout, Adam, cosine decay."""
 
 import ml_collections
+
 from mnist_jax.configs import default
 
 

@@ -37,7 +37,7 @@ def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collecti
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
-    config.model = "cnn"  # registered model name: 'mlp', 'cnn', 'lenet5', 'resnet' (models/)
+    config.model = "cnn"  # registered model: 'mlp', 'cnn', 'lenet5', 'resnet', 'hybrid' (models/)
     config.seed = 0  # initialisation, batch order and dropout are all derived from this
     config.dtype = "float32"  # compute dtype of activations: 'float32' or 'bfloat16'
 
@@ -83,6 +83,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.resnet.blocks = (1, 1, 1)  # basic residual blocks per stage
     config.resnet.dropout = 0.0  # dropout rate before the output layer
 
+    config.hybrid = ml_collections.ConfigDict()
+    config.hybrid.channels = (4,)  # channels of each conv+pool layer, 0-2 of them; () = the MLP
+    config.hybrid.kernel_size = 5  # square kernel of every conv layer ('SAME' padding)
+    config.hybrid.hidden_sizes = (512, 512)  # the MLP head: width of each hidden layer
+    config.hybrid.activation = "relu"  # activation after every conv and hidden layer
+    config.hybrid.dropout = 0.2  # dropout rate after each hidden layer of the head
+
     # How convolutions and pooling are computed; never part of a run's identity (same function).
     config.layers = ml_collections.ConfigDict()
     config.layers.conv_impl = "auto"  # 'auto' (im2col on CPU, XLA conv on GPU/TPU), 'im2col', 'xla'
@@ -96,6 +103,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.optimizer.b1 = 0.9  # adam/adamw first-moment decay
     config.optimizer.b2 = 0.999  # adam/adamw second-moment decay
     config.optimizer.weight_decay = 0.0  # adamw: decoupled decay; adam/sgd: L2 added to the grads
+    config.optimizer.l1 = 0.0  # L1 penalty l1 * sum|w| on weight matrices/kernels (not biases)
     config.optimizer.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0 = off
 
     config.schedule = ml_collections.ConfigDict()

@@ -1,6 +1,7 @@
 """LeNet-5 (LeCun et al. 1998): 6 and 16 feature maps, 120-84-10, tanh, average subsampling."""
 
 import ml_collections
+
 from mnist_jax.configs import default
 
 

@@ -1,6 +1,7 @@
 """The fully connected baseline ("ANN"): 784-512-512-10, dropout, +-2 px shifts, Adam, cosine."""
 
 import ml_collections
+
 from mnist_jax.configs import default
 
 

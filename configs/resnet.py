@@ -3,6 +3,7 @@ each, stride-2 downsampling), global average pooling; +-2 px shifts, Adam with a
 """
 
 import ml_collections
+
 from mnist_jax.configs import default
 
 

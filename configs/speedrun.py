@@ -9,6 +9,7 @@ label smoothing. `python -m mnist_jax.benchmark` times it over 5 seeds (benchmar
 """
 
 import ml_collections
+
 from mnist_jax.configs import default
 
 

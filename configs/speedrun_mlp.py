@@ -6,6 +6,7 @@ times it over 5 seeds (benchmarks/RESULTS.md).
 """
 
 import ml_collections
+
 from mnist_jax.configs import default
 
 

@@ -5,8 +5,6 @@ axes), with the configs' cosine decay.
 
 Variants: '' (MLP and CNN, configs' epochs, 3 seeds) and 'reduced' (MLP only, 3 epochs, 2 seeds;
 minutes on a 2-core CPU).
-Result (reduced, experiments/README.md): Adam peaks at 1e-3 (97.8%) and falls off fast on both
-sides (1e-1 diverges); SGD+momentum wants 1e-1 (97.9%) and degrades gracefully below it.
 """
 
 from mnist_jax.studies.study import Study, check_variant

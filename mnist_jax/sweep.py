@@ -1,14 +1,18 @@
-"""Run an ablation study from experiments/ and aggregate it into tables and figures.
+"""Run a study from experiments/ (a grid or a hyperparameter search) and aggregate it into
+tables and figures.
 
   python -m mnist_jax.sweep --study=experiments/data_amount.py:reduced \
       --output_dir=runs/data_amount_reduced
   python -m mnist_jax.sweep --study=experiments/dropout.py --output_dir=runs/dropout --dry_run
+  python -m mnist_jax.sweep --study=experiments/search_mlp.py:reduced --output_dir=runs/search
 
-Every trial is an ordinary training run in <output_dir>/trials/<name>/ (name = its overrides).
-Running the same command again skips finished trials and resumes an interrupted one from its
-checkpoint, so a killed sweep is finished by repeating the command. At the end:
-<output_dir>/{results.csv,results.json,report.md,figures/}. The study format is described in
-mnist_jax/studies/study.py; the shipped studies are listed in experiments/README.md.
+Every trial is an ordinary training run in <output_dir>/trials/<name>/ (name = its overrides,
+or trial=007 in a search). Running the same command again skips finished trials and resumes an
+interrupted one from its checkpoint, so a killed sweep or search is finished by repeating the
+command. A search trains random configurations rung by rung (successive halving, selected on
+validation data) and retrains the winner on fresh seeds (<output_dir>/final/seed=N/). At the
+end: <output_dir>/{results.csv,results.json,report.md,figures/}. The formats are described in
+mnist_jax/studies/study.py and search.py; the shipped studies in experiments/README.md.
 """
 
 from absl import app, flags

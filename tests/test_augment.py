@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.ndimage
-from mnist_jax.configs import default
 
+from mnist_jax.configs import default
 from mnist_jax.data import augment, load_mnist
 from mnist_jax.errors import ConfigError
 

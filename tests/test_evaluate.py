@@ -17,9 +17,9 @@ import jax
 import numpy as np
 import pytest
 from conftest import ROOT, run_module
-from mnist_jax.configs import default
 from sklearn import metrics as skm
 
+from mnist_jax.configs import default
 from mnist_jax.data import load_dataset, normalize
 from mnist_jax.errors import UserError
 from mnist_jax.evaluation import comparison as comparison_lib

@@ -5,9 +5,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from mnist_jax.configs import cnn, default, lenet, mlp, resnet
 
 from mnist_jax import models
+from mnist_jax.configs import cnn, default, lenet, mlp, resnet
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import layers
 

@@ -169,12 +169,17 @@ def test_cli_reports_a_bad_key_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("path", ALL_STUDIES, ids=lambda p: p.stem)
-def test_shipped_studies_expand(path, monkeypatch):
+def test_shipped_studies_dry_run(path, tmp_path, monkeypatch, capsys):
+    """Every study in experiments/ (grid or search), full and reduced, validates against
+    today's configs and lists its plan (`--dry_run`) without running or writing anything."""
     monkeypatch.chdir(ROOT)
-    full = study_lib.expand(study_lib.load(str(path)))
-    reduced = study_lib.expand(study_lib.load(f"{path}:reduced"))
+    monkeypatch.setattr(train, "train_and_evaluate", _must_not_train)
+    full = sweep.run_study(str(path), str(tmp_path / "full"), dry_run=True)
+    reduced = sweep.run_study(f"{path}:reduced", str(tmp_path / "reduced"), dry_run=True)
     assert study_lib.load(str(path)).description  # every study states its question
     assert len(full) >= len(reduced) > 0
+    assert all(status == "pending" for _, status in full + reduced)
+    assert not any(tmp_path.iterdir())
 
 
 def test_dry_run_lists_trials_and_writes_nothing(tmp_path, capsys, monkeypatch):
@@ -196,7 +201,7 @@ def test_dry_run_lists_trials_and_writes_nothing(tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["trials"]
 
 
-def _must_not_train(config, workdir):
+def _must_not_train(config, workdir, **kwargs):
     raise AssertionError(f"trained {workdir}")
 
 

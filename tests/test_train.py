@@ -6,8 +6,8 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from mnist_jax.configs import mlp
 
+from mnist_jax.configs import mlp
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.evaluation import runs

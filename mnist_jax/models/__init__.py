@@ -5,10 +5,11 @@ and one module per family. Importing this package registers every built-in model
   cnn.py       convolution blocks with pooling, then dense layers
   lenet.py     LeNet-5
   resnet.py    a small residual network with BatchNorm
+  hybrid.py    k convolutional layers feeding an MLP head (k = 0: the MLP)
   projected.py a fixed input projection (PCA) in front of any model
 """
 
-from mnist_jax.models import cnn, lenet, mlp, resnet  # noqa: F401  (registers the models)
+from mnist_jax.models import cnn, hybrid, lenet, mlp, resnet  # noqa: F401  (registers the models)
 from mnist_jax.models.projected import Projected, project_inputs
 from mnist_jax.models.registry import (
     MODELS,

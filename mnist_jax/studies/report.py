@@ -1,11 +1,14 @@
 """A finished study's trials -> results.csv, results.json, report.md and figures/.
 
 One row per setting (a base and an axis point): the mean and sample standard deviation over its
-seeds of what each trial's summary.json recorded. Only summary.json files are read, so the
-tables can be rebuilt at any time from the run directories alone.
+seeds of what each trial's summary.json recorded, and the forward FLOPs per image of the
+setting's model (computed from its config: XLA's cost analysis of the compiled forward pass, no
+weights needed). Only summary.json files and configs are read, so the tables can be rebuilt at
+any time from the run directories alone.
 """
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -14,6 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+import ml_collections
+import numpy as np
+
+from mnist_jax import models
+from mnist_jax.evaluation import inference
 from mnist_jax.studies import study as study_lib
 
 METRICS = ("test_accuracy", "best_val_accuracy", "train_seconds", "num_params")
@@ -23,6 +32,41 @@ _LABELS = {
     "train_seconds": "training time (s)",
     "num_params": "parameters",
 }
+
+
+COSTS = {"num_params": "parameters", "flops": "forward FLOPs per image"}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Projection:
+    """Stands in for a fitted PCA projection: FLOPs depend on its shape, not its values."""
+
+    mean: np.ndarray
+    components: np.ndarray
+
+
+def flops_per_example(config: ml_collections.ConfigDict) -> float | None:
+    """XLA's FLOP count of one image's forward pass (normalisation and any PCA projection
+    included) for the model `config` describes; abstract variables, nothing trained or run."""
+    model = models.create_model(config)
+    if k := config.data.get("pca_components", 0):
+        model = models.project_inputs(
+            model, _Projection(np.ones(784, np.float32), np.ones((784, k), np.float32))
+        )
+    variables = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0)))
+    return inference.flops_per_example(model, variables)
+
+
+def _model_key(config: ml_collections.ConfigDict) -> str:
+    """What the forward pass depends on: the model, its section, dtype and PCA inputs."""
+    section = config.get(config.model)
+    parts = [
+        config.model,
+        section.to_json_best_effort() if section is not None else "",
+        config.get("dtype", "float32"),
+        config.data.get("pca_components", 0),
+    ]
+    return json.dumps(parts, default=str)
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
@@ -60,9 +104,21 @@ def aggregate(
     return list(rows.values())
 
 
+def add_flops(rows: list[dict[str, Any]], trials: Sequence[study_lib.Trial]) -> None:
+    """Sets each row's `flops` (one compile per distinct model; None where XLA gives none)."""
+    configs = {t.setting: t.config for t in reversed(trials)}
+    cache: dict[str, float | None] = {}
+    for row in rows:
+        config = configs[row["setting"]]
+        key = _model_key(config)
+        if key not in cache:
+            cache[key] = flops_per_example(config)
+        row["flops"] = cache[key]
+
+
 def _columns(axes: Sequence[str]) -> list[str]:
     stats = [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-    return ["setting", "base", "model", *axes, "n_seeds", "seeds", *stats]
+    return ["setting", "base", "model", *axes, "n_seeds", "seeds", *stats, "flops"]
 
 
 def _cell(value: Any) -> str:
@@ -79,7 +135,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]], axes: Sequence[str]) -> No
     columns = _columns(axes)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row[c]) for c in columns])
+        writer.writerow([_cell(row.get(c)) for c in columns])
     path.write_text(buf.getvalue())
 
 
@@ -96,10 +152,12 @@ def _pm(mean: float | None, std: float | None, metric: str) -> str:
 def markdown_table(rows: list[dict[str, Any]], axes: Sequence[str]) -> str:
     """Accuracies in percent, mean ± std over seeds."""
     head = ["model", *axes, "seeds", "test acc (%)", "best val acc (%)", "train s", "params"]
+    head.append("MFLOPs/image")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["base"], *(study_lib.format_value(r[k]) for k in axes), str(r["n_seeds"])]
         cells += [_pm(r[f"{m}_mean"], r[f"{m}_std"], m) for m in METRICS]
+        cells.append("-" if r.get("flops") is None else f"{r['flops'] / 1e6:.3g}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -159,6 +217,50 @@ def plot(
     return paths
 
 
+def plot_costs(
+    rows: list[dict[str, Any]], axes: Sequence[str], metric: str, directory: Path
+) -> list[Path]:
+    """`metric` against parameters and against forward FLOPs (log scale), one series per base,
+    each point labelled with its axis values; only for a cost that varies within a base."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    scale = 100.0 if metric.endswith("accuracy") else 1.0
+    paths = []
+    for cost, label in COSTS.items():
+        column = "num_params_mean" if cost == "num_params" else cost
+        done = [r for r in rows if r.get(column) is not None and r[f"{metric}_mean"] is not None]
+        bases = list(dict.fromkeys(r["base"] for r in done))
+        if all(len({r[column] for r in done if r["base"] == b}) < 2 for b in bases):
+            continue  # the cost does not vary within any model: nothing to plot against
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for base in bases:
+            members = sorted((r for r in done if r["base"] == base), key=lambda r: r[column])
+            xs = [r[column] for r in members]
+            ys = [scale * r[f"{metric}_mean"] for r in members]
+            errs = [scale * (r[f"{metric}_std"] or 0.0) for r in members]
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, linestyle="none", label=base)
+            for r, x, y in zip(members, xs, ys, strict=True):
+                text = ",".join(study_lib.format_value(r[a]) for a in axes)
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4),
+                            fontsize="x-small")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        unit = " (%)" if scale == 100 else ""
+        ax.set_ylabel(_LABELS.get(metric, metric).replace(" (s)", "") + unit)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = directory / f"{metric}_vs_{cost}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
 def _key(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
@@ -177,7 +279,9 @@ def write_all(
     """results.csv, results.json, report.md and figures/ in `output_dir`; returns their paths."""
     axes = study_lib.axis_keys(study)
     rows = aggregate(trials, summaries, axes)
+    add_flops(rows, trials)
     figures = plot(rows, study_lib.plot_axes(study), study.metric, output_dir / "figures")
+    figures += plot_costs(rows, axes, study.metric, output_dir / "figures")
     write_csv(output_dir / "results.csv", rows, axes)
     missing = [t.name for t in trials if t.name not in summaries]
     results = {
@@ -204,7 +308,8 @@ def write_all(
         f"Command: `{command}`\n",
         f"Fixed overrides: `{json.dumps(dict(study.overrides), default=_json)}`; "
         f"seeds {list(study.seeds)}; {len(trials) - len(missing)} of {len(trials)} trials "
-        "finished. Mean ± sample standard deviation over seeds.\n",
+        "finished. Mean ± sample standard deviation over seeds; MFLOPs/image: XLA's count for "
+        "one image's forward pass.\n",
         markdown_table(rows, axes),
         *(f"![{p.stem}](figures/{p.name})\n" for p in figures),
     ]

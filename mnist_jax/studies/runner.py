@@ -5,7 +5,8 @@ Every trial is an ordinary training run in <output_dir>/trials/<name>/ (name = i
 Running the same command again skips finished trials and resumes an interrupted one from its
 checkpoint, so a killed sweep is finished by repeating the command. At the end:
 <output_dir>/{results.csv,results.json,report.md,figures/}. The study format is described in
-mnist_jax/studies/study.py; the shipped studies are listed in experiments/README.md.
+mnist_jax/studies/study.py (grids) and mnist_jax/studies/search.py (searches); the shipped
+studies are listed in experiments/README.md.
 """
 
 import json
@@ -15,6 +16,8 @@ from pathlib import Path
 from absl import logging
 
 from mnist_jax.studies import report as sweep_report
+from mnist_jax.studies import search as search_lib
+from mnist_jax.studies import search_report
 from mnist_jax.studies import study as study_lib
 from mnist_jax.training import rundir, train
 from mnist_jax.training.progress import hms
@@ -37,6 +40,8 @@ def run_study(
     Returns the paths written, or for a dry run the (trial, status) list.
     """
     study = study_lib.load(spec)
+    if isinstance(study, search_lib.Search):
+        return run_search(study, spec, output_dir, dry_run=dry_run, aggregate_only=aggregate_only)
     trials = study_lib.expand(study)  # raises ConfigError before anything is written
     out = Path(output_dir)
     statuses = [(t, trial_status(out / "trials" / t.name)) for t in trials]
@@ -78,5 +83,62 @@ def run_study(
             summaries[t.name] = summary
     command = f"python -m mnist_jax.sweep --study={spec} --output_dir={output_dir}"
     paths = sweep_report.write_all(out, study, trials, summaries, command)
+    logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+def run_search(
+    search: search_lib.Search, spec: str, output_dir: str, *, dry_run: bool = False,
+    aggregate_only: bool = False,
+) -> dict[str, Path] | list[tuple[search_lib.SearchTrial, str]]:  # fmt: skip
+    """Validates every sampled config, runs the rungs, retrains the winner on fresh seeds, and
+    writes the results. Returns the paths written, or for a dry run the (trial, status) list."""
+    trials = search_lib.expand(search)  # raises ConfigError before anything is written
+    out = Path(output_dir)
+    trials_dir, final_dir = out / "trials", out / "final"
+    sizes = search_lib.rung_sizes(search.trials, search.eta, len(search.rungs))
+    plan = (
+        f"search {search.name}: {search.trials} sampled configurations (seed {search.seed}); "
+        f"rungs at {', '.join(map(str, search.rungs))} epochs with {', '.join(map(str, sizes))} "
+        f"trials; the best retrained on seeds {list(search.final_seeds)}"
+    )
+    if dry_run:
+        statuses = []
+        for t in trials:
+            status = search_lib.TrialState.read(trials_dir / t.name).status()
+            statuses.append((t, status))
+            values = "  ".join(f"{k}={study_lib.format_value(v)}" for k, v in t.point.items())
+            print(f"{t.index + 1:4d}/{len(trials)}  {status:10s} {t.name}  {values}")
+        for seed in search.final_seeds:
+            print(f"   final  {trial_status(final_dir / f'seed={seed}'):10s} seed={seed}")
+        print(f"{plan}; in {out}/")
+        return statuses
+
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "study": spec, "name": search.name, "rungs": list(search.rungs), "rung_sizes": sizes,
+        "trials": {t.name: t.point for t in trials}, "final_seeds": list(search.final_seeds),
+    }  # fmt: skip
+    rundir.write_atomic(out / "search.json", json.dumps(record, indent=2, default=str) + "\n")
+    logging.info("%s", plan[0].upper() + plan[1:])
+    start = time.perf_counter()
+    rungs = search_lib.halve(search, trials, trials_dir, train_missing=not aggregate_only)
+    best = search_lib.best_trial(search, rungs)
+    finals = {}
+    if best is not None:
+        logging.info(
+            "Best configuration (validation): %s %s", trials[best].name, trials[best].point
+        )
+        for seed in search.final_seeds:
+            workdir = final_dir / f"seed={seed}"
+            if not aggregate_only and trial_status(workdir) != "done":
+                logging.info("Retraining %s on fresh seed %d", trials[best].name, seed)
+                config = search_lib.final_config(trials[best], seed)
+                train.train_and_evaluate(config, str(workdir))
+            if (summary := rundir.RunDir(workdir).read_summary()) is not None:
+                finals[seed] = summary
+    logging.info("Search ran for %s", hms(time.perf_counter() - start))
+    command = f"python -m mnist_jax.sweep --study={spec} --output_dir={output_dir}"
+    paths = search_report.write_all(out, search, trials, rungs, best, finals, command)
     logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))
     return paths

@@ -78,8 +78,11 @@ class Trial:
     config: ml_collections.ConfigDict
 
 
-def load(spec: str) -> Study:
-    """`path/to/study.py[:variant]` -> the Study its `get_study(variant)` returns."""
+def load(spec: str) -> Any:
+    """`path/to/study.py[:variant]` -> the Study (or search.Search) its `get_study(variant)`
+    returns, its name and description filled in."""
+    from mnist_jax.studies.search import Search  # search builds on this module
+
     path_str, _, variant = spec.partition(":")
     path = Path(path_str)
     if not path.is_file():
@@ -88,8 +91,10 @@ def load(spec: str) -> Study:
     if not hasattr(module, "get_study"):
         raise ConfigError(f"{path_str} defines no get_study(variant) function")
     study = module.get_study(variant)
-    if not isinstance(study, Study):
-        raise ConfigError(f"{path_str}: get_study() returned {type(study).__name__}, not a Study")
+    if not isinstance(study, Study | Search):
+        raise ConfigError(
+            f"{path_str}: get_study() returned {type(study).__name__}, not a Study or a Search"
+        )
     name = study.name or path.stem + (f"_{variant}" if variant else "")
     doc = study.description or (module.__doc__ or "").strip()
     return dataclasses.replace(study, name=name, description=doc)
@@ -157,6 +162,38 @@ def _dir_name(parts: list[tuple[str, Any]]) -> str:
     return name
 
 
+def check_keys(
+    base_config: ml_collections.ConfigDict, keys: Sequence[str], derived: Sequence[Derived],
+    where: str,
+) -> None:  # fmt: skip
+    """Every key a config key of the base (or an input that only `derived` entries read)."""
+    inputs = {i for d in derived for i in d.inputs}
+    for key in [*keys, *(d.key for d in derived)]:
+        if not _has_key(base_config, key) and key not in inputs:
+            raise ConfigError(
+                f"{where}: unknown config key {key!r}; every key is listed in configs/default.py"
+            )
+
+
+def configure(
+    base_config: ml_collections.ConfigDict, overrides: Mapping[str, Any], point: Mapping[str, Any],
+    derived: Sequence[Derived], where: str,
+) -> ml_collections.ConfigDict:  # fmt: skip
+    """A copy of `base_config` with the overrides, the point and the derived keys set, validated
+    as training would validate it."""
+    inputs = {i for d in derived for i in d.inputs}
+    config = base_config.copy_and_resolve_references()
+    for key, value in overrides.items():
+        _set(config, key, value, where)
+    for key, value in point.items():
+        if key not in inputs or _has_key(config, key):
+            _set(config, key, value, where)
+    for d in derived:
+        _set(config, d.key, d.fn(*(point[i] for i in d.inputs)), where)
+    validation.validate(config)  # every value, as training would check it
+    return config
+
+
 def expand(study: Study) -> list[Trial]:
     """Checks the study against its base configs and returns its trials; runs nothing.
 
@@ -186,22 +223,9 @@ def expand(study: Study) -> list[Trial]:
     for base, path in study.bases.items():
         base_config = configuration.load(path)
         where = f"study {study.name!r}, base {base!r} ({path})"
-        for key in [*study.overrides, *keys, *(d.key for d in study.derived)]:
-            if not _has_key(base_config, key) and key not in derived_inputs:
-                raise ConfigError(
-                    f"{where}: unknown config key {key!r}; every key is listed in "
-                    "configs/default.py"
-                )
+        check_keys(base_config, [*study.overrides, *keys], study.derived, where)
         for point in points:
-            config = base_config.copy_and_resolve_references()
-            for key, value in study.overrides.items():
-                _set(config, key, value, where)
-            for key, value in point.items():
-                if key not in derived_inputs or _has_key(config, key):
-                    _set(config, key, value, where)
-            for d in study.derived:
-                _set(config, d.key, d.fn(*(point[i] for i in d.inputs)), where)
-            validation.validate(config)  # every value, as training would check it
+            config = configure(base_config, study.overrides, point, study.derived, where)
             parts = ([("base", base)] if len(study.bases) > 1 else []) + list(point.items())
             for seed in seeds:
                 trial_config = config.copy_and_resolve_references()

@@ -1,6 +1,9 @@
 """Optax optimizers and learning-rate schedules named in the config."""
 
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -38,6 +41,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_range("optimizer.b1", c.b1, 0, 1, hi_open=True)
     check_range("optimizer.b2", c.b2, 0, 1, hi_open=True)
     check_range("optimizer.weight_decay", c.weight_decay, 0)
+    check_range("optimizer.l1", c.l1, 0)
     check_range("optimizer.grad_clip_norm", c.grad_clip_norm, 0)
     check_choice("schedule.name", s.name, SCHEDULES)
     check_range("schedule.warmup_epochs", s.warmup_epochs, 0)
@@ -49,6 +53,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def _decay_mask(params):
     """Decay weight matrices and kernels, not biases: the usual convention for L2 and AdamW."""
     return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def add_l1_subgradient(l1: float, mask: Any = _decay_mask) -> optax.GradientTransformation:
+    """Adds `l1 * sign(w)` to the gradient of every masked parameter: a subgradient of the
+    penalty `l1 * sum(|w|)` (0 at w = 0), i.e. L1 regularisation coupled to the loss like the
+    L2 of `add_decayed_weights`. Through Adam it is normalised with the data gradient, so weights
+    shrink towards 0 and hover there (within about a step size) rather than landing on exact
+    zeros, which would need a proximal (soft-thresholding) step.
+    """
+
+    def update(updates: Any, state: optax.EmptyState, params: Any = None) -> tuple[Any, Any]:
+        if params is None:
+            raise ValueError("add_l1_subgradient needs the parameters: tx.update(g, s, params)")
+        return jax.tree.map(
+            lambda g, w: g + l1 * jnp.sign(w).astype(g.dtype), updates, params
+        ), state
+
+    return optax.masked(optax.GradientTransformation(lambda _: optax.EmptyState(), update), mask)
 
 
 def create_optimizer(
@@ -64,6 +86,8 @@ def create_optimizer(
     chain = []
     if c.grad_clip_norm > 0:
         chain.append(optax.clip_by_global_norm(c.grad_clip_norm))
+    if c.l1 > 0:  # after clipping: the penalty is not scaled by the clip
+        chain.append(add_l1_subgradient(c.l1))
     if c.name == "adamw":
         chain.append(
             optax.adamw(schedule, c.b1, c.b2, weight_decay=c.weight_decay, mask=_decay_mask)

@@ -71,8 +71,16 @@ class LoopState:
         return cls(**(loop | {"best": BestTracker(**loop["best"])}))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the summary."""
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, pause_after: int | None = None
+) -> dict[str, Any] | None:
+    """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the summary.
+
+    `pause_after=k` stops once k epochs are done, with a checkpoint and no summary, and returns
+    None (unless the run ends first); calling again with a later k, or none, continues exactly
+    as the uninterrupted run would. The run's config, schedule included, is the full run's: a
+    hyperparameter search trains its trials rung by rung this way (studies/search.py).
+    """
     validation.validate(config)
     run = rundir.RunDir(workdir)
     run.check_usable()
@@ -92,12 +100,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     try:
         run.write_config(config)
         with guards.StopSignals() as signals:
-            return _train(config, run, par, data, trainer, fingerprint, signals)
+            return _train(config, run, par, data, trainer, fingerprint, signals, pause_after)
     finally:
         run.release()
 
 
-def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, Any]:
+def _train(config, run, par, data, trainer, fingerprint, signals, pause_after) -> dict | None:
     ckpt = checkpoint.Checkpointer(run.checkpoint_dir, keep=config.checkpoint.keep)
     state = trainer.init_state()
     loop, best = LoopState(), state.variables
@@ -109,6 +117,10 @@ def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, A
             loop.epoch + (loop.chunk > 0), f", chunk {loop.chunk}" if loop.chunk else "",
         )  # fmt: skip
     run.write_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
+    until = config.num_epochs if pause_after is None else min(pause_after, config.num_epochs)
+    if loop.epoch >= until and loop.epoch < config.num_epochs and not loop.stopped_early:
+        ckpt.close()
+        return None  # already paused at or after `pause_after`
     num_params = models.count_params(state.params)
     logging.info(
         "%s: %s parameters, %d train / %d val / %d test examples, %d devices (%s, %s)",
@@ -141,7 +153,7 @@ def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, A
             n for _, n in chunks[: loop.chunk]
         ), config.batch_size, config.log_every_seconds,
     )  # fmt: skip
-    while loop.epoch < num_epochs and not loop.stopped_early:
+    while loop.epoch < until and not loop.stopped_early:
         epoch = loop.epoch + 1
         epoch_key = jax.random.fold_in(trainer.keys.shuffle, epoch)
         for c in range(loop.chunk, len(chunks)):
@@ -205,12 +217,16 @@ def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, A
             record["train_samples_per_second"], "  *best*" if improved and val_eval else "",
         )  # fmt: skip
         last = epoch == num_epochs or loop.stopped_early
-        if last or epoch % config.checkpoint.every_epochs == 0 or signals.received:
+        paused = epoch == until and not last
+        if last or paused or epoch % config.checkpoint.every_epochs == 0 or signals.received:
             _save(ckpt, state_dev, best, loop, par, fingerprint)
         if signals.received and not last:
             ckpt.close()
             raise guards.Preempted(signals.received, epoch + 1, 0, len(chunks))
     ckpt.close()
+    if loop.epoch < num_epochs and not loop.stopped_early:
+        logging.info("Paused after epoch %d of %d (pause_after)", loop.epoch, num_epochs)
+        return None
     if loop.stopped_early:
         logging.info("Stopped early after epoch %d: no val-loss gain for %d epochs", loop.epoch,
                      patience)  # fmt: skip

@@ -1,0 +1,100 @@
+"""The reduced variants of the hybrid, regularisation and search studies, run end to end on the
+real MNIST files exactly as `python -m mnist_jax.sweep --study=experiments/<x>.py:reduced` runs
+them. Slow: each takes about a minute on a 2-core CPU.
+"""
+
+import json
+
+import pytest
+from conftest import ROOT
+
+from mnist_jax.studies import runner
+from mnist_jax.studies import search as search_lib
+from mnist_jax.training import rundir, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the study files name their configs relative to the repository
+
+
+def _trial_config(out, name) -> dict:
+    return json.loads((out / "trials" / name / "config.json").read_text())
+
+
+def test_hybrid_reduced(tmp_path, mnist_dir):
+    paths = runner.run_study("experiments/hybrid.py:reduced", str(tmp_path))
+    results = json.loads(paths["json"].read_text())
+    assert not results["missing_trials"]
+    rows = {tuple(r["hybrid.channels"]): r for r in results["rows"]}
+    assert list(rows) == [(), (4,), (4, 16)] and all(r["n_seeds"] == 2 for r in rows.values())
+    head = 784 * 128 + 128 + 128 * 10 + 10  # 784 inputs to the head in every setting
+    assert rows[()]["num_params_mean"] == head
+    assert rows[(4,)]["num_params_mean"] == head + 5 * 5 * 4 + 4
+    assert rows[(4, 16)]["num_params_mean"] == head + 104 + 5 * 5 * 4 * 16 + 16
+    flops = [rows[k]["flops"] for k in rows]
+    assert 2 * head < flops[0] < flops[1] < flops[2]  # each conv layer adds work per image
+    assert all(r["test_accuracy_mean"] > 0.8 for r in rows.values())  # measured: 85-89%
+    for figure in ("test_accuracy_vs_num_params", "test_accuracy_vs_flops"):
+        assert paths[figure].stat().st_size > 1000
+    assert "MFLOPs/image" in paths["report"].read_text()
+
+
+def test_regularization_reduced(tmp_path, mnist_dir):
+    paths = runner.run_study("experiments/regularization.py:reduced", str(tmp_path))
+    results = json.loads(paths["json"].read_text())
+    assert len(results["rows"]) == 10 and not results["missing_trials"]
+    for base, dropout_key, rate in (("mlp", "mlp", 0.2), ("cnn", "cnn", 0.5)):
+        none = _trial_config(tmp_path, f"base={base},regularizer=none,seed=0")
+        assert none["optimizer"]["l1"] == none["optimizer"]["weight_decay"] == 0.0
+        assert none[dropout_key]["dropout"] == 0.0 and none["data"]["augment_shift"] == 0
+        l1 = _trial_config(tmp_path, f"base={base},regularizer=l1_1e-5,seed=0")
+        assert l1["optimizer"]["l1"] == 1e-5 and l1[dropout_key]["dropout"] == 0.0
+        dropout = _trial_config(tmp_path, f"base={base},regularizer=dropout,seed=0")
+        assert dropout[dropout_key]["dropout"] == rate
+        shift = _trial_config(tmp_path, f"base={base},regularizer=shift,seed=0")
+        assert shift["data"]["augment_shift"] == 2 and shift[dropout_key]["dropout"] == 0.0
+        rows = [r for r in results["rows"] if r["base"] == base]
+        assert len({r["flops"] for r in rows}) == 1  # regularisers do not change inference
+        assert all(r["test_accuracy_mean"] > 0.75 for r in rows)  # measured: 83-93%
+
+
+def test_search_mlp_reduced(tmp_path, mnist_dir, monkeypatch):
+    spec = "experiments/search_mlp.py:reduced"
+    paths = runner.run_study(spec, str(tmp_path))
+    results = json.loads(paths["json"].read_text())
+
+    # The promotions, recomputed here from the trials' metrics.jsonl files.
+    def kept_accuracy(name, epochs):
+        records = rundir.RunDir(tmp_path / "trials" / name).read_metrics()
+        best = min((r for r in records if r["epoch"] <= epochs), key=lambda r: r["val_loss"])
+        return best["val_accuracy"]
+
+    names = [f"trial={i:03d}" for i in range(4)]
+    rung1 = sorted(names, key=lambda n: (-kept_accuracy(n, 1), n))[:2]
+    best = sorted(rung1, key=lambda n: (-kept_accuracy(n, 2), n))[0]
+    assert results["best_trial"] == best
+    for name in names:
+        epochs = len(rundir.RunDir(tmp_path / "trials" / name).read_metrics())
+        assert epochs == (2 if name in rung1 else 1)
+    final = results["final_test_accuracy"]
+    assert final["n"] == 2 and final["mean"] > 0.8 and final["std"] is not None
+    best_config = _trial_config(tmp_path, best)
+    for seed in (1, 2):
+        config = json.loads((tmp_path / "final" / f"seed={seed}" / "config.json").read_text())
+        assert config == best_config | {"seed": seed}  # the winner, on a fresh seed
+    assert "Test accuracy over 2 fresh seeds" in paths["report"].read_text()
+
+    # Rerunning the command trains nothing and reproduces every decision.
+    monkeypatch.setattr(train, "train_and_evaluate", _must_not_train)
+    runner.run_study(spec, str(tmp_path))
+    again = json.loads(paths["json"].read_text())
+    for key in ("rung_results", "best_trial", "final_test_accuracy"):
+        assert again[key] == results[key]
+    assert search_lib.FAILED_FILE not in {p.name for p in tmp_path.rglob("*")}
+
+
+def _must_not_train(config, workdir, **kwargs):
+    raise AssertionError(f"trained {workdir}")
