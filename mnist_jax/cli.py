@@ -168,6 +168,8 @@ def explain(error: BaseException, argv: Sequence[str], flag_values: flags.FlagVa
         path = spec.split(":", 1)[0]
         if _touches_file(error, path):
             return f"--{config_name}={spec}: {_config_file_error(error, config_name, argv)}"
+        if "has no attribute 'get_config'" in str(_root(error)):  # raised by ml_collections
+            return f"--{config_name}={spec}: {path} defines no get_config() function"
         key_error = _override_key_error(config_name, spec, argv, flag_values)
         if key_error:
             return key_error

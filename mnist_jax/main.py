@@ -13,7 +13,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from mnist_jax import cli, platform
-from mnist_jax.training import guards, train
+from mnist_jax.training import guards, train, validation
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -33,6 +33,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with platform.user_errors_exit():
+        validation.validate(_CONFIG.value)  # a bad value: one line, before any set-up
         platform.initialize()
         try:
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

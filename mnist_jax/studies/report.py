@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_jax.studies import study as study_lib
+from mnist_jax.training import rundir
 
 METRICS = ("test_accuracy", "best_val_accuracy", "train_seconds", "num_params")
 _LABELS = {
@@ -197,7 +198,9 @@ def write_all(
             for t in trials
         },
     }
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json) + "\n")
+    # Strict JSON: a value that is not finite (a trial's summary from an older version) is null.
+    text = rundir.to_json(rundir.finite_tree(results), indent=2, default=_json)
+    rundir.write_atomic(output_dir / "results.json", text + "\n")
     report = [
         f"# Study `{study.name}`\n",
         study.description + "\n" if study.description else "",

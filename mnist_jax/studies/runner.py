@@ -8,7 +8,6 @@ checkpoint, so a killed sweep is finished by repeating the command. At the end:
 mnist_jax/studies/study.py; the shipped studies are listed in experiments/README.md.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def run_study(
 
     out.mkdir(parents=True, exist_ok=True)
     plan = {"study": spec, "name": study.name, "trials": [t.name for t in trials]}
-    rundir.write_atomic(out / "study.json", json.dumps(plan, indent=2) + "\n")
+    rundir.write_atomic(out / "study.json", rundir.to_json(plan, indent=2) + "\n")
     todo = [(i, t) for i, (t, status) in enumerate(statuses, 1) if status != "done"]
     logging.info(
         "Study %s: %d trials, %d already done, %d to run", study.name, len(trials),

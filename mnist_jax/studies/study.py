@@ -29,8 +29,9 @@ from typing import Any
 import ml_collections
 
 from mnist_jax import configuration
+from mnist_jax.checks import suggest
 from mnist_jax.errors import ConfigError
-from mnist_jax.training import validation
+from mnist_jax.training import rundir, validation
 
 MAX_NAME = 120  # characters of a trial directory name before it is shortened with a hash
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
@@ -87,7 +88,7 @@ def load(spec: str) -> Study:
     module = configuration.import_file(path, "_study")
     if not hasattr(module, "get_study"):
         raise ConfigError(f"{path_str} defines no get_study(variant) function")
-    study = module.get_study(variant)
+    study = configuration.call_file_function(path, module.get_study, variant)
     if not isinstance(study, Study):
         raise ConfigError(f"{path_str}: get_study() returned {type(study).__name__}, not a Study")
     name = study.name or path.stem + (f"_{variant}" if variant else "")
@@ -188,9 +189,10 @@ def expand(study: Study) -> list[Trial]:
         where = f"study {study.name!r}, base {base!r} ({path})"
         for key in [*study.overrides, *keys, *(d.key for d in study.derived)]:
             if not _has_key(base_config, key) and key not in derived_inputs:
+                leaves = rundir.flatten(base_config.to_dict())
                 raise ConfigError(
-                    f"{where}: unknown config key {key!r}; every key is listed in "
-                    "configs/default.py"
+                    f"{where}: unknown config key {key!r}{suggest(key, leaves)}; every key is "
+                    "listed in configs/default.py"
                 )
         for point in points:
             config = base_config.copy_and_resolve_references()
