@@ -96,11 +96,19 @@ class Child:
 
     @property
     def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        return _read(self.stderr_path)
 
     @property
     def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
+        return _read(self.stdout_path)
+
+
+def _read(path: Path) -> str:
+    """The file's text so far ('' before the child has created it)."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 class ForkServer:

@@ -15,9 +15,12 @@ makes the n-th pass (1-based, counted per process) through `point` act:
                   SIGTERM or SIGINT ends the pause (and reaches the loop's handler)
 
 Points of the training loop (train.py): `chunk` (a chunk has been dispatched to the devices
-and is computing), `metrics` (an epoch's metrics line is written, its checkpoint not yet
-started), `checkpoint_writing` (Orbax is writing a checkpoint in the background),
-`checkpoint_done` (that checkpoint is committed), `summary` (summary.json is written).
+and is computing; when the hook acts, a checkpoint still being written has committed first, so
+that the moment is the same on every run), `metrics` (an epoch's metrics line is written, its
+checkpoint not yet started), `checkpoint_writing` (Orbax is writing a checkpoint in the
+background), `checkpoint_done` (that checkpoint is committed), `summary` (summary.json is
+written).
+
 Unset, as everywhere outside the tests, a point costs one dictionary lookup.
 """
 

@@ -154,7 +154,7 @@ def _train(config, run, par, data, trainer, fingerprint, signals, ckpt) -> dict[
             state_dev, per_device = programs[n](
                 state_dev, *train_data, epoch_key, trainer.keys.dropout, np.int32(first)
             )
-            faults.point("chunk")  # test hook (faults.py): the chunk is computing
+            faults.point("chunk", before=ckpt.wait)  # test hook (faults.py): it is computing
             out = {k: par.gather_shards(v) for k, v in per_device.items()}  # waits: honest time
             seconds = time.perf_counter() - start
             step_losses = out["loss"].astype(np.float64).sum(axis=(0, 2))
