@@ -7,7 +7,8 @@ traceback. `run` parses the flags itself and turns every such failure into one l
 `error: ...`, naming the bad flag or value and what would be valid, with exit status 1.
 
 Exit statuses of every binary: 0 success (and --help), 1 bad input (flags, config, data, ...),
-130 interrupted (Ctrl-C); anything else is a crash or the status of a failed child process.
+130 interrupted (Ctrl-C), 75 training preempted by SIGTERM/SIGINT after saving a checkpoint
+(rerun to resume); anything else is a crash or the status of a failed child process.
 """
 
 import difflib

@@ -5,8 +5,10 @@
       --config.num_epochs=5 --config.optimizer.learning_rate=3e-4
 
 Running the same command again resumes from the latest checkpoint in --workdir, or does
-nothing if the run has finished. Results: <workdir>/{config.json,metrics.jsonl,summary.json}.
-Every config key, with its meaning, is in configs/default.py.
+nothing if the run has finished. SIGTERM or SIGINT (preemption, Ctrl-C) saves a checkpoint at
+the next chunk boundary and exits with status 75; rerun the same command to resume.
+Results: <workdir>/{config.json,metrics.jsonl,summary.json}. Every config key, with its
+meaning, is in configs/default.py.
 """
 
 from absl import app, flags
