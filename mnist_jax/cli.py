@@ -7,7 +7,8 @@ traceback. `run` parses the flags itself and turns every such failure into one l
 `error: ...`, naming the bad flag or value and what would be valid, with exit status 1.
 
 Exit statuses of every binary: 0 success (and --help), 1 bad input (flags, config, data, ...),
-130 interrupted (Ctrl-C); anything else is a crash or the status of a failed child process.
+130 interrupted (Ctrl-C), 75 training preempted by SIGTERM/SIGINT after saving a checkpoint
+(rerun to resume); anything else is a crash or the status of a failed child process.
 """
 
 import difflib
@@ -168,6 +169,8 @@ def explain(error: BaseException, argv: Sequence[str], flag_values: flags.FlagVa
         path = spec.split(":", 1)[0]
         if _touches_file(error, path):
             return f"--{config_name}={spec}: {_config_file_error(error, config_name, argv)}"
+        if "has no attribute 'get_config'" in str(_root(error)):  # raised by ml_collections
+            return f"--{config_name}={spec}: {path} defines no get_config() function"
         key_error = _override_key_error(config_name, spec, argv, flag_values)
         if key_error:
             return key_error

@@ -5,8 +5,11 @@ package; every config's `get_config(variant)` takes an optional variant (e.g. 'q
 """
 
 import importlib.util
+import os
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import ml_collections
 
@@ -22,9 +25,32 @@ def import_file(path: Path, prefix: str) -> types.ModuleType:
     except ConfigError:
         raise
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise ConfigError(f"{path} failed to load ({type(e).__name__}: {first})") from None
+        raise ConfigError(f"{path} failed to load ({_describe(e, path)})") from None
     return module
+
+
+def call_file_function(path: Path, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)`, a function of a user's file (get_config, get_study): any error it raises
+    becomes one line naming the file and the line, not a traceback."""
+    try:
+        return fn(*args)
+    except ConfigError:
+        raise
+    except Exception as e:
+        call = f"{fn.__name__}({', '.join(map(repr, args))})"
+        raise ConfigError(f"{path}: {call} failed ({_describe(e, path)})") from None
+
+
+def _describe(error: BaseException, path: Path) -> str:
+    """'line N: Type: first line of the message' (the line: the file's deepest frame)."""
+    line = getattr(error, "lineno", None) if isinstance(error, SyntaxError) else None
+    tb, target = error.__traceback__, os.path.realpath(path)
+    while tb is not None:
+        if os.path.realpath(tb.tb_frame.f_code.co_filename) == target:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    first = (str(error).strip().splitlines() or [""])[0][:200]
+    return (f"line {line}: " if line else "") + f"{type(error).__name__}: {first}"
 
 
 def load(spec: str) -> ml_collections.ConfigDict:
@@ -39,7 +65,9 @@ def load(spec: str) -> ml_collections.ConfigDict:
         module = import_file(path, "_config")
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path_str} defines no get_config(variant) function")
-    return module.get_config(variant) if variant else module.get_config()
+    if variant:
+        return call_file_function(Path(module.__file__), module.get_config, variant)
+    return call_file_function(Path(module.__file__), module.get_config)
 
 
 def _shipped(name: str) -> types.ModuleType:

@@ -5,15 +5,17 @@
       --config.num_epochs=5 --config.optimizer.learning_rate=3e-4
 
 Running the same command again resumes from the latest checkpoint in --workdir, or does
-nothing if the run has finished. Results: <workdir>/{config.json,metrics.jsonl,summary.json}.
-Every config key, with its meaning, is in configs/default.py.
+nothing if the run has finished. SIGTERM or SIGINT (preemption, Ctrl-C) saves a checkpoint at
+the next chunk boundary and exits with status 75; rerun the same command to resume.
+Results: <workdir>/{config.json,metrics.jsonl,summary.json}. Every config key, with its
+meaning, is in configs/default.py.
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from mnist_jax import cli, platform
-from mnist_jax.training import guards, train
+from mnist_jax.training import guards, train, validation
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -33,6 +35,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with platform.user_errors_exit():
+        validation.validate(_CONFIG.value)  # a bad value: one line, before any set-up
         platform.initialize()
         try:
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

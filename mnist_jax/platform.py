@@ -102,7 +102,10 @@ def enable_compilation_cache(directory: str) -> None:
 
 
 def _quiet_libraries(record: pylogging.LogRecord) -> bool:
-    """Orbax logs every file it writes at INFO; keep its warnings, drop the chatter."""
+    """Orbax logs every file it writes at INFO; keep its warnings, drop the chatter (and its
+    warning that a checkpoint directory opened for reading is read-only: that is the intent)."""
+    if record.msg == "Given directory is read only=%s":
+        return False
     return record.levelno >= pylogging.WARNING or not any(
         part in record.pathname for part in ("/orbax/", "/jax/_src/")
     )

@@ -147,6 +147,50 @@ def test_read_idx_rejects_garbled(mnist_dir: Path, tmp_path: Path, make, match: 
     assert str(path) in str(info.value)
 
 
+def _idx(magic: int, shape: tuple[int, ...], payload: bytes) -> bytes:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in shape)
+    return gzip.compress(header + payload)
+
+
+@pytest.mark.parametrize("bad", [10, 255])
+def test_read_idx_rejects_labels_outside_0_to_9(mnist_dir: Path, tmp_path: Path, bad: int) -> None:
+    """A label file that is well-formed but not MNIST's (checksums are not checked here)."""
+    raw = bytearray(_raw_labels(mnist_dir))
+    raw[8 + 1234] = bad  # header (8 bytes), then one byte per label
+    path = tmp_path / "labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError, match=rf"label {bad} \(first bad one at index 1234\)") as info:
+        sources.read_idx(path)
+    assert str(path) in str(info.value) and "0..9" in str(info.value)
+
+
+def test_read_idx_rejects_a_huge_header_without_allocating_it(tmp_path: Path) -> None:
+    """A header declaring 2^32-1 images of 28x28 (3.4 TB) over a 100-image payload fails from
+    what the file holds, with the exact declared size (no overflow), and without a 3.4 TB
+    buffer (which would fail with MemoryError, not a DataError)."""
+    path = tmp_path / "huge-idx3-ubyte.gz"
+    path.write_bytes(_idx(2051, (2**32 - 1, 28, 28), bytes(100 * 784)))
+    declared = 16 + (2**32 - 1) * 784
+    with pytest.raises(DataError, match=rf"{16 + 100 * 784} bytes after decompression") as info:
+        sources.read_idx(path)
+    assert f"exactly {declared} bytes" in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(10, 32, 32), (10, 28, 27), (10, 0, 28)])
+def test_read_idx_rejects_images_that_are_not_28x28(tmp_path: Path, shape) -> None:
+    path = tmp_path / "images-idx3-ubyte.gz"
+    path.write_bytes(_idx(2051, shape, bytes(math.prod(shape))))
+    with pytest.raises(DataError, match=rf"{shape[1]}x{shape[2]} pixels; MNIST images are 28x28"):
+        sources.read_idx(path)
+
+
+def test_read_idx_accepts_a_small_well_formed_file(tmp_path: Path) -> None:
+    path = tmp_path / "small-idx1-ubyte.gz"
+    path.write_bytes(_idx(2049, (5,), bytes([0, 9, 3, 3, 7])))
+    labels = sources.read_idx(path)
+    assert labels.tolist() == [0, 9, 3, 3, 7] and not labels.flags.writeable
+
+
 def test_missing_file_names_it_and_says_how_to_provide(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         sources.verify_file(tmp_path / LABELS_NAME, LABELS_SHA)

@@ -9,12 +9,14 @@ in dataset.py; everything that runs on the device in preprocess.py and augment.p
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import tempfile
 import urllib.request
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -57,15 +59,23 @@ Arrays = tuple[np.ndarray, np.ndarray]
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parses one gzip-compressed IDX file into a uint8 array.
+    """Parses one gzip-compressed MNIST IDX file into a uint8 array.
 
-    The header is checked against the payload byte for byte, so a truncated or garbled file fails
-    here with a message naming it rather than as a silently short dataset.
+    Used directly, the file may be anything (its checksum is checked only by `load_idx`), so
+    nothing is trusted: the header must declare 28x28 images or a label vector, the payload is
+    read in chunks and must hold exactly the bytes the header declares (memory never grows past
+    what the file really holds, whatever size a garbled header claims), and labels must be 0..9.
+    Every failure is a DataError naming the file.
     """
     path = Path(path)
     try:
         with gzip.open(path, "rb") as f:
-            data = f.read()
+            shape, kind, header_len = _read_idx_header(f, path)
+            size = math.prod(shape)  # Python integers: no overflow for any header
+            payload = bytearray()
+            while len(payload) < size and (chunk := f.read(min(_CHUNK, size - len(payload)))):
+                payload += chunk
+            extra = len(f.read(1))
     except FileNotFoundError:
         raise DataError(f"IDX file {path} does not exist") from None
     except (OSError, EOFError, zlib.error) as e:
@@ -73,29 +83,49 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{path} is not a complete gzip file ({e}); expected a gzip-compressed IDX file, "
             "delete it and provide the original"
         ) from e
-    if len(data) < 8:
+    if len(payload) != size or extra:
+        actual = f"{header_len + len(payload)}" if not extra else f"more than {header_len + size}"
         raise DataError(
-            f"{path}: {len(data)} bytes after decompression, too short for an IDX header"
+            f"{path}: {actual} bytes after decompression, but its header declares {kind} of "
+            f"shape {shape}, i.e. exactly {header_len + size} bytes; the file is truncated or "
+            "corrupt"
         )
-    magic = int.from_bytes(data[:4], "big")
+    array = np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+    array.flags.writeable = False
+    if kind == "labels" and len(array) and (bad := int(array.max())) > 9:
+        index = int(np.argmax(array > 9))
+        raise DataError(
+            f"{path}: label {bad} (first bad one at index {index}); MNIST labels are 0..9, so "
+            "this is not an MNIST label file or it is corrupt"
+        )
+    return array
+
+
+def _read_idx_header(f: BinaryIO, path: Path) -> tuple[tuple[int, ...], str, int]:
+    """(shape, 'images' or 'labels', header length) of an open IDX stream, checked."""
+    head = f.read(8)
+    if len(head) < 8:
+        raise DataError(
+            f"{path}: {len(head)} bytes after decompression, too short for an IDX header"
+        )
+    magic = int.from_bytes(head[:4], "big")
     if magic not in _IDX_MAGIC:
         raise DataError(
             f"{path}: IDX magic number {magic}, expected 2051 (images) or 2049 (labels)"
         )
-    ndim = magic & 0xFF
+    kind, ndim = _IDX_MAGIC[magic], magic & 0xFF
     header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise DataError(f"{path}: truncated IDX header ({len(data)} of {header_len} bytes)")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header_len + int(np.prod(shape))
-    if len(data) != expected:
+    rest = f.read(header_len - 8)
+    if len(rest) < header_len - 8:
+        raise DataError(f"{path}: truncated IDX header ({8 + len(rest)} of {header_len} bytes)")
+    dims = head[4:] + rest
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    if kind == "images" and shape[1:] != (28, 28):
         raise DataError(
-            f"{path}: {len(data)} bytes after decompression, but its header declares "
-            f"{_IDX_MAGIC[magic]} of shape {shape}, i.e. exactly {expected} bytes; "
-            "the file is truncated or corrupt"
+            f"{path}: its header declares images of {shape[1]}x{shape[2]} pixels; MNIST images "
+            "are 28x28"
         )
-    # A read-only view of the decompressed bytes: no copy.
-    return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape)
+    return shape, kind, header_len
 
 
 def verify_file(path: str | os.PathLike, sha256: str) -> None:

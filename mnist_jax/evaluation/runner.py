@@ -117,10 +117,9 @@ def _training(run: runs.Run) -> dict[str, Any]:
 
 def evaluate_run(run: runs.Run, options: Options) -> tuple[dict[str, Any], dict[str, Any]]:
     """Everything measured on one run: (JSON record, arrays kept for grouping and plots)."""
-    dataset = _dataset(run.config, options.data_dir)
     model = runs.build_model(run.config, options.data_dir)
-    variables = runs.restore_best(run, model)
-    test = dataset.test
+    variables = runs.restore_best(run, model)  # verified: a corrupt checkpoint fails before data
+    test = _dataset(run.config, options.data_dir).test
     par = Parallel(run.config.parallel.mode, run.config.parallel.get("cpu_kernels", "stable"))
     evaluator = SplitEvaluator(par, model, test, options.eval_batch_size)
     device_metrics, logits = evaluator(par.replicate(variables))

@@ -24,6 +24,7 @@ import numpy as np
 from mnist_jax import models
 from mnist_jax.evaluation import inference
 from mnist_jax.studies import study as study_lib
+from mnist_jax.training import rundir
 
 METRICS = ("test_accuracy", "best_val_accuracy", "train_seconds", "num_params")
 _LABELS = {
@@ -301,7 +302,9 @@ def write_all(
             for t in trials
         },
     }
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json) + "\n")
+    # Strict JSON: a value that is not finite (a trial's summary from an older version) is null.
+    text = rundir.to_json(rundir.finite_tree(results), indent=2, default=_json)
+    rundir.write_atomic(output_dir / "results.json", text + "\n")
     report = [
         f"# Study `{study.name}`\n",
         study.description + "\n" if study.description else "",

@@ -9,7 +9,6 @@ mnist_jax/studies/study.py (grids) and mnist_jax/studies/search.py (searches); t
 studies are listed in experiments/README.md.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def run_study(
 
     out.mkdir(parents=True, exist_ok=True)
     plan = {"study": spec, "name": study.name, "trials": [t.name for t in trials]}
-    rundir.write_atomic(out / "study.json", json.dumps(plan, indent=2) + "\n")
+    rundir.write_atomic(out / "study.json", rundir.to_json(plan, indent=2) + "\n")
     todo = [(i, t) for i, (t, status) in enumerate(statuses, 1) if status != "done"]
     logging.info(
         "Study %s: %d trials, %d already done, %d to run", study.name, len(trials),
@@ -119,7 +118,7 @@ def run_search(
         "study": spec, "name": search.name, "rungs": list(search.rungs), "rung_sizes": sizes,
         "trials": {t.name: t.point for t in trials}, "final_seeds": list(search.final_seeds),
     }  # fmt: skip
-    rundir.write_atomic(out / "search.json", json.dumps(record, indent=2, default=str) + "\n")
+    rundir.write_atomic(out / "search.json", rundir.to_json(record, indent=2, default=str) + "\n")
     logging.info("%s", plan[0].upper() + plan[1:])
     start = time.perf_counter()
     rungs = search_lib.halve(search, trials, trials_dir, train_missing=not aggregate_only)

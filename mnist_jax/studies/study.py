@@ -29,8 +29,9 @@ from typing import Any
 import ml_collections
 
 from mnist_jax import configuration
+from mnist_jax.checks import suggest
 from mnist_jax.errors import ConfigError
-from mnist_jax.training import validation
+from mnist_jax.training import rundir, validation
 
 MAX_NAME = 120  # characters of a trial directory name before it is shortened with a hash
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
@@ -90,7 +91,7 @@ def load(spec: str) -> Any:
     module = configuration.import_file(path, "_study")
     if not hasattr(module, "get_study"):
         raise ConfigError(f"{path_str} defines no get_study(variant) function")
-    study = module.get_study(variant)
+    study = configuration.call_file_function(path, module.get_study, variant)
     if not isinstance(study, Study | Search):
         raise ConfigError(
             f"{path_str}: get_study() returned {type(study).__name__}, not a Study or a Search"
@@ -170,8 +171,10 @@ def check_keys(
     inputs = {i for d in derived for i in d.inputs}
     for key in [*keys, *(d.key for d in derived)]:
         if not _has_key(base_config, key) and key not in inputs:
+            leaves = rundir.flatten(base_config.to_dict())
             raise ConfigError(
-                f"{where}: unknown config key {key!r}; every key is listed in configs/default.py"
+                f"{where}: unknown config key {key!r}{suggest(key, leaves)}; every key is "
+                "listed in configs/default.py"
             )
 
 

@@ -52,10 +52,12 @@ class Checkpointer:
         self.read_only = read_only
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else keep,
+            save_interval_steps=0 if read_only else 1,  # (Orbax warns when it must set it)
             read_only=read_only,
             create=not read_only,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._closed = False
 
     def steps(self) -> list[int]:
         """Every committed checkpoint, newest first."""
@@ -116,5 +118,9 @@ class Checkpointer:
         self._manager.wait_until_finished()
 
     def close(self) -> None:
+        """Wait for background writes to commit, then release the manager (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         self._manager.wait_until_finished()
         self._manager.close()

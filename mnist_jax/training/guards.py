@@ -3,7 +3,10 @@
 SLURM, TPU maintenance and Ctrl-C send SIGTERM or SIGINT. `StopSignals` turns the first one into
 a flag the loop reads at every chunk boundary: it saves a checkpoint there (mid-epoch position
 included) and raises `Preempted`, which the binary turns into one line and exit status
-`PREEMPTED_EXIT_STATUS`. A second signal stops at once, as the default handler would.
+`PREEMPTED_EXIT_STATUS`. A second signal stops at once, as the default handler would. In a
+multi-process run the signal may reach only some processes, or reach them between different
+chunks; `StopSignals.agreed` makes the stop collective, so that all of them save the same
+checkpoint (a collective write) and stop at the same boundary.
 """
 
 import signal
@@ -11,9 +14,11 @@ import threading
 from types import FrameType
 from typing import Any
 
+import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
 
 from mnist_jax.errors import UserError
 
@@ -60,6 +65,17 @@ class StopSignals:
             "%s received: stopping at the next chunk boundary with a checkpoint (send it again "
             "to stop at once)", signal.Signals(signum).name,
         )  # fmt: skip
+
+    def agreed(self) -> int:
+        """The signal any process has received (0: none); the same on every process.
+
+        A collective (an allgather of one integer) when there are several processes: every
+        process must call it at the same points of the loop.
+        """
+        if jax.process_count() == 1:
+            return self.received
+        flags = multihost_utils.process_allgather(np.int32(self.received))
+        return int(np.max(flags))
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():  # signals need the main thread

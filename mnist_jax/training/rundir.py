@@ -81,6 +81,17 @@ def finite_or_none(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else x
 
 
+def finite_tree(value: Any) -> Any:
+    """`value` with every non-finite float (in nested dicts, lists, tuples) replaced by None."""
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, dict):
+        return {k: finite_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_tree(v) for v in value]
+    return value
+
+
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -94,10 +105,19 @@ def write_atomic(path: Path, text: str) -> None:
             tmp.unlink()
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def strict_loads(text: str) -> Any:
+    """json.loads without Python's NaN/Infinity extension: files written here never hold them."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 def read_json(path: Path, what: str) -> Any:
     """A JSON file, or a one-line error naming it."""
     try:
-        return json.loads(path.read_text())
+        return strict_loads(path.read_text())
     except OSError as e:
         raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except ValueError as e:
@@ -118,12 +138,19 @@ class RunDir:
         self._lock_file = None
 
     def check_usable(self) -> None:
-        """A workdir that exists must be a writable directory (checked before any work)."""
+        """A workdir that exists must be a writable directory that no other run holds (checked
+        before any work; `lock` takes the lock itself, later)."""
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"workdir {self.path} exists and is not a directory")
         probe = self.path if self.path.exists() else _existing_parent(self.path)
+        if not probe.is_dir():
+            raise UserError(f"workdir {self.path} cannot be created: {probe} is not a directory")
         if not os.access(probe, os.W_OK | os.X_OK):
             raise UserError(f"workdir {self.path} is not writable ({probe} denies writing)")
+        if self.is_writer and self.lock_path.is_file():
+            with open(self.lock_path) as f:
+                self._try_lock(f)
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def check_config(self, config: ml_collections.ConfigDict) -> None:
         """If the directory holds a run, it must be of `config` (up to neutral keys)."""
@@ -150,20 +177,26 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         f = open(self.lock_path, "a+")  # noqa: SIM115  (held until release())
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
+            self._try_lock(f)
+        except UserError:
             f.close()
-            raise UserError(
-                f"workdir {self.path} is in use by {holder}; wait for it to finish or use "
-                "another --workdir"
-            ) from None
+            raise
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
         f.flush()
         self._lock_file = f
+
+    def _try_lock(self, f: Any) -> None:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UserError(
+                f"workdir {self.path} is in use by {holder}; wait for it to finish or use "
+                "another --workdir"
+            ) from None
 
     def release(self) -> None:
         if self._lock_file is not None:
@@ -185,15 +218,40 @@ class RunDir:
         records = []
         for i, line in enumerate(lines):
             try:
-                records.append(json.loads(line))
+                record = strict_loads(line)
+                if not isinstance(record, dict):
+                    raise ValueError("not an object")
+                records.append(record)
             except ValueError:
                 if i != len(lines) - 1:
                     raise UserError(
                         f"{self.metrics_path} line {i + 1} is not valid JSON; the file is corrupt"
                     ) from None
-                logging.warning("%s: ignoring a torn last line (%d bytes)", self.metrics_path,
-                                len(line))  # fmt: skip
+                logging.warning("%s: ignoring a torn last line (%d bytes, a write cut short)",
+                                self.metrics_path, len(line))  # fmt: skip
         return records
+
+    def restore_metrics(self, records: list[dict[str, Any]]) -> None:
+        """Rewrite metrics.jsonl as `records` (the epochs of the checkpoint a run resumes from).
+
+        A kill can leave the file with a torn last line, or with epochs logged after the last
+        checkpoint (they are trained again, and must not appear twice); a warning names what
+        is repaired.
+        """
+        if not self.is_writer:
+            return
+        try:
+            old = self.read_metrics()  # warns about a torn last line
+        except UserError as e:
+            logging.warning("%s; rewriting it from the checkpoint", e)
+            old = []
+        if len(old) > len(records):
+            dropped = [r.get("epoch") for r in old[len(records) :]]
+            logging.warning(
+                "%s: dropping epochs %s, logged after the checkpoint this run resumes from; they "
+                "are trained again", self.metrics_path, dropped,
+            )  # fmt: skip
+        self.write_metrics(records)
 
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
         """Replace metrics.jsonl (on resume: the records of the checkpoint resumed from)."""

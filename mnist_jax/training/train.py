@@ -27,7 +27,7 @@ from absl import logging
 from mnist_jax import models, provenance
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import CheckpointError
-from mnist_jax.training import checkpoint, guards, parallel, rundir, validation
+from mnist_jax.training import checkpoint, faults, guards, parallel, rundir, validation
 from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.progress import Progress
 from mnist_jax.training.trainer import Trainer
@@ -97,16 +97,21 @@ def train_and_evaluate(
     trainer = Trainer.build(config, par, data)
     fingerprint = rundir.fingerprint(rundir.config_to_dict(config))
     run.lock()
+    ckpt = None
     try:
         run.write_config(config)
+        ckpt = checkpoint.Checkpointer(run.checkpoint_dir, keep=config.checkpoint.keep)
         with guards.StopSignals() as signals:
-            return _train(config, run, par, data, trainer, fingerprint, signals, pause_after)
+            return _train(config, run, par, data, trainer, fingerprint, signals, ckpt, pause_after)
     finally:
+        if ckpt is not None:  # whatever stopped the run (e.g. divergence), let the last
+            ckpt.close()  # checkpoint's background write commit before the process exits
         run.release()
 
 
-def _train(config, run, par, data, trainer, fingerprint, signals, pause_after) -> dict | None:
-    ckpt = checkpoint.Checkpointer(run.checkpoint_dir, keep=config.checkpoint.keep)
+def _train(
+    config, run, par, data, trainer, fingerprint, signals, ckpt, pause_after
+) -> dict[str, Any] | None:
     state = trainer.init_state()
     loop, best = LoopState(), state.variables
     restored = _restore_latest(ckpt, state, best, fingerprint)
@@ -116,10 +121,9 @@ def _train(config, run, par, data, trainer, fingerprint, signals, pause_after) -
             "Resuming %s from the checkpoint of step %d (epoch %d%s)", run.path, restored.step,
             loop.epoch + (loop.chunk > 0), f", chunk {loop.chunk}" if loop.chunk else "",
         )  # fmt: skip
-    run.write_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
+    run.restore_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
     until = config.num_epochs if pause_after is None else min(pause_after, config.num_epochs)
     if loop.epoch >= until and loop.epoch < config.num_epochs and not loop.stopped_early:
-        ckpt.close()
         return None  # already paused at or after `pause_after`
     num_params = models.count_params(state.params)
     logging.info(
@@ -156,12 +160,14 @@ def _train(config, run, par, data, trainer, fingerprint, signals, pause_after) -
     while loop.epoch < until and not loop.stopped_early:
         epoch = loop.epoch + 1
         epoch_key = jax.random.fold_in(trainer.keys.shuffle, epoch)
+        stop = 0  # the stop signal all processes agreed on at the last chunk boundary
         for c in range(loop.chunk, len(chunks)):
             first, n = chunks[c]
             start = time.perf_counter()
             state_dev, per_device = programs[n](
                 state_dev, *train_data, epoch_key, trainer.keys.dropout, np.int32(first)
             )
+            faults.point("chunk", before=ckpt.wait)  # test hook (faults.py): it is computing
             out = {k: par.gather_shards(v) for k, v in per_device.items()}  # waits: honest time
             seconds = time.perf_counter() - start
             step_losses = out["loss"].astype(np.float64).sum(axis=(0, 2))
@@ -178,10 +184,11 @@ def _train(config, run, par, data, trainer, fingerprint, signals, pause_after) -
                 loop.partial[key] = loop.partial.get(key, 0) + float(value)  # fmt: skip
             loop.chunk = c + 1
             progress.update(n, epoch, num_epochs)
-            if signals.received and c + 1 < len(chunks):
+            stop = signals.agreed()  # collective: every process stops at the same boundary
+            if stop and c + 1 < len(chunks):
                 _save(ckpt, state_dev, best, loop, par, fingerprint)
                 ckpt.close()
-                raise guards.Preempted(signals.received, epoch, loop.chunk, len(chunks))
+                raise guards.Preempted(stop, epoch, loop.chunk, len(chunks))
 
         sums = loop.partial
         epoch_seconds, count = sums["seconds"], sums["count"]
@@ -210,6 +217,7 @@ def _train(config, run, par, data, trainer, fingerprint, signals, pause_after) -
         loop.epoch, loop.chunk, loop.partial = epoch, 0, {}
         loop.history.append(record)
         run.append_metrics(record)
+        faults.point("metrics")  # test hook: the epoch is logged, its checkpoint not yet written
         logging.info(
             "epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  %.1f s (%.0f img/s)%s",
             epoch, num_epochs, record["train_loss"], record["train_accuracy"],
@@ -218,11 +226,12 @@ def _train(config, run, par, data, trainer, fingerprint, signals, pause_after) -
         )  # fmt: skip
         last = epoch == num_epochs or loop.stopped_early
         paused = epoch == until and not last
-        if last or paused or epoch % config.checkpoint.every_epochs == 0 or signals.received:
+        if last or paused or epoch % config.checkpoint.every_epochs == 0 or stop:
             _save(ckpt, state_dev, best, loop, par, fingerprint)
-        if signals.received and not last:
+            faults.point("checkpoint_done", before=ckpt.wait)  # test hook: it is committed
+        if stop and not last:
             ckpt.close()
-            raise guards.Preempted(signals.received, epoch + 1, 0, len(chunks))
+            raise guards.Preempted(stop, epoch + 1, 0, len(chunks))
     ckpt.close()
     if loop.epoch < num_epochs and not loop.stopped_early:
         logging.info("Paused after epoch %d of %d (pause_after)", loop.epoch, num_epochs)
@@ -256,6 +265,7 @@ def _train(config, run, par, data, trainer, fingerprint, signals, pause_after) -
         **provenance.collect(),
     }
     run.write_summary(summary)
+    faults.point("summary")  # test hook
     logging.info(
         "Test accuracy %.4f (loss %.4f) on %d images, best epoch %d; trained %.1f s",
         test["accuracy"], test["loss"], test["count"], loop.best.epoch, loop.train_seconds,
@@ -267,6 +277,7 @@ def _save(ckpt, state_dev, best, loop: LoopState, par: Parallel, fingerprint: st
     state = par.to_host(state_dev)
     meta = {"loop": dataclasses.asdict(loop)}
     ckpt.save(int(state.step), state, best, meta, fingerprint)
+    faults.point("checkpoint_writing")  # test hook: Orbax writes it in the background
 
 
 def _restore_latest(ckpt, state, best, fingerprint) -> checkpoint.Restored | None:
