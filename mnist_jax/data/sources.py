@@ -56,15 +56,18 @@ _CHUNK = 1 << 20
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parses one gzip-compressed IDX file into a uint8 array.
+def read_idx(path: str | os.PathLike, gzipped: bool | None = True) -> np.ndarray:
+    """Parses one IDX file into a uint8 array: gzip-compressed, or with `gzipped=None` either.
 
     The header is checked against the payload byte for byte, so a truncated or garbled file fails
     here with a message naming it rather than as a silently short dataset.
     """
     path = Path(path)
     try:
-        with gzip.open(path, "rb") as f:
+        if gzipped is None:
+            with path.open("rb") as f:
+                gzipped = f.read(2) == b"\x1f\x8b"  # the gzip magic number
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
             data = f.read()
     except FileNotFoundError:
         raise DataError(f"IDX file {path} does not exist") from None
