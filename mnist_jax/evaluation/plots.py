@@ -38,7 +38,7 @@ def figure_size(name: str, num_models: int, num_mistakes: int = 16) -> tuple[flo
         "reliability": (4.8 * n, 6.4),
         "seeds": (2.2 + 2.0 * n, 4.8),
         "robustness": (15.0, 5.2),
-        "corruption_gallery": (12.0, 5.6),
+        "corruption_gallery": (1.5 * min(n, 8) + 0.2, 0.7 + 1.7 * math.ceil(n / 8)),
     }[name]
 
 
@@ -299,7 +299,7 @@ def seeds(comparison: dict, path: Path) -> None:
     ax.set_xlim(-0.6, len(ms) - 0.2)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=9, loc="lower right")
+    ax.legend(fontsize=9, loc="best")
     ax.set_title("Test accuracy over seeds", fontsize=12)
     _save(fig, path)
 
@@ -335,8 +335,8 @@ def robustness(comparison: dict, path: Path) -> None:
 def corruption_gallery(comparison: dict, tiles: dict[str, np.ndarray], path: Path) -> None:
     """One test digit clean and under every corruption, with the severity of each."""
     severity = {c["name"]: c["severity"] for c in comparison["robustness"]["corruptions"]}
-    cols = 8
-    size = figure_size("corruption_gallery", 0)
+    cols = min(8, len(tiles))
+    size = figure_size("corruption_gallery", len(tiles))
     rows = math.ceil(len(tiles) / cols)
     fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=size, layout="constrained")
     for ax in axes.ravel():

@@ -20,7 +20,21 @@ def _interval(stat: dict[str, Any], fmt: str = ".2f", scale: float = 100.0) -> s
 
 
 def _p(p: float) -> str:
+    if p < 1e-15:
+        return "< 1e-15"
     return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _eq(p_text: str) -> str:
+    return p_text if p_text.startswith("<") else f"= {p_text}"
+
+
+def _signed(stat: dict[str, Any], scale: float = 100.0) -> str:
+    """A difference: signed mean, unsigned std."""
+    if stat["mean"] is None:
+        return "n/a"
+    text = f"{scale * stat['mean']:+.2f}"
+    return f"{text} ± {scale * stat['std']:.2f}" if stat["std"] else text
 
 
 def _mb(x: float) -> str:
@@ -136,7 +150,7 @@ def verdict(a: str, b: str, t: dict[str, Any], where: str = "the test set") -> s
     )  # fmt: skip
     return (
         f"On {where}, {b} minus {a} = {d:+.2f} points ({seeds}; 95% interval {lo:+.2f} to "
-        f"{hi:+.2f}; t test over seeds and test images{df}, p = {_p(t['p_value'])}): "
+        f"{hi:+.2f}; t test over seeds and test images{df}, p {_eq(_p(t['p_value']))}): "
         f"{meaning} (5% level).{caveat}"
     )
 
@@ -261,7 +275,7 @@ def quantization_lines(comparison: dict[str, Any]) -> list[str]:
         )  # fmt: skip
         rows.append([
             f"**{name}**", _stat(f["accuracy"], ".2f", 100), _stat(i["accuracy"], ".2f", 100),
-            _stat(e["accuracy_drop"], "+.2f", 100), _mb(f["bytes"]), _mb(i["bytes"]),
+            _signed(e["accuracy_drop"]), _mb(f["bytes"]), _mb(i["bytes"]),
             f"{e['size_ratio']:.3f}", f"{e['kernel_size_ratio']:.3f}",
             f"{_stat(f['latency_ms_median'], '.3f')} / {_stat(i['latency_ms_median'], '.3f')}",
             f"{_stat(f['throughput_images_per_second'], ',.0f')} / "
