@@ -282,6 +282,11 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     all_runs = [runs.open_run(w) for w in workdirs]  # every input checked before the slow part
     out = check_output_dir(output_dir)
     test_sets = external.load_all(list(options.test_sets))
+    for run in all_runs if options.quantize == "int8" else ():
+        if run.config.get("dtype", "float32") != "float32":
+            raise UserError(
+                f"--quantize=int8 needs float32 runs; {run.workdir} has dtype={run.config.dtype}"
+            )
     groups = comparison_lib.group_runs(all_runs)
     scorer = scoring.Scorer(options.eval_batch_size)
     results = [evaluate_run(run, options, scorer) for run in all_runs]
