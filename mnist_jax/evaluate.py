@@ -9,15 +9,25 @@ metrics.jsonl, checkpoints/). The model is rebuilt from config.json, the best va
 validation loss) are restored from the newest checkpoint (verified against its checksums) onto
 whatever devices this machine has, and every metric is recomputed from the model's outputs;
 summary.json is only cross-checked. Runs whose configs differ only in `seed` are grouped into
-one model and reported as mean and standard deviation. The data comes from --data_dir, else the
-run's config.data.dir, else $MNIST_DIR, else the download cache. The format of comparison.json
-is documented in README.md.
+one model and reported as mean, standard deviation and a 95% interval, and pairs of models
+are compared with a test that counts both seeds and test images as sources of variation.
+
+Beyond the clean test set: --corruptions (robustness under MNIST-C style corruptions, generated
+on the device from a fixed seed), --test_sets (extra labelled sets from IDX or .npz files),
+--ensemble (each model's seeds averaged) and --quantize=int8 (each run's post-training int8
+model next to the float one). The data comes from --data_dir, else the run's config.data.dir,
+else $MNIST_DIR, else the download cache. The format of comparison.json is documented in
+README.md.
+
+  python -m mnist_jax.evaluate --workdirs=runs/compare/mlp/seed_0,runs/compare/cnn/seed_0 \\
+      --output_dir=runs/eval --corruptions=all --quantize=int8 \\
+      --test_sets=mine=digits.npz,official=/data/mnist/t10k
 """
 
 from absl import app, flags
 
 from mnist_jax import cli, platform
-from mnist_jax.evaluation import runner
+from mnist_jax.evaluation import robustness, runner
 
 _WORKDIRS = flags.DEFINE_list(
     "workdirs", None, "Comma-separated run directories (from python -m mnist_jax.main)."
@@ -44,6 +54,34 @@ _BENCH_CONV = flags.DEFINE_enum(
     "Convolution formulation timed for throughput/latency and counted for FLOPs. Test metrics "
     "always use the backend's default ('auto').",
 )
+_CORRUPTIONS = flags.DEFINE_string(
+    "corruptions",
+    robustness.DEFAULT_FLAG,
+    "Corruptions of the test set for the robustness section: 'all', 'none', or a comma-separated "
+    "list of names from mnist_jax/data/corruptions.py (each at its documented default severity, "
+    "10,000 images each, generated once from a fixed seed). The default is 12 fast ones covering "
+    "noise, blur, geometry, intensity, occlusion and fog.",
+)
+_TEST_SETS = flags.DEFINE_list(
+    "test_sets",
+    [],
+    "Extra labelled test sets, NAME=PATH[,NAME=PATH...]. PATH: an .npz with 'images' (N, 28, 28) "
+    "uint8 and 'labels' (N,) in 0..9, or a directory or path prefix of one IDX images file "
+    "(*idx3*) and one IDX labels file (*idx1*), gzip-compressed or not.",
+)
+_ENSEMBLE = flags.DEFINE_boolean(
+    "ensemble",
+    True,
+    "Also evaluate each model with >= 2 runs as an ensemble (its runs' probabilities averaged); "
+    "--noensemble skips it.",
+)
+_QUANTIZE = flags.DEFINE_enum(
+    "quantize",
+    "none",
+    ["none", "int8"],
+    "'int8': also evaluate each run's post-training int8 model (per-channel int8 weights, "
+    "dynamic int8 activations; accuracy, robustness, size, latency, throughput).",
+)
 flags.mark_flags_as_required(["workdirs", "output_dir"])
 
 
@@ -60,6 +98,10 @@ def main(argv: list[str]) -> None:
             num_mistakes=_MISTAKES.value,
             data_dir=_DATA_DIR.value,
             benchmark_conv_impl=_BENCH_CONV.value,
+            corruptions=_CORRUPTIONS.value,
+            test_sets=tuple(_TEST_SETS.value),
+            ensemble=_ENSEMBLE.value,
+            quantize=_QUANTIZE.value,
         )
         runner.evaluate(_WORKDIRS.value, _OUTPUT_DIR.value, options)
 

@@ -58,8 +58,8 @@ _CHUNK = 1 << 20
 Arrays = tuple[np.ndarray, np.ndarray]
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parses one gzip-compressed MNIST IDX file into a uint8 array.
+def read_idx(path: str | os.PathLike, gzipped: bool | None = True) -> np.ndarray:
+    """Parses one MNIST IDX file into a uint8 array: gzip-compressed, or with `gzipped=None` either.
 
     Used directly, the file may be anything (its checksum is checked only by `load_idx`), so
     nothing is trusted: the header must declare 28x28 images or a label vector, the payload is
@@ -69,7 +69,10 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with gzip.open(path, "rb") as f:
+        if gzipped is None:
+            with path.open("rb") as f:
+                gzipped = f.read(2) == b"\x1f\x8b"  # the gzip magic number
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
             shape, kind, header_len = _read_idx_header(f, path)
             size = math.prod(shape)  # Python integers: no overflow for any header
             payload = bytearray()

@@ -1,9 +1,11 @@
-"""From per-run evaluation records to comparison.json's `models` and `comparisons` entries.
+"""From per-run evaluation records to comparison.json's `models`, `comparisons` and `ensembles`.
 
 Runs whose configs differ only in the seed (or in keys that do not change results, such as
 data.dir or parallel.mode) are one model; each measured quantity becomes mean, sample standard
-deviation and the per-run values. Pairs of models are compared with McNemar's test on the same
-test images and with cost ratios.
+deviation, a 95% t interval of the mean and the per-run values (stats.summarize). Pairs of
+models are compared on the same images with the seed-aware test of stats.compare_accuracy
+(McNemar per seed pair inside it) and with cost ratios; `score_set` does the same for any
+other labelled set (a corruption, an external test set).
 """
 
 import json
@@ -14,7 +16,7 @@ import jax
 import numpy as np
 
 from mnist_jax import models
-from mnist_jax.evaluation import inference, metrics
+from mnist_jax.evaluation import inference, metrics, stats
 from mnist_jax.training import rundir
 
 _SEED_DIR = re.compile(r"seed[_-]?\d+")
@@ -80,7 +82,7 @@ def summarize_model(name: str, records: list[dict], arrays: list[dict], ece_bins
         "flops_per_example": inference.flops_per_example(
             first["model"], first["variables"], conv_impl=first["conv_impl"]
         ),
-        **{k: metrics.mean_std([r[k] for r in records]) for k in STATS},
+        **{k: stats.summarize([r[k] for r in records]) for k in STATS},
         "confusion_matrix": cm.astype(int).tolist(),
         "per_class": metrics.per_class_report(cm),
         "calibration": metrics.calibration(probs, labels, ece_bins),
@@ -90,19 +92,28 @@ def summarize_model(name: str, records: list[dict], arrays: list[dict], ece_bins
     }
 
 
-def compare_models(a: dict, b: dict, correct: dict[str, dict[int, np.ndarray]]) -> dict:
-    """b against a: accuracy difference, McNemar's test on paired runs, cost ratios (b / a)."""
-    seeds_a, seeds_b = a["seeds"], b["seeds"]
-    common = sorted(set(seeds_a) & set(seeds_b))
-    pairs = [(s, s) for s in common] or list(zip(seeds_a, seeds_b, strict=False))
-    tests = [
-        {
-            "seed_a": sa,
-            "seed_b": sb,
-            **metrics.mcnemar(correct[a["name"]][sa], correct[b["name"]][sb]),
-        }
-        for sa, sb in pairs
-    ]
+def seed_names(seeds: list[int]) -> list[int] | None:
+    """Row names for stats: the seeds where they are distinct, else None (rows by position)."""
+    return seeds if len(set(seeds)) == len(seeds) else None
+
+
+def compare_correct(
+    a: str, b: str, correct: dict[str, np.ndarray], seeds: dict[str, list[int]]
+) -> dict[str, Any]:
+    """b against a on one set: stats.compare_accuracy of their (runs, images) correctness."""
+    return {
+        "a": a,
+        "b": b,
+        **stats.compare_accuracy(
+            correct[a], correct[b], seed_names(seeds[a]), seed_names(seeds[b])
+        ),
+    }
+
+
+def compare_models(a: dict, b: dict, correct: dict[str, np.ndarray]) -> dict:
+    """b against a: the seed-aware accuracy test on the test set, cost ratios (b / a)."""
+    seeds = {a["name"]: a["seeds"], b["name"]: b["seeds"]}
+    test = compare_correct(a["name"], b["name"], correct, seeds)
 
     def ratio(key: str) -> float | None:
         va = a[key]["mean"] if isinstance(a[key], dict) else a[key]
@@ -112,8 +123,8 @@ def compare_models(a: dict, b: dict, correct: dict[str, dict[int, np.ndarray]]) 
     return {
         "a": a["name"],
         "b": b["name"],
-        "accuracy_difference": b["accuracy"]["mean"] - a["accuracy"]["mean"],
-        "mcnemar": tests,
+        "accuracy_difference": test["difference"],
+        "test": {k: v for k, v in test.items() if k not in ("a", "b")},
         "ratios": {
             k: ratio(k)
             for k in (
@@ -124,4 +135,61 @@ def compare_models(a: dict, b: dict, correct: dict[str, dict[int, np.ndarray]]) 
                 "latency_ms_median",
             )
         },
+    }
+
+
+def score_set(correct: dict[str, np.ndarray], seeds: dict[str, list[int]]) -> dict[str, Any]:
+    """Accuracy of each model's runs on one labelled set, and every pair of models compared.
+
+    `correct[m]` is (runs, images) booleans in the order of `seeds[m]`.
+    """
+    names = list(correct)
+    return {
+        "models": {
+            m: {
+                "accuracy": stats.summarize(correct[m].mean(axis=1).tolist()),
+                "seeds": list(seeds[m]),
+            }
+            for m in names
+        },
+        "comparisons": [
+            compare_correct(a, b, correct, seeds)
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+        ],
+    }
+
+
+ENSEMBLE_SELECTION = (
+    "members selected on validation data only: each member is its run's best checkpoint by "
+    "validation loss, all of the model's runs are members, and the average of their predicted "
+    "probabilities is evaluated once on the test set; nothing was chosen by looking at the test set"
+)
+
+
+def ensemble(name: str, records: list[dict], probs: list[np.ndarray], labels: np.ndarray,
+             ece_bins: int) -> dict[str, Any]:  # fmt: skip
+    """One model's seeds as an ensemble: their predicted probabilities averaged, evaluated."""
+    mean = np.mean(probs, axis=0)
+    predictions = mean.argmax(-1)
+    cm = metrics.confusion_matrix(labels, predictions)
+    calibration = metrics.calibration(mean, labels, ece_bins)
+    per_class = metrics.per_class_report(cm)
+    return {
+        "name": f"{name} ensemble",
+        "model": name,
+        "members": len(records),
+        "workdirs": [r["workdir"] for r in records],
+        "seeds": [r["seed"] for r in records],
+        "selection": ENSEMBLE_SELECTION,
+        "test_count": len(labels),
+        "accuracy": metrics.accuracy(labels, predictions),
+        "loss": metrics.cross_entropy(labels, np.log(np.maximum(mean, 1e-300))),
+        "errors": int(len(labels) - np.trace(cm)),
+        "ece": calibration["ece"],
+        "macro_f1": per_class["macro_avg"]["f1"],
+        "members_accuracy": stats.summarize([r["accuracy"] for r in records]),
+        "confusion_matrix": cm.tolist(),
+        "per_class": per_class,
+        "calibration": calibration,
     }

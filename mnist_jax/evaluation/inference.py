@@ -5,6 +5,7 @@ images in, logits out, normalisation included) on the first device of this machi
 from XLA's own cost analysis of that compiled program, not from a hand count.
 """
 
+import functools
 import statistics
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from mnist_jax.data import preprocess
 from mnist_jax.models import layers
 
 
+@functools.cache  # one jitted program per (model, formulation): a model's seeds share it
 def _forward(model: nn.Module, conv_impl: str):
     def forward(variables: Any, images: jax.Array) -> jax.Array:
         with layers.context(conv_impl=conv_impl):

@@ -36,6 +36,9 @@ def figure_size(name: str, num_models: int, num_mistakes: int = 16) -> tuple[flo
         "accuracy_vs_cost": (15.0, 4.8),
         "misclassified": (12.0, 0.6 + n * (0.4 + 1.6 * rows)),
         "reliability": (4.8 * n, 6.4),
+        "seeds": (2.2 + 2.0 * n, 4.8),
+        "robustness": (15.0, 5.2),
+        "corruption_gallery": (1.5 * min(n, 8) + 0.2, 0.7 + 1.7 * math.ceil(n / 8)),
     }[name]
 
 
@@ -271,6 +274,80 @@ def reliability(comparison: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def seeds(comparison: dict, path: Path) -> None:
+    """Test accuracy of every seed, the mean with its 95% interval, and the ensemble if any."""
+    ms = list(comparison["models"].values())
+    ensembles = comparison.get("ensembles", {})
+    colors = model_colors([m["name"] for m in ms])
+    fig, ax = plt.subplots(figsize=figure_size("seeds", len(ms)), layout="constrained")
+    for x, m in enumerate(ms):
+        acc, color = m["accuracy"], colors[m["name"]]
+        values = 100 * np.asarray(acc["values"])
+        offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+        ax.scatter(x + np.asarray(offsets), values, color=color, alpha=0.7, zorder=3,
+                   label="one seed" if x == 0 else None)  # fmt: skip
+        if acc["ci95"]:
+            lo, hi = 100 * np.asarray(acc["ci95"])
+            yerr = [[100 * acc["mean"] - lo], [hi - 100 * acc["mean"]]]
+            ax.errorbar(x + 0.3, 100 * acc["mean"], yerr=yerr, fmt="s", color=color, capsize=6,
+                        label="mean, 95% interval" if x == 0 else None)  # fmt: skip
+        if m["name"] in ensembles:
+            ax.scatter(x + 0.45, 100 * ensembles[m["name"]]["accuracy"], marker="*", s=180,
+                       color=color, edgecolor="black", zorder=4,
+                       label="ensemble of the seeds" if x == 0 else None)  # fmt: skip
+    ax.set_xticks(range(len(ms)), [_label(m) for m in ms])
+    ax.set_xlim(-0.6, len(ms) - 0.2)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=9, loc="best")
+    ax.set_title("Test accuracy over seeds", fontsize=12)
+    _save(fig, path)
+
+
+def robustness(comparison: dict, path: Path) -> None:
+    """Accuracy per corruption, one bar per model: the mean over seeds, error bars one std."""
+    section = comparison["robustness"]
+    ms = list(comparison["models"])
+    colors = model_colors(ms)
+    rows = [("clean", {m: comparison["models"][m]["accuracy"] for m in ms})] + [
+        (c["name"], {m: c["models"][m]["accuracy"] for m in ms}) for c in section["corruptions"]
+    ]
+    fig, ax = plt.subplots(figsize=figure_size("robustness", len(ms)), layout="constrained")
+    width = 0.8 / len(ms)
+    for i, m in enumerate(ms):
+        x = np.arange(len(rows)) + (i - (len(ms) - 1) / 2) * width
+        mean = [100 * r[m]["mean"] for _, r in rows]
+        std = [100 * (r[m]["std"] or 0) for _, r in rows]
+        ax.bar(x, mean, width, yerr=std, capsize=2, color=colors[m], label=m)
+    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=35, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower left")
+    ax.set_title(
+        f"Accuracy under corruptions ({section['images_per_corruption']:,} test images each; "
+        "bars: mean over seeds, error bars: one standard deviation)",
+        fontsize=11,
+    )
+    _save(fig, path)
+
+
+def corruption_gallery(comparison: dict, tiles: dict[str, np.ndarray], path: Path) -> None:
+    """One test digit clean and under every corruption, with the severity of each."""
+    severity = {c["name"]: c["severity"] for c in comparison["robustness"]["corruptions"]}
+    cols = min(8, len(tiles))
+    size = figure_size("corruption_gallery", len(tiles))
+    rows = math.ceil(len(tiles) / cols)
+    fig, axes = plt.subplots(rows, cols, squeeze=False, figsize=size, layout="constrained")
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (name, image) in zip(axes.ravel(), tiles.items(), strict=False):
+        ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
+        ax.set_title(name if name == "clean" else f"{name}\n{severity[name]:g}", fontsize=9)
+    fig.suptitle("One test digit under every corruption (name, severity)", fontsize=12)
+    _save(fig, path)
+
+
 FIGURES = {
     "confusion_matrices": confusion_matrices,
     "learning_curves": learning_curves,
@@ -278,16 +355,27 @@ FIGURES = {
     "accuracy_vs_cost": accuracy_vs_cost,
     "misclassified": misclassified,
     "reliability": reliability,
+    "seeds": seeds,
+    "robustness": robustness,
+    "corruption_gallery": corruption_gallery,
 }
+NEEDS = {"robustness": "robustness", "corruption_gallery": "robustness"}  # figure -> section
+PICTURES = {"misclassified": "mistakes", "corruption_gallery": "corruptions"}  # -> images
 
 
-def write_all(comparison: dict, images: dict[str, np.ndarray], out: Path) -> dict[str, str]:
-    """Every figure into `out`; returns figure name -> file name (relative to `out`)."""
+def write_all(comparison: dict, images: dict[str, Any], out: Path) -> dict[str, str]:
+    """Every figure whose data the comparison has into `out`; name -> file name (in `out`).
+
+    `images`: "mistakes" (model -> the confident mistakes' images) and, with a robustness
+    section, "corruptions" (tile name -> image) for the gallery.
+    """
     files = {}
     for name, draw in FIGURES.items():
+        if NEEDS.get(name, "models") not in comparison:
+            continue
         filename = f"{name}.png"
-        if name == "misclassified":
-            draw(comparison, images, out / filename)
+        if name in PICTURES:
+            draw(comparison, images[PICTURES[name]], out / filename)
         else:
             draw(comparison, out / filename)
         files[name] = filename

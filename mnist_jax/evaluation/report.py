@@ -3,12 +3,42 @@
 A pure function of the comparison dict (the content of comparison.json).
 """
 
+from pathlib import Path
 from typing import Any
 
 
 def _stat(stat: dict[str, float], fmt: str, scale: float = 1.0) -> str:
+    if stat["mean"] is None:
+        return "n/a"
     text = format(scale * stat["mean"], fmt)
     return f"{text} ± {format(scale * stat['std'], fmt)}" if stat["std"] else text
+
+
+def _interval(stat: dict[str, Any], fmt: str = ".2f", scale: float = 100.0) -> str:
+    ci = stat.get("ci95")
+    return "n/a" if not ci else f"[{format(scale * ci[0], fmt)}, {format(scale * ci[1], fmt)}]"
+
+
+def _p(p: float) -> str:
+    if p < 1e-15:
+        return "< 1e-15"
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def _eq(p_text: str) -> str:
+    return p_text if p_text.startswith("<") else f"= {p_text}"
+
+
+def _signed(stat: dict[str, Any], scale: float = 100.0) -> str:
+    """A difference: signed mean, unsigned std."""
+    if stat["mean"] is None:
+        return "n/a"
+    text = f"{scale * stat['mean']:+.2f}"
+    return f"{text} ± {scale * stat['std']:.2f}" if stat["std"] else text
+
+
+def _mb(x: float) -> str:
+    return f"{x / 1e6:.3f} MB"
 
 
 def _si(x: float | None) -> str:
@@ -35,6 +65,7 @@ def main_table(comparison: dict[str, Any]) -> list[str]:
         "model",
         "runs",
         "test accuracy (%)",
+        "95% interval (%)",
         "test loss",
         "ECE (%)",
         "macro F1",
@@ -53,6 +84,7 @@ def main_table(comparison: dict[str, Any]) -> list[str]:
                 f"**{m['name']}**",
                 str(m["num_runs"]),
                 _stat(m["accuracy"], ".2f", 100),
+                _interval(m["accuracy"]),
                 _stat(m["loss"], ".4f"),
                 _stat(m["ece"], ".2f", 100),
                 _stat(m["macro_f1"], ".4f"),
@@ -72,9 +104,9 @@ def pairwise_table(comparison: dict[str, Any]) -> list[str]:
     header = [
         "b vs a",
         "accuracy b - a (pp)",
-        "discordant (a only / b only)",
-        "McNemar exact p",
-        "McNemar χ² (corrected), p",
+        "95% interval (pp)",
+        "t test p (df)",
+        "McNemar pooled: a only / b only, exact p",
         "params b/a",
         "FLOPs b/a",
         "train time b/a",
@@ -82,18 +114,16 @@ def pairwise_table(comparison: dict[str, Any]) -> list[str]:
     ]
     rows = []
     for c in comparison["comparisons"]:
-        t = c["mcnemar"][0]
-        more = (
-            f" (+{len(c['mcnemar']) - 1} more seed pairs in JSON)" if len(c["mcnemar"]) > 1 else ""
-        )
-        r = c["ratios"]
+        t, pooled, r = c["test"], c["test"]["mcnemar"]["pooled"], c["ratios"]
+        df = "" if t["df"] is None else f" ({t['df']:.1f})"
         rows.append(
             [
                 f"{c['b']} vs {c['a']}",
-                f"{100 * c['accuracy_difference']:+.2f}",
-                f"{t['a_only_correct']} / {t['b_only_correct']}",
-                f"{t['exact_p_value']:.3g}{more}",
-                f"{t['chi2_corrected']:.2f}, {t['chi2_p_value']:.3g}",
+                f"{100 * t['difference']:+.2f}",
+                _interval(t, "+.2f"),
+                f"{_p(t['p_value'])}{df}",
+                f"{pooled['a_only_correct']} / {pooled['b_only_correct']}, "
+                f"{_p(pooled['exact_p_value'])}",
                 _ratio(r["num_params"]),
                 _ratio(r["flops_per_example"]),
                 _ratio(r["train_seconds"]),
@@ -101,6 +131,169 @@ def pairwise_table(comparison: dict[str, Any]) -> list[str]:
             ]
         )
     return _table(header, rows)
+
+
+def verdict(a: str, b: str, t: dict[str, Any], where: str = "the test set") -> str:
+    """One sentence: the difference, its interval and what the seed-aware test says."""
+    k_a, k_b, d = t["n_seeds_a"], t["n_seeds_b"], 100 * t["difference"]
+    lo, hi = (100 * x for x in t["ci95"])
+    seeds = f"{k_a} and {k_b} seeds" if k_a != k_b else f"{k_a} seed{'s' * (k_a > 1)} each"
+    df = "" if t["df"] is None else f", {t['df']:.1f} degrees of freedom"
+    better = b if d > 0 else a
+    if t["p_value"] < 0.05:
+        meaning = f"{better} is more accurate, beyond what seeds and test images explain"
+    else:
+        meaning = "the difference is within what seeds and test images explain"
+    caveat = "" if all(t["seed_variance_estimated"]) else (
+        " With one seed a model's seed-to-seed spread cannot be estimated, so this is a "
+        "statement about these trained networks, not the architectures."
+    )  # fmt: skip
+    return (
+        f"On {where}, {b} minus {a} = {d:+.2f} points ({seeds}; 95% interval {lo:+.2f} to "
+        f"{hi:+.2f}; t test over seeds and test images{df}, p {_eq(_p(t['p_value']))}): "
+        f"{meaning} (5% level).{caveat}"
+    )
+
+
+TEST_TEXT = (
+    "The test of an accuracy difference counts both sources of variation: retraining with "
+    "another seed moves a model's accuracy, and so would another 10,000 digits. Its variance is "
+    "the seed-to-seed variance of each model's accuracy over its number of seeds plus the "
+    "variance of the seed-averaged per-image difference over the number of images, referred "
+    "to Student's t with Welch-Satterthwaite degrees of freedom (`stats.t_test_difference`). "
+    "McNemar's test, per seed pair and pooled (shown), sees only the test images: it says "
+    "whether these trained networks differ on these images, not whether the architectures do. "
+    "comparison.json also holds a two-level bootstrap (seeds and images) as a cross-check. "
+    "95% intervals of a mean over seeds are t intervals (n - 1 degrees of freedom)."
+)
+
+
+def ensemble_lines(comparison: dict[str, Any]) -> list[str]:
+    ensembles = comparison.get("ensembles") or {}
+    if not ensembles:
+        return []
+    header = ["ensemble", "members", "test accuracy (%)", "test loss", "ECE (%)", "macro F1",
+              "members' accuracy (%)"]  # fmt: skip
+    rows = [
+        [f"**{e['name']}**", str(e["members"]), f"{100 * e['accuracy']:.2f}", f"{e['loss']:.4f}",
+         f"{100 * e['ece']:.2f}", f"{e['macro_f1']:.4f}", _stat(e["members_accuracy"], ".2f", 100)]
+        for e in ensembles.values()
+    ]  # fmt: skip
+    return [
+        "## Ensembles of the seeds",
+        "",
+        *_table(header, rows),
+        "",
+        "Each ensemble averages the predicted probabilities of all of a model's runs. Selected "
+        "on validation data only: every member is its run's best checkpoint by validation loss, "
+        "and nothing was chosen by looking at the test set.",
+        "",
+    ]
+
+
+def _set_table(entry: dict[str, Any], first: list[str], models: list[str]) -> list[str]:
+    """Cells per model (accuracy mean ± std) and per pair (difference, p) of one set."""
+    cells = [_stat(entry["models"][m]["accuracy"], ".2f", 100) for m in models]
+    for c in entry["comparisons"]:
+        cells.append(f"{100 * c['difference']:+.2f} ({_p(c['p_value'])})")
+    return first + cells
+
+
+def _set_header(comparison: dict[str, Any], first: list[str]) -> list[str]:
+    ms = list(comparison["models"])
+    pairs = [f"{c['b']} - {c['a']} pp (p)" for c in comparison["comparisons"]]
+    return first + [f"{m} accuracy (%)" for m in ms] + pairs
+
+
+def robustness_lines(comparison: dict[str, Any]) -> list[str]:
+    section = comparison.get("robustness")
+    if not section:
+        return []
+    ms = list(comparison["models"])
+    rows = [
+        _set_table(c, [c["name"], f"{c['severity']:g}", c["unit"]], ms)
+        for c in section["corruptions"]
+    ]
+    mean = section["mean_over_corruptions"]
+    rows.append(
+        ["**mean over corruptions**", "", ""]
+        + [_stat(mean[m]["accuracy"], ".2f", 100) for m in ms]
+        + ["" for _ in comparison["comparisons"]]
+    )
+    drops = ", ".join(
+        f"{m} {_stat(mean[m]['drop'], '.2f', 100)} points below its clean accuracy" for m in ms
+    )
+    lines = [
+        "## Robustness to corruptions",
+        "",
+        f"Every run on the {section['images_per_corruption']:,} test images under each "
+        f"corruption (MNIST-C style, generated on the device from seed {section['seed']}; the "
+        "same images for every run). Accuracy mean ± std over seeds; each pair's difference "
+        "with the seed-aware t test's p-value.",
+        "",
+        *_table(_set_header(comparison, ["corruption", "severity", "unit"]), rows),
+        "",
+        f"Averaged over the corruptions: {drops}.",
+        "",
+    ]
+    return lines
+
+
+def test_set_lines(comparison: dict[str, Any]) -> list[str]:
+    sets = comparison.get("test_sets")
+    if not sets:
+        return []
+    ms = list(comparison["models"])
+    rows = [
+        _set_table(t, [name, f"{t['count']:,}", ", ".join(
+            f"`{Path(f['path']).name}` sha256 {f['sha256'][:12]}…" for f in t["files"])], ms)
+        for name, t in sets.items()
+    ]  # fmt: skip
+    return [
+        "## External test sets",
+        "",
+        *_table(_set_header(comparison, ["set", "images", "files"]), rows),
+        "",
+        "Full sha256 sums and sizes in comparison.json (`test_sets`).",
+        "",
+    ]
+
+
+def quantization_lines(comparison: dict[str, Any]) -> list[str]:
+    q = comparison.get("quantization")
+    if not q:
+        return []
+    header = ["model", "float acc (%)", "int8 acc (%)", "drop (pp)", "float size", "int8 size",
+              "size int8/float", "kernels int8/float", "latency float / int8 (ms)",
+              "throughput float / int8 (img/s)", "corrupted acc float / int8 (%)"]  # fmt: skip
+    rows = []
+    for name, e in q["models"].items():
+        f, i = e["float"], e["int8"]
+        robust = (
+            f"{_stat(f['robustness_mean'], '.2f', 100)} / {_stat(i['robustness_mean'], '.2f', 100)}"
+            if "robustness_mean" in i else "n/a"
+        )  # fmt: skip
+        rows.append([
+            f"**{name}**", _stat(f["accuracy"], ".2f", 100), _stat(i["accuracy"], ".2f", 100),
+            _signed(e["accuracy_drop"]), _mb(f["bytes"]), _mb(i["bytes"]),
+            f"{e['size_ratio']:.3f}", f"{e['kernel_size_ratio']:.3f}",
+            f"{_stat(f['latency_ms_median'], '.3f')} / {_stat(i['latency_ms_median'], '.3f')}",
+            f"{_stat(f['throughput_images_per_second'], ',.0f')} / "
+            f"{_stat(i['throughput_images_per_second'], ',.0f')}",
+            robust,
+        ])  # fmt: skip
+    m = q["method"]
+    return [
+        "## Post-training int8 quantization",
+        "",
+        *_table(header, rows),
+        "",
+        f"{m['library']}: weights {m['weights']}; activations {m['activations']}; "
+        f"{m['accumulation']}. Sizes count what inference needs (int8 kernels with their "
+        "scales, float biases); latency and throughput as in the summary, convolutions as "
+        f"`{m['conv_impl']}`. Float vs int8 per run: McNemar's test in comparison.json.",
+        "",
+    ]
 
 
 def per_class_table(comparison: dict[str, Any]) -> list[str]:
@@ -132,18 +325,23 @@ def markdown(comparison: dict[str, Any]) -> str:
         "",
         *main_table(comparison),
         "",
-        "Mean ± standard deviation over runs where a model has several. Accuracy, loss and ECE "
+        "Mean ± standard deviation over runs where a model has several; the 95% interval is "
+        "the t interval of the mean accuracy over runs. Accuracy, loss and ECE "
         "are recomputed from the best checkpoint (by validation loss). Throughput: one device, "
         f"batch {comparison['options']['throughput_batch_size']}, inputs on the device. Latency: "
         "median of batch-1 calls, host to host. FLOPs: XLA's count for the compiled forward pass.",
         "",
+        *ensemble_lines(comparison),
         "## Pairwise comparison",
         "",
         *pairwise_table(comparison),
         "",
-        "McNemar's test uses only the test images on which exactly one of the two models is right; "
-        "p < 0.05 means the accuracy difference is unlikely to be chance on this test set.",
+        *[verdict(c["a"], c["b"], c["test"]) + "\n" for c in comparison["comparisons"]],
+        TEST_TEXT,
         "",
+        *robustness_lines(comparison),
+        *test_set_lines(comparison),
+        *quantization_lines(comparison),
         "## Per-class precision / recall / F1",
         "",
         *per_class_table(comparison),
@@ -158,6 +356,9 @@ def markdown(comparison: dict[str, Any]) -> str:
         "accuracy_vs_cost": "Accuracy against cost",
         "misclassified": "Most confident mistakes",
         "reliability": "Reliability diagrams",
+        "seeds": "Accuracy over seeds",
+        "robustness": "Accuracy under corruptions",
+        "corruption_gallery": "The corruptions",
     }
     for name, filename in comparison.get("figures", {}).items():
         lines += [

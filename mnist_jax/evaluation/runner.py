@@ -5,6 +5,10 @@ Each run's model is rebuilt from config.json, its best variables (by validation 
 restored from the newest checkpoint (verified) onto whatever devices this machine has, and every
 metric is recomputed from the model's outputs; summary.json is only cross-checked. Runs whose
 configs differ only in `seed` (and keys that never change results) are grouped into one model.
+
+Beyond the clean test set: every run on the corrupted test sets (robustness.py) and on external
+test sets (data/external.py), each model's seeds as an ensemble, and each run's int8 model
+(quantize.py). Inputs are all checked before the first slow step.
 """
 
 import dataclasses
@@ -20,15 +24,24 @@ import numpy as np
 from absl import logging
 
 from mnist_jax import provenance
-from mnist_jax.data import Dataset, load_dataset
+from mnist_jax.data import Dataset, Split, corruptions, external, load_dataset
 from mnist_jax.errors import UserError
 from mnist_jax.evaluation import comparison as comparison_lib
-from mnist_jax.evaluation import inference, metrics, plots, report, runs
+from mnist_jax.evaluation import (
+    inference,
+    metrics,
+    plots,
+    quantize,
+    report,
+    robustness,
+    runs,
+    scoring,
+)
 from mnist_jax.training import rundir
-from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+GALLERY_INDEX = 0  # the test digit shown under every corruption
 
 
 @dataclasses.dataclass
@@ -46,6 +59,10 @@ class Options:
     # the backend's default ('auto'); training-speed choices (im2col on CPU) say nothing about
     # inference, where XLA's convolution is fastest.
     benchmark_conv_impl: str = "xla"
+    corruptions: str = robustness.DEFAULT_FLAG  # 'all', 'none' or names (data/corruptions.py)
+    test_sets: tuple[str, ...] = ()  # NAME=PATH entries (data/external.py)
+    ensemble: bool = True  # each model with >= 2 runs also evaluated as an ensemble
+    quantize: str = "none"  # 'int8': also each run's int8 model (quantize.py)
 
     def check(self) -> None:
         for name in ("eval_batch_size", "throughput_batch_size", "latency_calls", "ece_bins"):
@@ -53,6 +70,12 @@ class Options:
                 raise UserError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.num_mistakes < 0:
             raise UserError(f"--num_mistakes must be >= 0, got {self.num_mistakes}")
+        if self.quantize not in quantize.MODES:
+            raise UserError(
+                f"--quantize={self.quantize!r} is invalid; valid: {', '.join(quantize.MODES)}"
+            )
+        corruptions.parse_names(self.corruptions)
+        external.parse(list(self.test_sets))
 
 
 def check_output_dir(output_dir: str) -> Path:
@@ -115,14 +138,17 @@ def _training(run: runs.Run) -> dict[str, Any]:
     }
 
 
-def evaluate_run(run: runs.Run, options: Options) -> tuple[dict[str, Any], dict[str, Any]]:
+def evaluate_run(
+    run: runs.Run, options: Options, scorer: scoring.Scorer | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Everything measured on one run: (JSON record, arrays kept for grouping and plots)."""
+    scorer = scorer or scoring.Scorer(options.eval_batch_size)
     model = runs.build_model(run.config, options.data_dir)
     variables = runs.restore_best(run, model)  # verified: a corrupt checkpoint fails before data
     test = _dataset(run.config, options.data_dir).test
     par = Parallel(run.config.parallel.mode, run.config.parallel.get("cpu_kernels", "stable"))
-    evaluator = SplitEvaluator(par, model, test, options.eval_batch_size)
-    device_metrics, logits = evaluator(par.replicate(variables))
+    variables_dev = par.replicate(variables)
+    device_metrics, logits = scorer.logits(par, model, variables_dev, "test", test)
     labels = test.labels
     probs = metrics.softmax(logits)
     predictions = probs.argmax(-1)
@@ -175,12 +201,73 @@ def evaluate_run(run: runs.Run, options: Options) -> tuple[dict[str, Any], dict[
     arrays = {
         "model": model,
         "variables": variables,
+        "variables_dev": variables_dev,
+        "par": par,
         "probs": probs,
         "labels": labels,
         "test": test,
         "conv_impl": impl,
     }
     return record, arrays
+
+
+def _correct(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.asarray(logits).argmax(-1) == labels
+
+
+def score_run(
+    arrays: dict[str, Any], sets: dict[str, Split], scorer: scoring.Scorer, int8: bool = False
+) -> dict[str, np.ndarray]:
+    """Set name -> per-image correctness of one run (its float or int8 model) on extra sets."""
+    model, variables_dev, conv_impl = arrays["model"], arrays["variables_dev"], "auto"
+    if int8:
+        model, variables_dev = arrays["int8"].model, arrays["int8_dev"]
+        conv_impl = quantize.CONV_IMPL
+    par = arrays["par"]
+    return {
+        name: _correct(
+            scorer.logits(par, model, variables_dev, name, split, conv_impl)[1], split.labels
+        )
+        for name, split in sets.items()
+    }
+
+
+def quantize_run(
+    record: dict[str, Any], arrays: dict[str, Any], options: Options, scorer: scoring.Scorer
+) -> dict[str, Any]:
+    """The run's int8 model on the clean test set: accuracy, size, speed, agreement with float."""
+    q = quantize.quantize(arrays["model"], arrays["variables"])
+    par, test = arrays["par"], arrays["test"]
+    arrays["int8"], arrays["int8_dev"] = q, par.replicate(q.variables)
+    _, logits = scorer.logits(par, q.model, arrays["int8_dev"], "test", test, quantize.CONV_IMPL)
+    labels = test.labels
+    probs = metrics.softmax(logits)
+    arrays["int8_correct"] = probs.argmax(-1) == labels
+    impl = quantize.CONV_IMPL
+    speed = inference.throughput(
+        q.model, q.variables, test.images, options.throughput_batch_size,
+        options.throughput_min_seconds, conv_impl=impl,
+    )  # fmt: skip
+    wait = inference.latency(q.model, q.variables, test.images, options.latency_calls, impl)
+    float_size = quantize.size_bytes(arrays["variables"])
+    int8_size = quantize.size_bytes(q.variables)
+    return {
+        "workdir": record["workdir"],
+        "seed": record["seed"],
+        "float_accuracy": record["accuracy"],
+        "accuracy": metrics.accuracy(labels, probs.argmax(-1)),
+        "loss": metrics.cross_entropy(labels, logits),
+        "ece": metrics.calibration(probs, labels, options.ece_bins)["ece"],
+        "prediction_agreement": float(np.mean(probs.argmax(-1) == arrays["probs"].argmax(-1))),
+        "float_bytes": float_size["total"],
+        "int8_bytes": int8_size["total"],
+        "float_kernel_bytes": float_size["kernels"],
+        "int8_kernel_bytes": int8_size["kernels"],
+        "float_throughput_images_per_second": record["throughput_images_per_second"],
+        "throughput_images_per_second": speed["images_per_second"],
+        "float_latency_ms_median": record["latency_ms_median"],
+        "latency_ms_median": wait["median_ms"],
+    }
 
 
 def evaluate(workdirs: list[str], output_dir: str, options: Options | None = None) -> dict:
@@ -193,17 +280,36 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         raise UserError(f"--workdirs lists a directory twice: {','.join(workdirs)}")
     all_runs = [runs.open_run(w) for w in workdirs]  # every input checked before the slow part
     out = check_output_dir(output_dir)
+    test_sets = external.load_all(list(options.test_sets))
+    for run in all_runs if options.quantize == "int8" else ():
+        if run.config.get("dtype", "float32") != "float32":
+            raise UserError(
+                f"--quantize=int8 needs float32 runs; {run.workdir} has dtype={run.config.dtype}"
+            )
     groups = comparison_lib.group_runs(all_runs)
-    results = [evaluate_run(run, options) for run in all_runs]
+    scorer = scoring.Scorer(options.eval_batch_size)
+    results = [evaluate_run(run, options, scorer) for run in all_runs]
     for run, (record, _) in zip(all_runs, results, strict=True):
         record["config"] = run.config_dict
-    models_out, correct, gallery = {}, {}, {}
+    test = results[0][1]["test"]
+    names = corruptions.parse_names(options.corruptions)
+    corrupted = robustness.corrupt_test_set(test, names) if names else None
+    sets = {f"set:{t.name}": Split(t.images, t.labels) for t in test_sets}
+    if corrupted:
+        sets["corrupted"] = corrupted.split
+    int8_records = []
+    for record, arrays in results:
+        arrays["correct_on"] = score_run(arrays, sets, scorer)
+        if options.quantize == "int8":
+            int8_records.append(quantize_run(record, arrays, options, scorer))
+            int8_sets = {"corrupted": corrupted.split} if corrupted else {}
+            arrays["int8_correct_on"] = score_run(arrays, int8_sets, scorer, int8=True)
+    models_out, gallery, seeds, correct = {}, {}, {}, {}
     for name, idx in groups.items():
         records, arrays = [results[i][0] for i in idx], [results[i][1] for i in idx]
         models_out[name] = comparison_lib.summarize_model(name, records, arrays, options.ece_bins)
-        correct[name] = {}
-        for r, a in zip(records, arrays, strict=True):  # per seed; the first run of a seed wins
-            correct[name].setdefault(r["seed"], a["probs"].argmax(-1) == a["labels"])
+        seeds[name] = models_out[name]["seeds"]
+        correct[name] = np.stack([a["probs"].argmax(-1) == a["labels"] for a in arrays])
         mistakes = [m["index"] for m in records[0]["confident_mistakes"]]
         gallery[name] = arrays[0]["test"].images[mistakes]
     comparisons = [
@@ -217,7 +323,48 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         "models": models_out,
         "comparisons": comparisons,
     }
-    comparison["figures"] = plots.write_all(comparison, gallery, out)
+    if options.ensemble:
+        comparison["ensembles"] = {
+            n: comparison_lib.ensemble(
+                n,
+                [results[i][0] for i in idx],
+                [results[i][1]["probs"] for i in idx],
+                test.labels,
+                options.ece_bins,
+            )
+            for n, idx in groups.items()
+            if len(idx) >= 2
+        }
+
+    def on(key: str, set_name: str) -> dict[str, np.ndarray]:
+        return _stack(groups, results, lambda a: a[key][set_name])
+
+    if corrupted:
+        comparison["robustness"] = robustness.section(
+            corrupted, on("correct_on", "corrupted"), seeds, models_out
+        )
+    if test_sets:
+        comparison["test_sets"] = {
+            t.name: t.describe()
+            | comparison_lib.score_set(on("correct_on", f"set:{t.name}"), seeds)
+            for t in test_sets
+        }
+    if options.quantize == "int8":
+        comparison["quantization"] = quantize.section(
+            {n: [int8_records[i] for i in idx] for n, idx in groups.items()},
+            correct,
+            _stack(groups, results, lambda a: a["int8_correct"]),
+            seeds,
+            corrupted,
+            on("int8_correct_on", "corrupted") if corrupted else None,
+        )
+        for name, entry in comparison["quantization"]["models"].items() if corrupted else ():
+            mean = comparison["robustness"]["mean_over_corruptions"][name]["accuracy"]
+            entry["float"]["robustness_mean"] = mean
+    pictures = {"mistakes": gallery}
+    if corrupted:
+        pictures["corruptions"] = robustness.gallery(corrupted, test, GALLERY_INDEX)
+    comparison["figures"] = plots.write_all(comparison, pictures, out)
     rundir.write_atomic(out / "comparison.json", rundir.to_json(comparison, indent=1) + "\n")
     rundir.write_atomic(out / "report.md", report.markdown(comparison))
     logging.info(
@@ -225,3 +372,8 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         len(comparison["figures"]),
     )  # fmt: skip
     return comparison
+
+
+def _stack(groups: dict[str, list[int]], results: list, get) -> dict[str, np.ndarray]:
+    """Model name -> get(run arrays) of each of its runs, stacked (runs, ...)."""
+    return {n: np.stack([get(results[i][1]) for i in idx]) for n, idx in groups.items()}

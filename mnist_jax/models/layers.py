@@ -198,7 +198,9 @@ class Conv(nn.Module):
         kernel = self.param(
             "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
         )
-        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        x = x.astype(self.dtype)
+        if kernel.dtype != self.dtype:  # a no-op cast would break qwix's quantized kernels
+            kernel = kernel.astype(self.dtype)
         if conv_impl() == "im2col":
             y = im2col_conv(x, kernel, self.padding, s)
         else:
