@@ -17,7 +17,6 @@ distributed service detected fatal errors", instead of leaving them blocked in a
 """
 
 import contextlib
-import logging as pylogging
 import os
 import sys
 import traceback
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 import jax
 from absl import flags, logging
 
+from mnist_jax import logs
 from mnist_jax.errors import ConfigError, UserError
 
 DISTRIBUTED_MODES = ("auto", "on", "off")
@@ -84,13 +84,6 @@ _INIT_TIMEOUT = flags.DEFINE_integer(
 )
 
 
-def _quiet_libraries(record: pylogging.LogRecord) -> bool:
-    """Orbax logs every file it writes at INFO; keep its warnings, drop the chatter."""
-    return record.levelno >= pylogging.WARNING or not any(
-        part in record.pathname for part in ("/orbax/", "/jax/_src/")
-    )
-
-
 def _in_slurm_step() -> bool:
     """Inside `srun` with several tasks: JAX's SLURM detection has everything it needs."""
     needed = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")
@@ -137,7 +130,7 @@ def initialize() -> None:
     Must run before anything touches a device. Processes other than 0 log warnings and errors
     only, so the console of a multi-process launch reads like that of a single process.
     """
-    logging.get_absl_handler().addFilter(_quiet_libraries)
+    logging.get_absl_handler().addFilter(logs.quiet_libraries)
     settings = distributed_settings()
     if settings is not None:
         shown = {k: v for k, v in settings.items() if k != "initialization_timeout"}

@@ -19,12 +19,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import provenance
+from mnist_jax import logs, provenance
 from mnist_jax.data import Dataset, load_dataset
 from mnist_jax.errors import UserError
 from mnist_jax.evaluation import comparison as comparison_lib
 from mnist_jax.evaluation import inference, metrics, plots, report, runs
-from mnist_jax.training import rundir
+from mnist_jax.training import logbook, rundir
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 
@@ -141,11 +141,14 @@ def evaluate_run(run: runs.Run, options: Options) -> tuple[dict[str, Any], dict[
             "%s: recomputed accuracy %.4f, summary.json says %.4f", run.workdir, acc, summary_acc
         )
     impl = options.benchmark_conv_impl
-    speed = inference.throughput(
-        model, variables, test.images, options.throughput_batch_size,
-        options.throughput_min_seconds, conv_impl=impl,
-    )  # fmt: skip
-    wait = inference.latency(model, variables, test.images, options.latency_calls, conv_impl=impl)
+    with logs.heartbeat(f"{run.workdir}: timing inference (throughput, latency)"):
+        speed = inference.throughput(
+            model, variables, test.images, options.throughput_batch_size,
+            options.throughput_min_seconds, conv_impl=impl,
+        )  # fmt: skip
+        wait = inference.latency(
+            model, variables, test.images, options.latency_calls, conv_impl=impl
+        )
     record = {
         "workdir": str(run.workdir),
         "seed": run.config.seed,
@@ -170,8 +173,11 @@ def evaluate_run(run: runs.Run, options: Options) -> tuple[dict[str, Any], dict[
         "history": training["history"],
     }
     logging.info(
-        "%s: accuracy %.4f, loss %.4f on %d test images (%d devices)",
+        "%s: accuracy %.4f, loss %.4f on %d test images (%d devices, %.0f img/s); inference "
+        "%.0f img/s at batch %d, %.2f ms at batch 1",
         run.workdir, acc, record["loss"], len(labels), par.num_devices,
+        len(labels) / device_metrics["seconds"], speed["images_per_second"],
+        options.throughput_batch_size, wait["median_ms"],
     )  # fmt: skip
     arrays = {
         "model": model,
@@ -186,6 +192,7 @@ def evaluate_run(run: runs.Run, options: Options) -> tuple[dict[str, Any], dict[
 
 def evaluate(workdirs: list[str], output_dir: str, options: Options | None = None) -> dict:
     """Evaluates, compares and writes comparison.json, report.md and figures; returns the JSON."""
+    logs.default_to_info()  # called from Python: show progress (mnist_jax.log_to_stderr)
     options = options or Options()
     options.check()
     if not workdirs:
@@ -195,7 +202,10 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     all_runs = [runs.open_run(w) for w in workdirs]  # every input checked before the slow part
     out = check_output_dir(output_dir)
     groups = comparison_lib.group_runs(all_runs)
-    results = [evaluate_run(run, options) for run in all_runs]
+    results = []
+    for k, run in enumerate(all_runs, 1):
+        logging.info("Evaluating run %d/%d: %s (test split)", k, len(all_runs), run.workdir)
+        results.append(evaluate_run(run, options))
     for run, (record, _) in zip(all_runs, results, strict=True):
         record["config"] = run.config_dict
     models_out, correct, gallery = {}, {}, {}
@@ -218,7 +228,10 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         "models": models_out,
         "comparisons": comparisons,
     }
-    comparison["figures"] = plots.write_all(comparison, gallery, out)
+    with logs.heartbeat("Drawing the figures"):
+        comparison["figures"] = plots.write_all(comparison, gallery, out)
+    figures = {name: out / file for name, file in comparison["figures"].items()}
+    logbook.write_images(out / logbook.SUBDIR, figures)  # TensorBoard's IMAGES tab
     rundir.write_atomic(out / "comparison.json", rundir.to_json(comparison, indent=1) + "\n")
     rundir.write_atomic(out / "report.md", report.markdown(comparison))
     logging.info(

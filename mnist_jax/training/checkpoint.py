@@ -21,8 +21,21 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from mnist_jax.errors import CheckpointError
+
+
+def _not_read_only_notice(record: Any) -> bool:
+    """Orbax warns 'Given directory is read only=...' on every read-only manager it opens (two
+    per evaluated run); that is the mode asked for, not a problem. Only that record is dropped."""
+    return not (
+        record.pathname.endswith("checkpoint_manager.py")
+        and str(record.msg).startswith("Given directory is read only=")
+    )
+
+
+logging.get_absl_logger().addFilter(_not_read_only_notice)
 
 
 def tree_checksums(tree: Any) -> dict[str, str]:
@@ -53,6 +66,7 @@ class Checkpointer:
         self.read_only = read_only
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None if read_only else keep,
+            save_interval_steps=0 if read_only else 1,  # read-only: else Orbax warns it resets it
             read_only=read_only,
             create=not read_only,
         )

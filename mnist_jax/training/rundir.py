@@ -37,6 +37,8 @@ NEUTRAL_KEYS = frozenset(
         "layers.conv_impl",
         "layers.pool_impl",
         "log_every_seconds",
+        "log_every_steps",
+        "test_every_epochs",
         "steps_per_chunk",
         "eval_batch_size",
         "checkpoint.every_epochs",

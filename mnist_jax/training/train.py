@@ -24,10 +24,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import models, provenance
+from mnist_jax import logs, models, provenance
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import CheckpointError
-from mnist_jax.training import checkpoint, guards, parallel, rundir, validation
+from mnist_jax.training import checkpoint, guards, logbook, parallel, rundir, validation
 from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.progress import Progress
 from mnist_jax.training.trainer import Trainer
@@ -73,6 +73,7 @@ class LoopState:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the summary."""
+    logs.default_to_info()  # called from Python: show progress (mnist_jax.log_to_stderr)
     validation.validate(config)
     run = rundir.RunDir(workdir)
     run.check_usable()
@@ -84,20 +85,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return summary
 
     # Everything that can be wrong with the config fails here, before anything is written.
-    par = Parallel(config.parallel.mode, config.parallel.cpu_kernels)
-    data = load_dataset(config.data)
-    trainer = Trainer.build(config, par, data)
+    with logs.heartbeat("Loading the data and building the model"):
+        par = Parallel(config.parallel.mode, config.parallel.cpu_kernels)
+        data = load_dataset(config.data)
+        trainer = Trainer.build(config, par, data)
     fingerprint = rundir.fingerprint(rundir.config_to_dict(config))
     run.lock()
     try:
         run.write_config(config)
-        with guards.StopSignals() as signals:
-            return _train(config, run, par, data, trainer, fingerprint, signals)
+        with guards.StopSignals() as signals, logbook.Logbook(run.path, config) as book:
+            return _train(config, run, par, data, trainer, fingerprint, signals, book)
     finally:
         run.release()
 
 
-def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, Any]:
+def _train(config, run, par, data, trainer, fingerprint, signals, book) -> dict[str, Any]:
     ckpt = checkpoint.Checkpointer(run.checkpoint_dir, keep=config.checkpoint.keep)
     state = trainer.init_state()
     loop, best = LoopState(), state.variables
@@ -109,6 +111,8 @@ def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, A
             loop.epoch + (loop.chunk > 0), f", chunk {loop.chunk}" if loop.chunk else "",
         )  # fmt: skip
     run.write_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
+    book.start(restored.step if restored else 0, trainer.steps_per_epoch, trainer.schedule,
+               config.batch_size)  # TensorBoard: drops events after this step  # fmt: skip
     num_params = models.count_params(state.params)
     logging.info(
         "%s: %s parameters, %d train / %d val / %d test examples, %d devices (%s, %s)",
@@ -157,6 +161,7 @@ def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, A
                 step_losses, bool(out["params_finite"].all()), epoch,
                 (epoch - 1) * steps_per_epoch + first, config,
             )  # fmt: skip
+            book.train_steps(epoch, first, step_losses, out["correct"].sum(axis=(0, 2)))
             for key, value in (
                 ("loss", step_losses.sum()),
                 ("correct", out["correct"].sum()),
@@ -192,12 +197,16 @@ def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, A
             improved, loop.best.epoch = True, epoch
         if improved:
             best = par.to_host(state_dev.variables)
+        if config.test_every_epochs and epoch % config.test_every_epochs == 0:
+            now, _ = test_eval(state_dev.variables)  # monitoring only; selection is by val loss
+            record |= {"test_loss": now["loss"], "test_accuracy": now["accuracy"]}
         record["elapsed_seconds"] = loop.train_seconds
         record = {k: rundir.finite_or_none(v) if isinstance(v, float) else v
                   for k, v in record.items()}  # fmt: skip
         loop.epoch, loop.chunk, loop.partial = epoch, 0, {}
         loop.history.append(record)
         run.append_metrics(record)
+        book.epoch(record)
         logging.info(
             "epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  %.1f s (%.0f img/s)%s",
             epoch, num_epochs, record["train_loss"], record["train_accuracy"],
@@ -240,6 +249,7 @@ def _train(config, run, par, data, trainer, fingerprint, signals) -> dict[str, A
         **provenance.collect(),
     }
     run.write_summary(summary)
+    book.finish(summary, loop.epoch * steps_per_epoch)
     logging.info(
         "Test accuracy %.4f (loss %.4f) on %d images, best epoch %d; trained %.1f s",
         test["accuracy"], test["loss"], test["count"], loop.best.epoch, loop.train_seconds,

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from mnist_jax import models
+from mnist_jax import logs, models
 from mnist_jax.data import Dataset, Split, augment
 from mnist_jax.errors import ConfigError
 from mnist_jax.training import optim, steps, validation
@@ -129,9 +129,11 @@ class Trainer:
         """The compiled scan of `num_steps` steps, and its compile seconds."""
         fn = steps.make_train_chunk(self.model, self.tx, self.options, num_steps)
         args = (state_dev, *train_data, self.keys.shuffle, self.keys.dropout, np.int32(0))
-        return self.par.compile(
-            fn, args, replicated_args=3, donate_state=True, per_device_outputs=(False, True)
-        )
+        what = f"Compiling the train program ({num_steps} steps of batch {self.config.batch_size})"
+        with logs.heartbeat(what, done=True):
+            return self.par.compile(
+                fn, args, replicated_args=3, donate_state=True, per_device_outputs=(False, True)
+            )
 
     def evaluator(self, split: Split) -> SplitEvaluator:
         return SplitEvaluator(

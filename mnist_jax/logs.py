@@ -1,0 +1,87 @@
+"""Log lines from Python as well as from the binaries, and a heartbeat for long silent calls.
+
+The package logs through absl. Inside a binary (`absl.app.run`), absl's flags (--verbosity,
+--logtostderr, ...) decide what is shown. Called from Python, absl logs at WARNING, so a
+`train_and_evaluate` of several minutes would print nothing; the public entry points (the
+functions of mnist_jax.api, `train_and_evaluate`, `evaluation.runner.evaluate`) therefore call
+`default_to_info()`, which shows INFO lines on stderr unless the caller has chosen a level with
+`log_to_stderr(level)` (e.g. `mnist_jax.log_to_stderr("warning")` to keep them quiet).
+
+`heartbeat(what)` wraps a call that can run for a long time without logging (XLA compilation,
+an evaluation pass, plotting): every few seconds it logs that the call is still running, so a
+console never stays silent for more than `every` seconds while work goes on.
+"""
+
+import contextlib
+import logging as pylogging
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+from absl import flags, logging
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}  # fmt: skip
+_handler: pylogging.Handler | None = None
+_chosen = False  # the caller picked a level with log_to_stderr: defaults leave it alone
+
+
+def quiet_libraries(record: pylogging.LogRecord) -> bool:
+    """Orbax (and JAX) log every file they write at INFO; keep their warnings, drop the chatter."""
+    return record.levelno >= pylogging.WARNING or not any(
+        part in record.pathname for part in ("/orbax/", "/jax/_src/")
+    )
+
+
+def log_to_stderr(level: str = "info") -> None:
+    """Shows mnist_jax's log lines of `level` and above ('debug', 'info', 'warning', 'error') on
+    stderr, in absl's format. Inside an absl binary only the verbosity changes."""
+    global _handler, _chosen
+    if level not in _LEVELS:
+        raise ValueError(f"log level {level!r}; valid: {', '.join(_LEVELS)}")
+    _chosen = True
+    _set(level)
+
+
+def default_to_info() -> None:
+    """INFO lines on stderr for a caller that has not chosen a level (see the module doc)."""
+    if not _chosen and not flags.FLAGS.is_parsed():
+        _set("info")
+
+
+def _set(level: str) -> None:
+    global _handler
+    logging.set_verbosity(_LEVELS[level])
+    if flags.FLAGS.is_parsed():  # a binary: absl's own handler and flags are in charge
+        return
+    absl_logger = pylogging.getLogger("absl")
+    if _handler is None:
+        _handler = pylogging.StreamHandler(sys.stderr)
+        _handler.setFormatter(logging.PythonFormatter())
+        _handler.addFilter(quiet_libraries)
+        absl_logger.addHandler(_handler)
+        # Not also through the root logger, which absl gives a plain handler of its own.
+        absl_logger.propagate = False
+
+
+@contextlib.contextmanager
+def heartbeat(what: str, every: float = 5.0, done: bool = False) -> Iterator[None]:
+    """Logs '<what>: still running (N s)' every `every` seconds while the block runs; with
+    `done`, also '<what>: X.X s' at the end (always, not only when it was slow)."""
+    stop = threading.Event()
+    start = time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            logging.info("%s: still running (%.0f s)", what, time.perf_counter() - start)
+
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if done:
+        logging.info("%s: %.1f s", what, time.perf_counter() - start)
