@@ -7,10 +7,13 @@ import pytest
 
 from mnist_jax import api
 from mnist_jax.data import load_mnist
-from mnist_jax.evaluation import runner, runs
+from mnist_jax.errors import UserError
+from mnist_jax.serving import exported
+from mnist_jax.training.evaluator import SplitEvaluator
+from mnist_jax.training.parallel import Parallel
 from tests.conftest import run_code, run_module
 
-pytestmark = pytest.mark.slow  # trains the session's strong runs (about a minute)
+pytestmark = pytest.mark.slow  # trains the session's strong runs
 
 # A fresh process that imports only jax and numpy (PYTHONPATH would allow more: it checks).
 CALL_ARTIFACT = """
@@ -54,30 +57,36 @@ def artifacts(strong_runs, test_images, tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_artifact_matches_the_project_probabilities(name, strong_runs, artifacts, test_images):
+    """The first 2,000 test images: the artifact against `Run.predict_proba` (the project's
+    CPU formulation of the convolutions), to 1e-5."""
     probs, probs_7 = artifacts[name]
-    run = api.load_run(strong_runs[name])
-    ours = run.predict_proba(test_images.images)
     assert probs.shape == (10_000, 10) and probs.dtype == np.float32
-    np.testing.assert_allclose(probs, ours, atol=1e-5, rtol=0)
+    run = api.load_run(strong_runs[name])
+    np.testing.assert_allclose(probs[:2000], run.predict_proba(test_images.images[:2000]),
+                               atol=1e-5, rtol=0)  # fmt: skip
     np.testing.assert_allclose(probs_7, probs[:7], atol=1e-6, rtol=0)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-    accuracy = (probs.argmax(-1) == test_images.labels).mean()
-    assert accuracy == pytest.approx(run.summary["test_accuracy"], abs=2e-4)
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_artifact_predicts_what_evaluate_predicts(name, strong_runs, artifacts):
-    fast = runner.Options(throughput_min_seconds=0.0, latency_calls=1, num_mistakes=1)
-    record, arrays = runner.evaluate_run(runs.open_run(strong_runs[name]), fast)
+def test_artifact_predicts_what_evaluate_predicts(name, strong_runs, artifacts, test_images):
+    """All 10,000 test images: the same class as evaluate's pass over the test split (the
+    padded, masked SplitEvaluator that mnist_jax.evaluate and training use)."""
+    run = api.load_run(strong_runs[name])
+    par = Parallel("pmap")
+    _, logits = SplitEvaluator(par, run.model, test_images, 1000)(par.replicate(run.variables))
     predictions = artifacts[name][0].argmax(-1)
-    assert np.array_equal(predictions, arrays["probs"].argmax(-1))  # all 10,000 test images
-    assert (predictions == arrays["labels"]).mean() == record["accuracy"]
+    assert np.array_equal(predictions, logits.argmax(-1))
+    accuracy = (predictions == test_images.labels).mean()
+    assert accuracy == run.summary["test_accuracy"]
 
 
 def test_export_errors_are_one_line(strong_runs, tmp_path):
     missing = run_module("mnist_jax.export", f"--workdir={tmp_path}/nope", f"--output={tmp_path}/m")
-    assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1].startswith(
-        f"error: workdir {tmp_path}/nope does not exist"
-    )
-    to_dir = run_module("mnist_jax.export", f"--workdir={strong_runs['mlp']}", f"--output={tmp_path}")
-    assert to_dir.returncode == 1 and "is a directory" in to_dir.stderr
+    assert missing.returncode == 1
+    line = missing.stderr.strip().splitlines()[-1]  # after the binary's start-up log line
+    assert line == f"error: workdir {tmp_path}/nope does not exist (or is not a directory)"
+    with pytest.raises(UserError, match="is a directory"):
+        exported.export_run(strong_runs["mlp"], tmp_path)
+    with pytest.raises(UserError, match="does not exist"):
+        exported.export_run(strong_runs["mlp"], tmp_path / "no" / "m.jaxexport")
