@@ -55,7 +55,7 @@ def export_run(workdir: str | os.PathLike, output: str | os.PathLike, data_dir: 
 
     out = Path(output)
     if out.is_dir():
-        raise UserError(f"--output={output} is a directory; name a file, e.g. {out}/model.jaxexport")
+        raise UserError(f"--output={output} is a directory; name a file: {out}/model.jaxexport")
     if not out.parent.is_dir():
         raise UserError(f"--output={output}: directory {out.parent} does not exist")
     run = api.load_run(workdir, data_dir)
