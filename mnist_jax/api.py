@@ -43,7 +43,7 @@ def load_config(config_or_spec: ConfigLike, variant: str = "") -> ml_collections
         return config
     if not isinstance(config_or_spec, str | os.PathLike):
         raise ConfigError(
-            f"config {config_or_spec!r}: expected an ml_collections.ConfigDict, a config file "
+            f"config {config_or_spec!r}: expected an ml_collections ConfigDict, a config file "
             "path ('configs/cnn.py:quick') or a shipped config name ('cnn')"
         )
     spec = os.fspath(config_or_spec)
