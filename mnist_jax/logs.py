@@ -5,7 +5,9 @@ The package logs through absl. Inside a binary (`absl.app.run`), absl's flags (-
 `train_and_evaluate` of several minutes would print nothing; the public entry points (the
 functions of mnist_jax.api, `train_and_evaluate`, `evaluation.runner.evaluate`) therefore call
 `default_to_info()`, which shows INFO lines on stderr unless the caller has chosen a level with
-`log_to_stderr(level)` (e.g. `mnist_jax.log_to_stderr("warning")` to keep them quiet).
+`log_to_stderr(level)` (e.g. `mnist_jax.log_to_stderr("warning")` to keep them quiet). The lines
+go to a stderr handler in absl's format on the root logger; a program that has set up Python
+logging itself (a handler on the root logger) keeps its handlers, and only the level changes.
 
 `heartbeat(what)` wraps a call that can run for a long time without logging (XLA compilation,
 an evaluation pass, plotting): every few seconds it logs that the call is still running, so a
@@ -37,7 +39,7 @@ def quiet_libraries(record: pylogging.LogRecord) -> bool:
 def log_to_stderr(level: str = "info") -> None:
     """Shows mnist_jax's log lines of `level` and above ('debug', 'info', 'warning', 'error') on
     stderr, in absl's format. Inside an absl binary only the verbosity changes."""
-    global _handler, _chosen
+    global _chosen
     if level not in _LEVELS:
         raise ValueError(f"log level {level!r}; valid: {', '.join(_LEVELS)}")
     _chosen = True
@@ -53,16 +55,29 @@ def default_to_info() -> None:
 def _set(level: str) -> None:
     global _handler
     logging.set_verbosity(_LEVELS[level])
-    if flags.FLAGS.is_parsed():  # a binary: absl's own handler and flags are in charge
+    if flags.FLAGS.is_parsed() or _handler is not None:  # a binary: absl's handler and flags
         return
-    absl_logger = pylogging.getLogger("absl")
-    if _handler is None:
-        _handler = pylogging.StreamHandler(sys.stderr)
-        _handler.setFormatter(logging.PythonFormatter())
-        _handler.addFilter(quiet_libraries)
-        absl_logger.addHandler(_handler)
-        # Not also through the root logger, which absl gives a plain handler of its own.
-        absl_logger.propagate = False
+    root = pylogging.getLogger()
+    implicit = [h for h in root.handlers if _is_basic_config(h)]
+    if len(implicit) < len(root.handlers):
+        return  # the program set up logging itself (or pytest does): its handlers show the lines
+    for handler in implicit:  # absl's fallback `logging.basicConfig()`: replaced, not doubled
+        root.removeHandler(handler)
+    _handler = pylogging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.PythonFormatter())
+    _handler.addFilter(quiet_libraries)
+    root.addHandler(_handler)
+
+
+def _is_basic_config(handler: pylogging.Handler) -> bool:
+    """The handler `logging.basicConfig()` adds, which absl calls when nothing is set up."""
+    formatter = handler.formatter
+    return (
+        type(handler) is pylogging.StreamHandler
+        and handler.stream is sys.stderr
+        and formatter is not None
+        and formatter._fmt == pylogging.BASIC_FORMAT
+    )
 
 
 @contextlib.contextmanager
