@@ -14,12 +14,15 @@ an evaluation pass, plotting): every few seconds it logs that the call is still 
 console never stays silent for more than `every` seconds while work goes on.
 """
 
+import atexit
 import contextlib
 import logging as pylogging
+import os
+import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from absl import flags, logging
 
@@ -100,3 +103,60 @@ def heartbeat(what: str, every: float = 5.0, done: bool = False) -> Iterator[Non
         thread.join()
     if done:
         logging.info("%s: %.1f s", what, time.perf_counter() - start)
+
+
+# Gloo (JAX's CPU collectives across processes) prints this to stdout once per process when it
+# connects, from C++ and unconditionally. It is dropped only when every peer is connected; any
+# other count is a real problem and stays.
+_GLOO_SUMMARY = re.compile(
+    r"\[Gloo\] Rank \d+ is connected to (\d+) peer ranks\. "
+    r"Expected number of connected peer ranks is : (\d+)"
+)
+_stdout: tuple[int, threading.Thread] | None = None
+
+
+def healthy_gloo_summary(line: str) -> bool:
+    match = _GLOO_SUMMARY.fullmatch(line.strip())
+    return match is not None and match.group(1) == match.group(2)
+
+
+def filter_stdout(drop: Callable[[str], bool] = healthy_gloo_summary) -> None:
+    """Routes file descriptor 1 (Python's and C++'s stdout alike) through a pipe whose lines a
+    thread copies to the real stdout, except those for which `drop(line)` is true. Undone by
+    `restore_stdout`, which runs at exit."""
+    global _stdout
+    if _stdout is not None:
+        return
+    sys.stdout.flush()
+    real = os.dup(1)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 1)
+    os.close(write_end)
+
+    def pump() -> None:
+        pending = b""
+        while chunk := os.read(read_end, 65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                if not drop(line.decode(errors="replace")):
+                    os.write(real, line + b"\n")
+        if pending:
+            os.write(real, pending)
+        os.close(read_end)
+
+    thread = threading.Thread(target=pump, name="stdout-filter", daemon=True)
+    thread.start()
+    _stdout = (real, thread)
+    atexit.register(restore_stdout)
+
+
+def restore_stdout() -> None:
+    """Points stdout back at the terminal (or file) and forwards what the pipe still holds."""
+    global _stdout
+    if _stdout is None:
+        return
+    real, thread = _stdout
+    _stdout = None
+    sys.stdout.flush()
+    os.dup2(real, 1)  # closes the pipe's last write end: the thread sees the end of it
+    thread.join(timeout=5)

@@ -136,6 +136,8 @@ def initialize() -> None:
         shown = {k: v for k, v in settings.items() if k != "initialization_timeout"}
         logging.info("Connecting to the other processes (jax.distributed): %s", shown or "auto")
         jax.distributed.initialize(**settings)
+        if jax.devices()[0].platform == "cpu":
+            logs.filter_stdout(logs.healthy_gloo_summary)  # gloo's "[Gloo] Rank i is connected"
         if jax.process_index() != 0:
             logging.set_verbosity(logging.WARNING)
     logging.info(
@@ -184,6 +186,6 @@ def exit_with(message: str, status: int = 1) -> None:
     print(message, file=sys.stderr, flush=True)
     if jax.distributed.is_initialized():
         logging.flush()
-        sys.stdout.flush()
+        logs.restore_stdout()
         os._exit(status)  # skip the shutdown barrier (see user_errors_exit)
     sys.exit(status)
