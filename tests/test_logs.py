@@ -4,7 +4,9 @@ else, in a fresh process (it rewires file descriptor 1)."""
 from mnist_jax import logs
 from tests.conftest import run_code
 
-SUMMARY = "[Gloo] Rank 1 is connected to {} peer ranks. Expected number of connected peer ranks is : 3"
+SUMMARY = (
+    "[Gloo] Rank 1 is connected to {} peer ranks. Expected number of connected peer ranks is : 3"
+)
 HEALTHY, SHORT = SUMMARY.format(3), SUMMARY.format(2)
 
 FILTERED = f"""
