@@ -83,26 +83,53 @@ def _is_basic_config(handler: pylogging.Handler) -> bool:
     )
 
 
+# The heartbeat: one monitor thread watches the time of the last log line; while a `heartbeat`
+# block runs and nothing has been logged for its `every` seconds, it logs that the block is
+# still running. Silent calls in a row thus never add up to a long silence.
+_last_line = time.monotonic()
+_running: list[tuple[str, float, float]] = []  # (what, start, every), innermost last
+_monitor: threading.Thread | None = None
+POLL_SECONDS = 0.25
+
+
+def _note_line(record: pylogging.LogRecord) -> bool:
+    global _last_line
+    if quiet_libraries(record):  # a line that is shown
+        _last_line = time.monotonic()
+    return True
+
+
+logging.get_absl_logger().addFilter(_note_line)
+
+
+def _watch() -> None:
+    while True:
+        time.sleep(POLL_SECONDS)
+        try:
+            what, start, every = _running[-1]
+        except IndexError:  # nothing running
+            continue
+        now = time.monotonic()
+        if now - _last_line >= every:
+            logging.info("%s: running for %.0f s", what, now - start)
+
+
 @contextlib.contextmanager
 def heartbeat(what: str, every: float = 5.0, done: bool = False) -> Iterator[None]:
-    """Logs '<what>: still running (N s)' every `every` seconds while the block runs; with
-    `done`, also '<what>: X.X s' at the end (always, not only when it was slow)."""
-    stop = threading.Event()
-    start = time.perf_counter()
-
-    def beat() -> None:
-        while not stop.wait(every):
-            logging.info("%s: still running (%.0f s)", what, time.perf_counter() - start)
-
-    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
-    thread.start()
+    """While the block runs, logs '<what>: running for N s' whenever no line has been logged
+    for `every` seconds; with `done`, also '<what>: X.X s' at the end."""
+    global _monitor
+    if _monitor is None:
+        _monitor = threading.Thread(target=_watch, name="heartbeat", daemon=True)
+        _monitor.start()
+    entry = (what, time.monotonic(), every)
+    _running.append(entry)
     try:
         yield
     finally:
-        stop.set()
-        thread.join()
+        _running.remove(entry)
     if done:
-        logging.info("%s: %.1f s", what, time.perf_counter() - start)
+        logging.info("%s: %.1f s", what, time.monotonic() - entry[1])
 
 
 # Gloo (JAX's CPU collectives across processes) prints this to stdout once per process when it

@@ -119,9 +119,10 @@ class Trainer:
 
     def init_state(self) -> steps.TrainState:
         """The initial train state from the seed, as host numpy arrays."""
-        variables = models.init_variables(self.model, self.keys.init)
-        params, model_state = models.split_variables(variables)
-        return jax.device_get(steps.TrainState.create(params, model_state, self.tx))
+        with logs.heartbeat(f"Initialising the {self.config.model} parameters"):
+            variables = models.init_variables(self.model, self.keys.init)
+            params, model_state = models.split_variables(variables)
+            return jax.device_get(steps.TrainState.create(params, model_state, self.tx))
 
     def train_program(
         self, num_steps: int, state_dev: Any, train_data: tuple[Any, Any]
