@@ -205,7 +205,8 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     results = []
     for k, run in enumerate(all_runs, 1):
         logging.info("Evaluating run %d/%d: %s (test split)", k, len(all_runs), run.workdir)
-        results.append(evaluate_run(run, options))
+        with logs.heartbeat(f"Evaluating {run.workdir}"):
+            results.append(evaluate_run(run, options))
     for run, (record, _) in zip(all_runs, results, strict=True):
         record["config"] = run.config_dict
     models_out, correct, gallery = {}, {}, {}

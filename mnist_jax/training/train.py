@@ -93,7 +93,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     run.lock()
     try:
         run.write_config(config)
-        with guards.StopSignals() as signals, logbook.Logbook(run.path, config) as book:
+        with (
+            guards.StopSignals() as signals,
+            logbook.Logbook(run.path, config) as book,
+            logs.heartbeat(f"Training in {workdir}"),  # a line at least every 5 s
+        ):
             return _train(config, run, par, data, trainer, fingerprint, signals, book)
     finally:
         run.release()
