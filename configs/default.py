@@ -134,4 +134,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.checkpoint.keep = 2  # latest checkpoints kept (each holds the best-by-val-loss weights)
 
     config.log_every_seconds = 5.0  # progress line (steps/s, ETA) at most this often
+    # TensorBoard events in <workdir>/tensorboard (training/logbook.py):
+    config.log_every_steps = 4  # a train loss/accuracy point per k steps (in-scan sums); 0 = none
+    config.test_every_epochs = 1  # test metrics of the current weights every k epochs; 0 = off
     return with_variant(config, variant)

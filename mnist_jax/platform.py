@@ -17,7 +17,6 @@ distributed service detected fatal errors", instead of leaving them blocked in a
 """
 
 import contextlib
-import logging as pylogging
 import os
 import sys
 import traceback
@@ -27,6 +26,7 @@ from pathlib import Path
 import jax
 from absl import flags, logging
 
+from mnist_jax import logs
 from mnist_jax.errors import ConfigError, UserError
 
 DISTRIBUTED_MODES = ("auto", "on", "off")
@@ -101,16 +101,6 @@ def enable_compilation_cache(directory: str) -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _quiet_libraries(record: pylogging.LogRecord) -> bool:
-    """Orbax logs every file it writes at INFO; keep its warnings, drop the chatter (and its
-    warning that a checkpoint directory opened for reading is read-only: that is the intent)."""
-    if record.msg == "Given directory is read only=%s":
-        return False
-    return record.levelno >= pylogging.WARNING or not any(
-        part in record.pathname for part in ("/orbax/", "/jax/_src/")
-    )
-
-
 def _in_slurm_step() -> bool:
     """Inside `srun` with several tasks: JAX's SLURM detection has everything it needs."""
     needed = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")
@@ -157,13 +147,15 @@ def initialize() -> None:
     Must run before anything touches a device. Processes other than 0 log warnings and errors
     only, so the console of a multi-process launch reads like that of a single process.
     """
-    logging.get_absl_handler().addFilter(_quiet_libraries)
+    logging.get_absl_handler().addFilter(logs.quiet_libraries)
     enable_compilation_cache(_COMPILATION_CACHE.value)
     settings = distributed_settings()
     if settings is not None:
         shown = {k: v for k, v in settings.items() if k != "initialization_timeout"}
         logging.info("Connecting to the other processes (jax.distributed): %s", shown or "auto")
         jax.distributed.initialize(**settings)
+        if jax.devices()[0].platform == "cpu":
+            logs.filter_stdout(logs.healthy_gloo_summary)  # gloo's "[Gloo] Rank i is connected"
         if jax.process_index() != 0:
             logging.set_verbosity(logging.WARNING)
     logging.info(
@@ -212,6 +204,6 @@ def exit_with(message: str, status: int = 1) -> None:
     print(message, file=sys.stderr, flush=True)
     if jax.distributed.is_initialized():
         logging.flush()
-        sys.stdout.flush()
+        logs.restore_stdout()
         os._exit(status)  # skip the shutdown barrier (see user_errors_exit)
     sys.exit(status)

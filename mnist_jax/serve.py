@@ -14,7 +14,7 @@ unless --host says otherwise (e.g. --host=0.0.0.0 to reach it from other machine
 
 from absl import app, flags, logging
 
-from mnist_jax import platform
+from mnist_jax import cli, platform
 from mnist_jax.errors import UserError
 from mnist_jax.serving import server as server_lib
 
@@ -50,4 +50,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

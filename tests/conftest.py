@@ -52,3 +52,22 @@ def _run(argv: list[str], devices: int, timeout: float, env: dict[str, str]):
         text=True,
         timeout=timeout,
     )
+
+
+# Runs good enough to classify real digits (~98% and ~99% test accuracy): the speedrun configs,
+# shared by the export and predict tests and trained once per test session (a few seconds of
+# training each on a 2-core CPU, plus compilation).
+STRONG = {"mlp": "configs/speedrun_mlp.py", "cnn": "configs/speedrun.py"}
+
+
+@pytest.fixture(scope="session")
+def strong_runs(mnist_dir, tmp_path_factory) -> dict[str, Path]:
+    from mnist_jax import configuration
+    from mnist_jax.training import train
+
+    root = tmp_path_factory.mktemp("strong_runs")
+    for name, spec in STRONG.items():
+        config = configuration.load(str(ROOT / spec))
+        config.test_every_epochs = 0
+        train.train_and_evaluate(config, str(root / name))
+    return {name: root / name for name in STRONG}

@@ -111,7 +111,7 @@ def test_other_binaries_give_one_line_errors(module, args, expected):
 @pytest.mark.parametrize(
     "module, flag",
     [("main", "--help"), ("main", "-h"), ("evaluate", "--help"), ("sweep", "--helpshort"),
-     ("benchmark", "--help")],
+     ("benchmark", "--help"), ("serve", "--help"), ("export", "--help"), ("predict", "-h")],
 )  # fmt: skip
 def test_help_is_the_docstring_and_flags_on_stdout_with_status_0(module, flag):
     result = run_module(f"mnist_jax.{module}", flag, timeout=120)

@@ -35,6 +35,7 @@ from mnist_jax.evaluation import runner as evaluate
 from mnist_jax.evaluation import runs as runs_lib
 from mnist_jax.models import layers
 from mnist_jax.training import train
+from tests import events
 
 TINY = {
     "data.train_fraction": 0.05,
@@ -296,6 +297,36 @@ def test_binary_prints_one_line_errors_and_exits_1(runs, tmp_path):
         assert "Traceback" not in proc.stderr, case
 
 
+OUR_FILES = {p.name for p in (ROOT / "mnist_jax").rglob("*.py")}
+
+
+def third_party_warnings(output: str) -> list[str]:
+    """Lines that are warnings from a library: absl-format W/E lines from files not ours,
+    Python warnings, `logging.basicConfig` lines, gloo's connection prints."""
+    found = []
+    for line in output.splitlines():
+        absl = re.match(r"[WEF]\d{4} [\d:.]+ +\d+ (\S+?):\d+\]", line)
+        if (absl and absl.group(1) not in OUR_FILES) or re.search(
+            r"\w+Warning:|^WARNING:|^\[Gloo\]", line
+        ):
+            found.append(line)
+    return found
+
+
+def test_third_party_warnings_are_recognised():
+    orbax = ("W1122 04:49:43.149659 140599097314176 checkpoint_manager.py:849] Given directory is "
+             "read only=/tmp/runs/mlp/seed_0/checkpoints")  # fmt: skip
+    ours = "W1122 04:49:43.149659 140599097314176 runner.py:99] config.data.dir=x does not exist"
+    gloo = (
+        "[Gloo] Rank 0 is connected to 1 peer ranks. Expected number of connected peer ranks is : 1"
+    )
+    others = ["WARNING:absl:Variant folder /x/mnist/3.0.1 has no dataset_info.json",
+              "/x/y.py:3: DeprecationWarning: old", gloo]  # fmt: skip
+    assert third_party_warnings(
+        "\n".join([orbax, ours, "I1122 04:49:43 1 x.py:1] fine", *others])
+    ) == [orbax, *others]
+
+
 def _launch(*args: str, **env: str):
     environ = dict(os.environ, SKIP_SETUP="1", VENV=sys.prefix, **env)
     return subprocess.run(
@@ -321,6 +352,14 @@ def test_launch_compare_quick_end_to_end_and_rerun(mnist_dir, tmp_path):
     assert {m: v["test_count"] for m, v in data["models"].items()} == {"mlp": 10_000, "cnn": 10_000}
     assert all((out / f).stat().st_size > 10_000 for f in data["figures"].values())
     assert (out / "report.md").exists()
+    # TensorBoard: >= 10 train-loss points an epoch in every run; the figures as images.
+    for model in ("mlp", "cnn"):
+        run = out / model / "seed_0"
+        steps_per_epoch = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["step"]
+        points = events.scalars(run / "tensorboard")["train/loss"]
+        assert min(events.points_per_epoch(points, steps_per_epoch).values()) >= 10
+    assert sorted(events.load(out / "tensorboard").Tags()["images"]) == sorted(data["figures"])
+    assert not third_party_warnings(result.stdout + result.stderr)
     result = _launch("compare", str(out), *short)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("already holds a finished run") == 2

@@ -234,8 +234,7 @@ def test_server_helpers_reject_bad_setup(models, server):
 
 def test_binary_help_and_missing_workdirs():
     result = run_module("mnist_jax.serve", "--help", timeout=120)
-    # absl's app.run exits 1 after --help; mnist_jax.cli.run (exit 0) replaces it at merge.
-    assert "--workdirs" in result.stdout and "--port" in result.stdout
+    assert result.returncode == 0 and "--workdirs" in result.stdout and "--port" in result.stdout
     result = run_module("mnist_jax.serve", timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: --workdirs is required")

@@ -6,6 +6,7 @@ Nothing is cached to disk except the IDX downloads themselves. Splitting, subsam
 in dataset.py; everything that runs on the device in preprocess.py and augment.py.
 """
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -14,9 +15,9 @@ import os
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -277,13 +278,35 @@ def load_tfds(data_dir: str = "") -> tuple[Arrays, Arrays]:
     import tensorflow_datasets as tfds  # deferred: only this source needs it
 
     try:
-        train, test = tfds.data_source(
-            "mnist",
-            split=["train", "test"],
-            data_dir=data_dir or None,
-            download=False,
-            builder_kwargs={"file_format": "array_record"},
-        )
+        with _without_tfds_variant_notice():
+            train, test = tfds.data_source(
+                "mnist",
+                split=["train", "test"],
+                data_dir=data_dir or None,
+                download=False,
+                builder_kwargs={"file_format": "array_record"},
+            )
     except (KeyError, ValueError, NotImplementedError, FileNotFoundError) as e:
         raise _tfds_not_prepared(data_dir, e) from e
     return _records_to_arrays(train), _records_to_arrays(test)
+
+
+@contextlib.contextmanager
+def _without_tfds_variant_notice() -> Iterator[None]:
+    """TFDS warns 'Variant folder .../mnist/3.0.1 has no dataset_info.json' while it looks for a
+    prepared dataset; an unprepared one then raises, and `_tfds_not_prepared` explains what to do.
+    Only that record is dropped, and only during the lookup."""
+    from absl import logging
+
+    def keep(record: Any) -> bool:
+        return not (
+            "tensorflow_datasets" in record.pathname
+            and str(record.msg).startswith("Variant folder %s has no")
+        )
+
+    logger = logging.get_absl_logger()
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import provenance
+from mnist_jax import logs, provenance
 from mnist_jax.data import Dataset, Split, corruptions, external, load_dataset
 from mnist_jax.errors import UserError
 from mnist_jax.evaluation import comparison as comparison_lib
@@ -37,7 +37,7 @@ from mnist_jax.evaluation import (
     runs,
     scoring,
 )
-from mnist_jax.training import rundir
+from mnist_jax.training import logbook, rundir
 from mnist_jax.training.parallel import Parallel
 
 SCHEMA_VERSION = 3
@@ -166,11 +166,14 @@ def evaluate_run(
             "%s: recomputed accuracy %.4f, summary.json says %.4f", run.workdir, acc, summary_acc
         )
     impl = options.benchmark_conv_impl
-    speed = inference.throughput(
-        model, variables, test.images, options.throughput_batch_size,
-        options.throughput_min_seconds, conv_impl=impl,
-    )  # fmt: skip
-    wait = inference.latency(model, variables, test.images, options.latency_calls, conv_impl=impl)
+    with logs.heartbeat(f"{run.workdir}: timing inference (throughput, latency)"):
+        speed = inference.throughput(
+            model, variables, test.images, options.throughput_batch_size,
+            options.throughput_min_seconds, conv_impl=impl,
+        )  # fmt: skip
+        wait = inference.latency(
+            model, variables, test.images, options.latency_calls, conv_impl=impl
+        )
     record = {
         "workdir": str(run.workdir),
         "seed": run.config.seed,
@@ -195,8 +198,11 @@ def evaluate_run(
         "history": training["history"],
     }
     logging.info(
-        "%s: accuracy %.4f, loss %.4f on %d test images (%d devices)",
+        "%s: accuracy %.4f, loss %.4f on %d test images (%d devices, %.0f img/s); inference "
+        "%.0f img/s at batch %d, %.2f ms at batch 1",
         run.workdir, acc, record["loss"], len(labels), par.num_devices,
+        len(labels) / device_metrics["seconds"], speed["images_per_second"],
+        options.throughput_batch_size, wait["median_ms"],
     )  # fmt: skip
     arrays = {
         "model": model,
@@ -272,6 +278,7 @@ def quantize_run(
 
 def evaluate(workdirs: list[str], output_dir: str, options: Options | None = None) -> dict:
     """Evaluates, compares and writes comparison.json, report.md and figures; returns the JSON."""
+    logs.default_to_info()  # called from Python: show progress (mnist_jax.log_to_stderr)
     options = options or Options()
     options.check()
     if not workdirs:
@@ -288,7 +295,11 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
             )
     groups = comparison_lib.group_runs(all_runs)
     scorer = scoring.Scorer(options.eval_batch_size)
-    results = [evaluate_run(run, options, scorer) for run in all_runs]
+    results = []
+    for k, run in enumerate(all_runs, 1):
+        logging.info("Evaluating run %d/%d: %s (test split)", k, len(all_runs), run.workdir)
+        with logs.heartbeat(f"Evaluating {run.workdir}"):
+            results.append(evaluate_run(run, options, scorer))
     for run, (record, _) in zip(all_runs, results, strict=True):
         record["config"] = run.config_dict
     test = results[0][1]["test"]
@@ -364,7 +375,10 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     pictures = {"mistakes": gallery}
     if corrupted:
         pictures["corruptions"] = robustness.gallery(corrupted, test, GALLERY_INDEX)
-    comparison["figures"] = plots.write_all(comparison, pictures, out)
+    with logs.heartbeat("Drawing the figures"):
+        comparison["figures"] = plots.write_all(comparison, pictures, out)
+    figures = {name: out / file for name, file in comparison["figures"].items()}
+    logbook.write_images(out / logbook.SUBDIR, figures)  # TensorBoard's IMAGES tab
     rundir.write_atomic(out / "comparison.json", rundir.to_json(comparison, indent=1) + "\n")
     rundir.write_atomic(out / "report.md", report.markdown(comparison))
     logging.info(

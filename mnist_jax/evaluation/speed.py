@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import configuration, models, provenance
+from mnist_jax import configuration, logs, models, provenance
 from mnist_jax.data import Dataset, load_dataset
 from mnist_jax.training import train
 from mnist_jax.training.parallel import Parallel
@@ -150,7 +150,7 @@ def throughput(options: Options, par: Parallel, calib: Calibration, datasets: di
                 config.batch_size = batch
                 data = _dataset(datasets, config, par)
                 num_steps = max(1, (16 if tiny else images) // batch)
-                prog = TrainProgram(config, par, data, num_steps)
+                prog = TrainProgram(config, par, data, num_steps)  # Trainer logs the compile
                 logging.info(
                     "compiled %s %s batch %d (%d steps) in %.1f s",
                     path, form, batch, num_steps, prog.compile_seconds,
@@ -161,8 +161,9 @@ def throughput(options: Options, par: Parallel, calib: Calibration, datasets: di
     for r in range(1 if tiny else options.rounds):
         ceiling = calib.measure()
         rounds.append(ceiling)
-        for _, prog in variants:
-            prog.run(r + 1)
+        with logs.heartbeat(f"throughput round {r}: timing {len(variants)} programs"):
+            for _, prog in variants:
+                prog.run(r + 1)
         logging.info("throughput round %d done (matmul %.0f GFLOP/s)", r, ceiling / 1e9)
     results = []
     for info, prog in variants:
@@ -279,6 +280,9 @@ def inference(options: Options, par: Parallel, datasets: dict) -> list[dict]:
         evaluator.compile(variables_dev)
         evaluator(variables_dev)
         batch_seconds = [evaluator(variables_dev)[0]["seconds"] for _ in range(3)]
+        logging.info(
+            "%s: %.0f test images/s", path, len(data["raw"].test) / statistics.median(batch_seconds)
+        )
         apply = jax.jit(lambda v, x, m=trainer.model: m.apply(v, x))
         one = jnp.zeros((1, 28, 28, 1), jnp.float32)
         apply(variables, one).block_until_ready()
@@ -379,6 +383,7 @@ def run_benchmark(options: Options) -> dict:
         "machine": machine(), "options": dataclasses.asdict(options), "matmul_size": calib.n,
     }  # fmt: skip
     datasets: dict = {}
+    logging.info("Section 1/3: training throughput of %s", ", ".join(options.throughput_configs))
     report["throughput"] = throughput(options, par, calib, datasets)
     speed = {(r["config"], r["form"]): r["images_per_second"] for r in report["throughput"]
              if r["batch"] == 128 or options.tiny}  # fmt: skip
@@ -386,7 +391,12 @@ def run_benchmark(options: Options) -> dict:
     report["cnn_speedup"] = after / before if before and after else None
     if report["cnn_speedup"] is not None and not options.tiny:
         report["cnn_speedup_target_met"] = report["cnn_speedup"] >= CNN_SPEEDUP_TARGET
+    logging.info(
+        "Section 2/3: time to accuracy of %s, %d seeds each",
+        ", ".join(options.speedrun_configs) or "(none)", options.seeds,
+    )  # fmt: skip
     report["time_to_accuracy"] = time_to_accuracy(options, par, calib, datasets)
+    logging.info("Section 3/3: inference speed of %s", ", ".join(options.throughput_configs))
     report["inference"] = inference(options, par, datasets)
     report["matmul_flops_all"] = calib.history
     report["machine"]["loadavg_end"] = os.getloadavg()

@@ -1,1 +1,4 @@
-"""The draw-a-digit web page: a stdlib HTTP server, its page, and a load test."""
+"""Trained models put to use outside training: the draw-a-digit page (server.py, page.html,
+loadtest.py), image files classified (classify.py, behind `python -m mnist_jax.predict`) and the
+`jax.export` artifact that runs with JAX alone (exported.py, behind `python -m mnist_jax.export`).
+"""

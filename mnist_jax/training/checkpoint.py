@@ -20,8 +20,21 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from mnist_jax.errors import CheckpointError
+
+
+def _not_read_only_notice(record: Any) -> bool:
+    """Orbax warns 'Given directory is read only=...' on every read-only manager it opens (two
+    per evaluated run); that is the mode asked for, not a problem. Only that record is dropped."""
+    return not (
+        record.pathname.endswith("checkpoint_manager.py")
+        and str(record.msg).startswith("Given directory is read only=")
+    )
+
+
+logging.get_absl_logger().addFilter(_not_read_only_notice)
 
 
 def tree_checksums(tree: Any) -> dict[str, str]:

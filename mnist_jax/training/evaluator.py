@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
+from mnist_jax import logs
 from mnist_jax.data import Split
 from mnist_jax.training import steps
 from mnist_jax.training.parallel import Parallel
@@ -57,20 +58,23 @@ class SplitEvaluator:
 
     def compile(self, variables_dev: Any) -> float:
         if self._program is None:
-            self._program, self.compile_seconds = self.par.compile(
-                self._fn,
-                (variables_dev, self._images),
-                replicated_args=2,
-                per_device_outputs=True,
-            )
+            what = f"Compiling the eval program ({self.num_examples} examples)"
+            with logs.heartbeat(what, done=True):
+                self._program, self.compile_seconds = self.par.compile(
+                    self._fn,
+                    (variables_dev, self._images),
+                    replicated_args=2,
+                    per_device_outputs=True,
+                )
         return self.compile_seconds
 
     def __call__(self, variables_dev: Any) -> tuple[dict[str, float], np.ndarray]:
         """Mean loss and accuracy over the split, and the logits (num_examples, classes)."""
         self.compile(variables_dev)
         start = time.perf_counter()
-        device_logits = self._program(variables_dev, self._images)
-        x = self.par.gather_shards(device_logits)  # (devices, batches, local, classes)
+        with logs.heartbeat(f"Evaluating {self.num_examples} examples"):
+            device_logits = self._program(variables_dev, self._images)
+            x = self.par.gather_shards(device_logits)  # (devices, batches, local, classes)
         logits = x.transpose(1, 0, 2, 3).reshape(-1, x.shape[-1])[: self.num_examples]
         metrics = metrics_from_logits(logits, self.split.labels)
         metrics["seconds"] = time.perf_counter() - start

@@ -37,6 +37,8 @@ NEUTRAL_KEYS = frozenset(
         "layers.conv_impl",
         "layers.pool_impl",
         "log_every_seconds",
+        "log_every_steps",
+        "test_every_epochs",
         "steps_per_chunk",
         "eval_batch_size",
         "checkpoint.every_epochs",
@@ -124,6 +126,17 @@ def read_json(path: Path, what: str) -> Any:
         raise UserError(f"{what} {path} is not valid JSON ({e}); it is corrupt") from None
 
 
+def describe(config: ml_collections.ConfigDict) -> str:
+    """What a config trains, in one short line (the fingerprint tells configs apart)."""
+    opt, data = config.optimizer, config.data
+    fraction = f" on {data.train_fraction:.0%} of the data" if data.train_fraction < 1 else ""
+    return (
+        f"{config.model}, seed {config.seed}, {config.num_epochs} epoch(s) of batch "
+        f"{config.batch_size}{fraction}, {opt.name} lr {opt.learning_rate:g} "
+        f"({config.schedule.name}), fingerprint {fingerprint(config_to_dict(config))}"
+    )
+
+
 class RunDir:
     """Reads and writes one run directory."""
 
@@ -204,8 +217,10 @@ class RunDir:
             self._lock_file = None
 
     def write_config(self, config: ml_collections.ConfigDict) -> None:
+        """config.json (every key); the log gets one short line, not the whole config."""
         if self.is_writer and not self.config_path.exists():
             write_atomic(self.config_path, to_json(config_to_dict(config), indent=2) + "\n")
+        logging.info("Config: %s; every key in %s", describe(config), self.config_path)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The epoch records; a torn last line (a kill mid-write) is dropped with a warning."""

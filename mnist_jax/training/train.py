@@ -24,10 +24,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import models, provenance
+from mnist_jax import logs, models, provenance
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import CheckpointError
-from mnist_jax.training import checkpoint, faults, guards, parallel, rundir, validation
+from mnist_jax.training import checkpoint, faults, guards, logbook, parallel, rundir, validation
 from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.progress import Progress
 from mnist_jax.training.trainer import Trainer
@@ -81,6 +81,7 @@ def train_and_evaluate(
     as the uninterrupted run would. The run's config, schedule included, is the full run's: a
     hyperparameter search trains its trials rung by rung this way (studies/search.py).
     """
+    logs.default_to_info()  # called from Python: show progress (mnist_jax.log_to_stderr)
     validation.validate(config)
     run = rundir.RunDir(workdir)
     run.check_usable()
@@ -92,17 +93,24 @@ def train_and_evaluate(
         return summary
 
     # Everything that can be wrong with the config fails here, before anything is written.
-    par = Parallel(config.parallel.mode, config.parallel.cpu_kernels)
-    data = load_dataset(config.data)
-    trainer = Trainer.build(config, par, data)
+    with logs.heartbeat("Loading the data and building the model"):
+        par = Parallel(config.parallel.mode, config.parallel.cpu_kernels)
+        data = load_dataset(config.data)
+        trainer = Trainer.build(config, par, data)
     fingerprint = rundir.fingerprint(rundir.config_to_dict(config))
     run.lock()
     ckpt = None
     try:
         run.write_config(config)
         ckpt = checkpoint.Checkpointer(run.checkpoint_dir, keep=config.checkpoint.keep)
-        with guards.StopSignals() as signals:
-            return _train(config, run, par, data, trainer, fingerprint, signals, ckpt, pause_after)
+        with (
+            guards.StopSignals() as signals,
+            logbook.Logbook(run.path, config) as book,
+            logs.heartbeat(f"Training in {workdir}"),  # a line at least every 5 s
+        ):
+            return _train(
+                config, run, par, data, trainer, fingerprint, signals, ckpt, book, pause_after
+            )
     finally:
         if ckpt is not None:  # whatever stopped the run (e.g. divergence), let the last
             ckpt.close()  # checkpoint's background write commit before the process exits
@@ -110,7 +118,7 @@ def train_and_evaluate(
 
 
 def _train(
-    config, run, par, data, trainer, fingerprint, signals, ckpt, pause_after
+    config, run, par, data, trainer, fingerprint, signals, ckpt, book, pause_after
 ) -> dict[str, Any] | None:
     state = trainer.init_state()
     loop, best = LoopState(), state.variables
@@ -125,6 +133,8 @@ def _train(
     until = config.num_epochs if pause_after is None else min(pause_after, config.num_epochs)
     if loop.epoch >= until and loop.epoch < config.num_epochs and not loop.stopped_early:
         return None  # already paused at or after `pause_after`
+    book.start(restored.step if restored else 0, trainer.steps_per_epoch, trainer.schedule,
+               config.batch_size)  # TensorBoard: drops events after this step  # fmt: skip
     num_params = models.count_params(state.params)
     logging.info(
         "%s: %s parameters, %d train / %d val / %d test examples, %d devices (%s, %s)",
@@ -175,6 +185,7 @@ def _train(
                 step_losses, bool(out["params_finite"].all()), epoch,
                 (epoch - 1) * steps_per_epoch + first, config,
             )  # fmt: skip
+            book.train_steps(epoch, first, step_losses, out["correct"].sum(axis=(0, 2)))
             for key, value in (
                 ("loss", step_losses.sum()),
                 ("correct", out["correct"].sum()),
@@ -211,12 +222,16 @@ def _train(
             improved, loop.best.epoch = True, epoch
         if improved:
             best = par.to_host(state_dev.variables)
+        if config.test_every_epochs and epoch % config.test_every_epochs == 0:
+            now, _ = test_eval(state_dev.variables)  # monitoring only; selection is by val loss
+            record |= {"test_loss": now["loss"], "test_accuracy": now["accuracy"]}
         record["elapsed_seconds"] = loop.train_seconds
         record = {k: rundir.finite_or_none(v) if isinstance(v, float) else v
                   for k, v in record.items()}  # fmt: skip
         loop.epoch, loop.chunk, loop.partial = epoch, 0, {}
         loop.history.append(record)
         run.append_metrics(record)
+        book.epoch(record)
         faults.point("metrics")  # test hook: the epoch is logged, its checkpoint not yet written
         logging.info(
             "epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  %.1f s (%.0f img/s)%s",
@@ -266,6 +281,7 @@ def _train(
     }
     run.write_summary(summary)
     faults.point("summary")  # test hook
+    book.finish(summary, loop.epoch * steps_per_epoch)
     logging.info(
         "Test accuracy %.4f (loss %.4f) on %d images, best epoch %d; trained %.1f s",
         test["accuracy"], test["loss"], test["count"], loop.best.epoch, loop.train_seconds,

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from mnist_jax import models
+from mnist_jax import logs, models
 from mnist_jax.data import Dataset, Split, augment
 from mnist_jax.errors import ConfigError
 from mnist_jax.training import optim, steps, validation
@@ -119,9 +119,10 @@ class Trainer:
 
     def init_state(self) -> steps.TrainState:
         """The initial train state from the seed, as host numpy arrays."""
-        variables = models.init_variables(self.model, self.keys.init)
-        params, model_state = models.split_variables(variables)
-        return jax.device_get(steps.TrainState.create(params, model_state, self.tx))
+        with logs.heartbeat(f"Initialising the {self.config.model} parameters"):
+            variables = models.init_variables(self.model, self.keys.init)
+            params, model_state = models.split_variables(variables)
+            return jax.device_get(steps.TrainState.create(params, model_state, self.tx))
 
     def train_program(
         self, num_steps: int, state_dev: Any, train_data: tuple[Any, Any]
@@ -129,9 +130,11 @@ class Trainer:
         """The compiled scan of `num_steps` steps, and its compile seconds."""
         fn = steps.make_train_chunk(self.model, self.tx, self.options, num_steps)
         args = (state_dev, *train_data, self.keys.shuffle, self.keys.dropout, np.int32(0))
-        return self.par.compile(
-            fn, args, replicated_args=3, donate_state=True, per_device_outputs=(False, True)
-        )
+        what = f"Compiling the train program ({num_steps} steps of batch {self.config.batch_size})"
+        with logs.heartbeat(what, done=True):
+            return self.par.compile(
+                fn, args, replicated_args=3, donate_state=True, per_device_outputs=(False, True)
+            )
 
     def evaluator(self, split: Split) -> SplitEvaluator:
         return SplitEvaluator(

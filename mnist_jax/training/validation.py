@@ -52,3 +52,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_range("checkpoint.every_epochs", config.checkpoint.every_epochs, 1, integer=True)
     check_range("checkpoint.keep", config.checkpoint.keep, 1, integer=True)
     check_range("log_every_seconds", config.log_every_seconds, 0, lo_open=True)
+    check_range("log_every_steps", config.log_every_steps, 0, integer=True)
+    check_range("test_every_epochs", config.test_every_epochs, 0, integer=True)

@@ -1,0 +1,135 @@
+"""The package from Python: train a config, load a finished run, classify digits.
+
+  import mnist_jax
+  summary = mnist_jax.train("mlp:quick", "runs/demo")     # a shipped config (or a path)
+  run = mnist_jax.load_run("runs/demo")
+  probs = run.predict_proba(images)                         # uint8 (N, 28, 28) -> (N, 10)
+  labels = run.predict_files(["digit.png"])                 # any PNG/JPEG, MNIST's own way
+
+These functions log progress (absl, INFO) to stderr; `mnist_jax.log_to_stderr("warning")`
+before them keeps them quiet. Everything here is built on mnist_jax.training.train and
+mnist_jax.evaluation.runs, which the binaries use too.
+"""
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import ml_collections
+import numpy as np
+from absl import logging
+
+from mnist_jax import configuration, logs
+from mnist_jax.data import images as images_lib
+from mnist_jax.errors import ConfigError
+from mnist_jax.evaluation import metrics, runs
+
+ConfigLike = ml_collections.ConfigDict | str | os.PathLike
+
+
+def load_config(config_or_spec: ConfigLike, variant: str = "") -> ml_collections.ConfigDict:
+    """A ConfigDict as it is, or `configs/x.py[:variant]` / a shipped name (`cnn`, `cnn:quick`);
+    `variant` applies a variant (e.g. 'quick') to either."""
+    if isinstance(config_or_spec, ml_collections.ConfigDict):
+        config = ml_collections.ConfigDict(config_or_spec.to_dict())  # the caller's stays as is
+        if variant:
+            from mnist_jax.configs import default
+
+            config = default.with_variant(config, variant)
+        return config
+    if not isinstance(config_or_spec, str | os.PathLike):
+        raise ConfigError(
+            f"config {config_or_spec!r}: expected an ml_collections ConfigDict, a config file "
+            "path ('configs/cnn.py:quick') or a shipped config name ('cnn')"
+        )
+    spec = os.fspath(config_or_spec)
+    if variant:
+        if ":" in spec:
+            raise ConfigError(f"config {spec!r} names a variant and variant={variant!r} too")
+        spec = f"{spec}:{variant}"
+    return configuration.load(spec)
+
+
+def train(config_or_spec: ConfigLike, workdir: str | os.PathLike, variant: str = "") -> dict:
+    """Trains a config in `workdir` (or resumes it, or returns a finished run's summary).
+
+    Returns the summary (summary.json): test accuracy and loss of the best epoch by validation
+    loss on all 10,000 test images, timings, provenance.
+    """
+    logs.default_to_info()
+    from mnist_jax.training import train as train_lib  # deferred: only training needs it
+
+    return train_lib.train_and_evaluate(load_config(config_or_spec, variant), os.fspath(workdir))
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained run: its config, summary and best variables (by validation loss), ready to
+    classify uint8 MNIST-form digits (white on black, 28x28) on the default device."""
+
+    name: str
+    workdir: Path
+    config: ml_collections.ConfigDict
+    summary: dict[str, Any] | None  # None while the run has not finished
+    metrics: list[dict[str, Any]]  # metrics.jsonl: one record per epoch
+    checkpoint_step: int
+    model: nn.Module
+    variables: Any
+    batch_size: int = 2048
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """float32 logits (N, 10) of uint8 images (N, 28, 28)."""
+        return runs.logits(self.model, self.variables, images, self.batch_size)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, 10) of uint8 images (N, 28, 28), in float64."""
+        return metrics.softmax(self.logits(images))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The most probable class (N,) of uint8 images (N, 28, 28)."""
+        return self.logits(images).argmax(-1)
+
+    def predict_files(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
+        """The most probable class (N,) of image files, brought to MNIST's form first."""
+        return self.predict(load_digits(paths))
+
+
+def load_digits(paths: Sequence[str | os.PathLike]) -> np.ndarray:
+    """PNG/JPEG files -> uint8 (N, 28, 28) in MNIST's form (grayscale, white on black, 20x20
+    box, centred by mass: mnist_jax.data.images); a DataError names a file that cannot be."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    digits = [images_lib.load_digit(p) for p in paths]
+    return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
+
+
+def run_name(workdir: str | os.PathLike) -> str:
+    """The directory's name; `parent/seed_<k>` for a seed directory (runs/compare/mlp/seed_0
+    -> 'mlp/seed_0'), so the runs of one comparison have distinct names."""
+    path = Path(os.path.abspath(workdir))
+    return f"{path.parent.name}/{path.name}" if re.fullmatch(r"seed_\d+", path.name) else path.name
+
+
+def load_run(workdir: str | os.PathLike, data_dir: str = "") -> Run:
+    """Opens a run directory (config.json + a checkpoint) and restores its best variables,
+    verified against their checksums. `data_dir` matters only for PCA-input runs (their
+    projection is refitted on the training split)."""
+    logs.default_to_info()
+    opened = runs.open_run(workdir)
+    model = runs.build_model(opened.config, data_dir)
+    variables = runs.restore_best(opened, model)
+    logging.info("Loaded %s: %s, checkpoint step %d", workdir, opened.config.model, opened.step)
+    return Run(
+        name=run_name(workdir),
+        workdir=opened.workdir,
+        config=opened.config,
+        summary=opened.summary,
+        metrics=opened.metrics,
+        checkpoint_step=opened.step,
+        model=model,
+        variables=variables,
+    )
