@@ -140,11 +140,3 @@ def test_mcnemar_identical_models_and_scipy_agreement():
     assert result["exact_p_value"] == pytest.approx(expected, rel=1e-9)
     assert result["chi2_p_value"] == pytest.approx(stats.chi2.sf(result["chi2_corrected"], 1))
 
-
-def test_mean_std_uses_sample_standard_deviation():
-    assert metrics.mean_std([0.98, 0.99]) == {
-        "mean": pytest.approx(0.985),
-        "std": pytest.approx(np.std([0.98, 0.99], ddof=1)),
-        "values": [0.98, 0.99],
-    }
-    assert metrics.mean_std([0.5])["std"] == 0.0

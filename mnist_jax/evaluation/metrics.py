@@ -7,7 +7,6 @@ empty denominator is 0.
 """
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -176,12 +175,3 @@ def chi2_sf_1dof(x: float) -> float:
     """P(X > x) for a chi-square variable with one degree of freedom: erfc(sqrt(x / 2))."""
     return float(math.erfc(math.sqrt(max(x, 0.0) / 2)))
 
-
-def mean_std(values: Sequence[float]) -> dict[str, Any]:
-    """Mean, sample standard deviation (ddof=1; 0 for a single run) and the values themselves."""
-    x = np.asarray(values, np.float64)
-    return {
-        "mean": float(x.mean()),
-        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-        "values": [float(v) for v in x],
-    }
