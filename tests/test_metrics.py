@@ -139,4 +139,3 @@ def test_mcnemar_identical_models_and_scipy_agreement():
     expected = stats.binomtest(result["a_only_correct"], n, 0.5).pvalue
     assert result["exact_p_value"] == pytest.approx(expected, rel=1e-9)
     assert result["chi2_p_value"] == pytest.approx(stats.chi2.sf(result["chi2_corrected"], 1))
-

@@ -174,4 +174,3 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict[str, Any]:
 def chi2_sf_1dof(x: float) -> float:
     """P(X > x) for a chi-square variable with one degree of freedom: erfc(sqrt(x / 2))."""
     return float(math.erfc(math.sqrt(max(x, 0.0) / 2)))
-
