@@ -5,7 +5,7 @@
 #       the main job: train configs/mlp.py and configs/cnn.py, seeds 0..K-1 (default 3), into
 #       OUTDIR/{mlp,cnn}/seed_<s> (default runs/compare), then evaluate them all: comparison.json,
 #       report.md, *.png in OUTDIR. Again: reuses finished runs, resumes interrupted ones
-#   ./launch.sh test [pytest args]               set up, then run the test suite
+#   ./launch.sh test [pytest args]               set up, then run the test suite (2 workers)
 #   ./launch.sh train CONFIG WORKDIR [--config.key=value ...]     train one model
 #   ./launch.sh sweep STUDY OUTDIR [--dry_run]   run an experiments/ study (experiments/README.md)
 #   ./launch.sh setup                            only create .venv and install
@@ -64,9 +64,9 @@ case $cmd in
     setup
     ;;
   test)
-    help_for "usage: ./launch.sh test [pytest args], e.g. -m 'not slow' or tests/test_train.py" "$@"
+    help_for "usage: ./launch.sh test [pytest args] (2 workers; -n 0 for one), e.g. -m 'not slow'" "$@"
     setup
-    cd "$ROOT" && exec "$PY" -m pytest "$@"
+    cd "$ROOT" && exec "$PY" -m pytest -n 2 "$@"
     ;;
   sweep)
     help_for "usage: ./launch.sh sweep STUDY OUTDIR [python -m mnist_jax.sweep flags]" "${@:1:1}"

@@ -82,12 +82,13 @@ print(json.dumps(out))
 """
 
 
-def test_tree_reduction_is_bitwise_equal_on_1_2_4_and_8_devices(mnist_dir):
+def test_tree_reduction_is_bitwise_equal_on_1_2_and_8_devices(mnist_dir):
+    """8 tree shards: all on one device, four per device, one per device."""
     results = {}
-    for devices in (1, 2, 4, 8):
+    for devices in (1, 2, 8):
         out = run_code(TREE_RUNS, devices=devices)
         assert out.returncode == 0, out.stderr[-3000:]
         results[devices] = json.loads(out.stdout.strip().splitlines()[-1])
-    for devices in (2, 4, 8):
+    for devices in (2, 8):
         assert results[devices] == results[1], devices
     assert results[1]["mlp"]["variables"] != results[1]["cnn"]["variables"]
