@@ -1,4 +1,4 @@
-"""Fault injection: what a run survives, and how every bad input fails (docs/guarantees.md).
+"""Fault injection: what a run survives, and how every bad input fails (README.md, "Guarantees").
 
 Every fault is applied to the real binaries (`python -m mnist_jax.main`, `.evaluate`, `.sweep`)
 on a tiny real run: an MLP with one hidden layer of 32 units on 2% of the training split, 2
