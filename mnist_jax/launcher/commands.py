@@ -297,6 +297,7 @@ def compare_plan(
 ) -> list[Command]:
     """Train configs/mlp.py and configs/cnn.py for seeds 0..seeds-1, then evaluate them all.
 
+    The evaluation includes the robustness section, the seed ensembles and the int8 models.
     Seed by seed (mlp 0, cnn 0, mlp 1, ...), so that an interrupted comparison already holds
     both models. `quick` selects the configs' `quick` variant.
     """
@@ -317,6 +318,6 @@ def compare_plan(
                 Command(argv, site.python_path(), label=f"{model} seed {seed} -> {workdir}")
             )
     evaluate = (site.python, "-m", "mnist_jax.evaluate", f"--workdirs={','.join(workdirs)}",
-                f"--output_dir={outdir}")  # fmt: skip
+                f"--output_dir={outdir}", "--quantize=int8")  # fmt: skip
     plan.append(Command(evaluate, site.python_path(), label=f"evaluate -> {outdir}"))
     return plan
