@@ -1,15 +1,21 @@
 """The model contract: shapes, parameter counts, the registry, config checks, BatchNorm state."""
 
+from pathlib import Path
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import models
+from mnist_jax import configuration, models
 from mnist_jax.configs import cnn, default, lenet, mlp, resnet
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import layers
+from mnist_jax.training import validation
+
+ROOT = Path(__file__).resolve().parents[1]
+NOT_CONFIGS = {"__init__", "default"}
 
 
 def _init(config):
@@ -22,8 +28,9 @@ def _init(config):
     [
         # 784*512+512 + 512*512+512 + 512*10+10
         (mlp.get_config, 669_706),
-        # conv 5x5x1x32+32, conv 5x5x32x64+64, dense 7*7*64*128+128, 128*10+10
-        (cnn.get_config, 832 + 51_264 + 401_536 + 1_290),
+        # 2x2 stem: conv 3x3x4x32 + BN 2*32, conv 3x3x32x64 + BN 2*64 (no conv biases before
+        # BatchNorm), dense 3*3*64*128+128, 128*10+10
+        (cnn.get_config, 1_152 + 64 + 18_432 + 128 + 73_856 + 1_290),
         # C1 156, C3 2,416 (full connection table), F5 48,120, F6 10,164, output 850
         (lenet.get_config, 156 + 2_416 + 48_120 + 10_164 + 850),
     ],
@@ -33,6 +40,16 @@ def test_default_parameter_counts(get_config, expected):
     assert models.count_params(variables["params"]) == expected
     logits = model.apply(variables, jnp.zeros((3, 28, 28, 1)))
     assert logits.shape == (3, 10) and logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in (ROOT / "configs").glob("*.py") if p.stem not in NOT_CONFIGS)
+)
+def test_every_config_file_and_variant_is_valid_and_builds(path):
+    for variant in default.VARIANTS:
+        config = configuration.load(f"{path}:{variant}" if variant else str(path))
+        validation.validate(config)
+        models.check_contract(models.create_model(config), config.model)
 
 
 def test_every_shipped_model_keeps_the_contract():
