@@ -55,7 +55,7 @@ def digest(tree):
 
 tiny = {
     "mlp": {"mlp.hidden_sizes": (64, 64)},
-    "cnn": {"cnn.channels": (8, 16), "cnn.dense": (32,)},
+    "cnn": {"cnn.channels": (8, 16), "cnn.dense": (32,), "cnn.batch_norm": False},  # BN: resnet
     "resnet": {"resnet.stage_channels": (16, 32)},
 }
 out = {}
