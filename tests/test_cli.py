@@ -58,7 +58,7 @@ CASES = [  # (arguments of mnist_jax.main, texts its error line must contain)
     ((*MAIN, "--config.nosuchkey=1"), ["no key 'nosuchkey'", "valid keys", "num_epochs"]),
     ((*MAIN, "--config.num_epoch=3"), ["'num_epoch'", "did you mean 'num_epochs'?"]),
     ((*MAIN, "--config.optimiser.learning_rate=1"), ["did you mean 'optimizer.learning_rate'?"]),
-    ((*MAIN, "--config.num_epochs=abc"), ["'abc' is not an integer, e.g. --config.num_epochs=20"]),
+    ((*MAIN, "--config.num_epochs=abc"), ["'abc' is not an integer, e.g. --config.num_epochs=12"]),
     ((*MAIN, "--config.optimizer.learning_rate=fast"), ["'fast' is not a number"]),
     (("--config=configs/cnn.py:nosuchvariant", "--workdir=w"), ["configs/cnn.py:nosuchvariant: "]),
     ((*MAIN, "extra"), ["unexpected arguments: extra"]),

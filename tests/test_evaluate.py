@@ -351,7 +351,7 @@ def test_launch_compare_quick_end_to_end_and_rerun(mnist_dir, tmp_path):
     data = json.loads((out / "comparison.json").read_text())
     assert {m: v["test_count"] for m, v in data["models"].items()} == {"mlp": 10_000, "cnn": 10_000}
     assert all((out / f).stat().st_size > 10_000 for f in data["figures"].values())
-    assert set(data["quantization"]) == {"mlp", "cnn"}  # the main job evaluates int8 too
+    assert set(data["quantization"]["models"]) == {"mlp", "cnn"}  # the main job evaluates int8 too
     assert "int8" in (out / "report.md").read_text()
     # TensorBoard: >= 10 train-loss points an epoch in every run; the figures as images.
     for model in ("mlp", "cnn"):

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from mnist_jax import models
-from mnist_jax.configs import cnn, hybrid, mlp
+from mnist_jax.configs import default, hybrid, mlp
 from mnist_jax.errors import ConfigError
 from mnist_jax.evaluation import runs
 from mnist_jax.training import optim, train, validation
@@ -46,9 +46,12 @@ def test_hybrid_parameter_counts(channels, expected):
 
 
 def test_hybrid_with_the_cnn_widths_has_the_cnn_parameter_count():
+    """Two 5x5 conv32/conv64 layers and a 128-unit head: the classic CNN (default.py's cnn)."""
     config = hybrid.get_config()
     config.hybrid.channels, config.hybrid.hidden_sizes = (32, 64), (128,)
-    cnn_params = _shapes(cnn.get_config())["params"]
+    classic = default.get_config()
+    classic.model = "cnn"
+    cnn_params = _shapes(classic)["params"]
     assert models.count_params(_shapes(config)["params"]) == models.count_params(cnn_params)
 
 

@@ -211,7 +211,7 @@ def test_compare_plan_runs_seed_by_seed_then_evaluates():
                                        "--config.seed=0", "--config.num_epochs=1"]  # fmt: skip
     assert plan[-1].argv == (PY, "-m", "mnist_jax.evaluate",
                              "--workdirs=out/mlp/seed_0,out/cnn/seed_0,out/mlp/seed_1,"
-                             "out/cnn/seed_1", "--output_dir=out")  # fmt: skip
+                             "out/cnn/seed_1", "--output_dir=out", "--quantize=int8")  # fmt: skip
     quick = C.compare_plan(SITE, "o", seeds=1, quick=True, overrides=[])
     assert main_args(quick[0].argv)[0] == "--config=configs/mlp.py:quick"
 

@@ -118,7 +118,8 @@ def warp(
     cos, sin = jnp.cos(rad), jnp.sin(rad)
     x, y = cos * x - sin * y, sin * x + cos * y
     x = x + k * y  # inverse of the shear x' = x - tan(shear) * y
-    x, y = x / s, y / s
+    inverse = 1.0 / s  # one reciprocal per example: XLA may otherwise turn the division into a
+    x, y = x * inverse, y * inverse  # multiplication by a reciprocal or not, by batch shape
     out = jax.vmap(bilinear)(images.astype(jnp.float32), y + cy, x + cx)
     return to_uint8(out)
 

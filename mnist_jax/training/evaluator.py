@@ -20,11 +20,13 @@ from mnist_jax.training.parallel import Parallel
 
 
 def metrics_from_logits(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Mean cross-entropy and accuracy, in float64."""
+    """Mean cross-entropy and accuracy, in float64; non-finite logits give a NaN loss, silently
+    (the divergence guard reports it)."""
     z = logits.astype(np.float64)
-    top = z.max(-1, keepdims=True)
-    log_norm = top[:, 0] + np.log(np.exp(z - top).sum(-1))
-    loss = log_norm - z[np.arange(len(labels)), labels]
+    with np.errstate(invalid="ignore", over="ignore"):
+        top = z.max(-1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(z - top).sum(-1))
+        loss = log_norm - z[np.arange(len(labels)), labels]
     return {
         "loss": float(loss.mean()),
         "accuracy": float((z.argmax(-1) == labels).mean()),
