@@ -162,6 +162,56 @@ def test_two_processes_match_one_process_and_checkpoint_restores_in_one(mnist_di
     assert out["accuracy"] == summary_two["test_accuracy"]
 
 
+# Prints a sha256 of a run's best variables (restored in one process on one device).
+DIGEST = """
+import hashlib, sys
+import jax, numpy as np
+from mnist_jax.evaluation import runs
+
+run = runs.open_run(sys.argv[1])
+h = hashlib.sha256()
+for leaf in jax.tree.leaves(runs.restore_best(run, runs.build_model(run.config))):
+    h.update(np.ascontiguousarray(leaf).tobytes())
+print(h.hexdigest())
+"""
+TREE = (
+    "--config.num_epochs=1",
+    "--config.data.train_fraction=0.05",
+    "--config.mlp.hidden_sizes=64,64",
+    "--config.parallel.reduction=tree",
+    "--config.parallel.cpu_kernels=stable",
+)
+
+
+@pytest.mark.slow
+def test_tree_reduction_two_processes_of_two_devices_equal_one_device_bitwise(mnist_dir, tmp_path):
+    """The 'tree' reduction across processes: 2 processes x 2 devices (shard_map) and 1 process
+    x 1 device (pmap) give the same bits in every metric and every parameter after an epoch of
+    the MLP config (dropout and augmentation on)."""
+    one = tmp_path / "one"
+    result = run_module("mnist_jax.main", "--config=configs/mlp.py", f"--workdir={one}", *TREE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    two = tmp_path / "two"
+    result = subprocess.run(
+        ["./launch.sh", "multiprocess", "2", "configs/mlp.py", str(two), "--cpu_devices=2",
+         *TREE, "--config.parallel.mode=shard_map"],
+        cwd=ROOT, env=_launch_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    numbers = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss")
+    assert [[r[k] for k in numbers] for r in _metrics(one)] == [
+        [r[k] for k in numbers] for r in _metrics(two)
+    ]
+    digests = [
+        subprocess.run(
+            [sys.executable, "-c", DIGEST, str(w)], cwd=ROOT, capture_output=True, text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu"), timeout=300,
+        ).stdout.strip()
+        for w in (one, two)
+    ]  # fmt: skip
+    assert digests[0] and digests[0] == digests[1]
+
+
 @pytest.mark.slow
 def test_killing_one_process_stops_the_others_with_an_error(mnist_dir, tmp_path):
     """kill -9 of process 1 mid-training: process 0 exits non-zero with a clear message within
