@@ -1,10 +1,11 @@
 """The convolutional network of the main comparison: two 3x3 conv blocks and a dense head.
 
 A 2x2 space-to-depth stem (28x28x1 -> 14x14x4: every pixel kept, 4x fewer positions), then
-conv32-BN-pool and conv64-BN-pool (3x3 kernels), dense 128 with dropout 0.25; Adam with a
-one-cycle schedule over 20 epochs; on-device augmentation (+-2 px shifts, +-8 degree rotations,
-+-8% scale); XLA's own CPU dot kernels ('fast'). Sized so that `./launch.sh compare` trains
-three seeds of it and of configs/mlp.py on a 2-core CPU in minutes (README, Results).
+conv32-pool and conv64-pool (3x3 kernels, ReLU), dense 128 with dropout 0.25; Adam with a
+one-cycle schedule over 24 epochs; on-device augmentation (+-2 px shifts, +-8 degree rotations,
++-8% scale); XLA's own CPU dot kernels ('fast'). No BatchNorm: with it (`cnn.batch_norm=True`,
+lr 5e-3, 20 epochs) the clean accuracy was the same but the accuracy under corruptions fell by 9
+points on average (README, Robustness).
 """
 
 import ml_collections
@@ -18,11 +19,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.cnn.stem_patch = 2
     config.cnn.channels = (32, 64)
     config.cnn.kernel_sizes = (3, 3)
-    config.cnn.batch_norm = True
     config.cnn.dense = (128,)
     config.cnn.dropout = 0.25
-    config.num_epochs = 20
-    config.optimizer.learning_rate = 5e-3
+    config.num_epochs = 24
+    config.optimizer.learning_rate = 3e-3
     config.schedule.name = "onecycle"
     config.data.augment_shift = 2  # random +-2 px translations
     config.data.augment_rotation = 8.0  # degrees

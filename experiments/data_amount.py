@@ -4,7 +4,7 @@ Both models train on 1, 5, 10, 25, 50 and 100% of the training split (a stratifi
 the 54,000 images left after the fixed 6,000-image validation split).
 
 Variants:
-- '' (full): configs/mlp.py (20 epochs) and configs/cnn.py (12 epochs) at every fraction, 3 seeds.
+- '' (full): configs/mlp.py (12 epochs) and configs/cnn.py (24 epochs) at every fraction, 3 seeds.
   The same number of epochs at every fraction, so smaller fractions also get fewer steps. Hours on
   a 2-core CPU.
 - 'reduced': 2 seeds, fractions 1, 5, 10 and 25%, zipped with 10, 4, 2 and 1 epochs so that even

@@ -3,7 +3,7 @@
 Hidden layers of 64, 256 or 1024 units, one to three of them (`width` and `depth` are study
 axes that set config.mlp.hidden_sizes = (width,) * depth).
 
-Variants: '' (configs/mlp.py: 20 epochs, 3 seeds, depth 1-3) and 'reduced' (3 epochs, 2 seeds,
+Variants: '' (configs/mlp.py: 12 epochs, 3 seeds, depth 1-3) and 'reduced' (3 epochs, 2 seeds,
 depth 1-2; minutes on a 2-core CPU).
 """
 

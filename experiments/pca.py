@@ -4,7 +4,7 @@ The MLP sees the scores of the top k principal components (k = 10, 20, 50, 100, 
 the 784 pixels (k = 0: no PCA, the raw-pixel baseline, plotted at x = 0). The projection is
 fitted on the training split only, after the validation split is held out (data/pca.py).
 
-Variants: '' (configs/mlp.py: 20 epochs, 3 seeds) and 'reduced' (3 epochs, 2 seeds; minutes on a
+Variants: '' (configs/mlp.py: 12 epochs, 3 seeds) and 'reduced' (3 epochs, 2 seeds; minutes on a
 2-core CPU). The report also plots accuracy against parameters and FLOPs per image (the
 projection included).
 """
