@@ -20,7 +20,8 @@ import jax.numpy as jnp
 from mnist_jax.checks import check_rate, check_sizes
 from mnist_jax.errors import ConfigError
 from mnist_jax.models import layers
-from mnist_jax.models.registry import NUM_CLASSES, choice, register
+from mnist_jax.models.mlp import dense_head
+from mnist_jax.models.registry import choice, register
 
 MAX_CONV_LAYERS = 2  # two 2x2 poolings take 28x28 to 7x7; a third would leave 3x3
 
@@ -57,9 +58,5 @@ class Hybrid(nn.Module):
         for features in self.channels:
             x = act(layers.Conv(features, self.kernel_size, padding="SAME", dtype=self.dtype)(x))
             x = layers.pool2x2(x, "max")
-        # From here on, line for line the MLP (models/mlp.py).
         x = x.reshape((x.shape[0], -1))
-        for width in self.hidden_sizes:
-            x = act(nn.Dense(width, dtype=self.dtype)(x))
-            x = layers.Dropout(self.dropout)(x, deterministic=not train)
-        return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x).astype(jnp.float32)
+        return dense_head(x, self.hidden_sizes, act, self.dropout, self.dtype, train)

@@ -12,6 +12,17 @@ from mnist_jax.models import layers
 from mnist_jax.models.registry import NUM_CLASSES, choice, register
 
 
+def dense_head(
+    x: jax.Array, hidden_sizes: Sequence[int], act: Any, dropout: float, dtype: Any, train: bool
+) -> jax.Array:
+    """Dense-activation-dropout layers, then the 10 logits; called inside a compact module, whose
+    layer names (Dense_0, ...) it takes, so the hybrid's head is the MLP parameter for parameter."""
+    for width in hidden_sizes:
+        x = act(nn.Dense(width, dtype=dtype)(x))
+        x = layers.Dropout(dropout)(x, deterministic=not train)
+    return nn.Dense(NUM_CLASSES, dtype=dtype)(x).astype(jnp.float32)
+
+
 @register("mlp")
 class MLP(nn.Module):
     """Dense layers of `hidden_sizes`, each followed by the activation and dropout."""
@@ -31,7 +42,4 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         act = layers.ACTIVATIONS[self.activation]
         x = x.reshape((x.shape[0], -1)).astype(self.dtype)
-        for width in self.hidden_sizes:
-            x = act(nn.Dense(width, dtype=self.dtype)(x))
-            x = layers.Dropout(self.dropout)(x, deterministic=not train)
-        return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x).astype(jnp.float32)
+        return dense_head(x, self.hidden_sizes, act, self.dropout, self.dtype, train)
