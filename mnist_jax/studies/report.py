@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -303,13 +302,13 @@ def write_all(
         },
     }
     # Strict JSON: a value that is not finite (a trial's summary from an older version) is null.
-    text = rundir.to_json(rundir.finite_tree(results), indent=2, default=_json)
+    text = rundir.to_json(rundir.finite_tree(results), indent=2, default=json_default)
     rundir.write_atomic(output_dir / "results.json", text + "\n")
     report = [
         f"# Study `{study.name}`\n",
         study.description + "\n" if study.description else "",
         f"Command: `{command}`\n",
-        f"Fixed overrides: `{json.dumps(dict(study.overrides), default=_json)}`; "
+        f"Fixed overrides: `{json.dumps(dict(study.overrides), default=json_default)}`; "
         f"seeds {list(study.seeds)}; {len(trials) - len(missing)} of {len(trials)} trials "
         "finished. Mean ± sample standard deviation over seeds; MFLOPs/image: XLA's count for "
         "one image's forward pass.\n",
@@ -325,9 +324,8 @@ def write_all(
     }
 
 
-def _json(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """json.dumps' `default` for study values: tuples as lists, anything else as its text."""
     if isinstance(value, tuple):
         return list(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     return str(value)

@@ -15,7 +15,9 @@ from typing import Any
 
 from mnist_jax.evaluation import stats
 from mnist_jax.studies import search as search_lib
+from mnist_jax.studies.report import json_default
 from mnist_jax.studies.study import format_value
+from mnist_jax.training import rundir
 
 
 def _score(value: float | None, metric: str) -> str:
@@ -176,14 +178,16 @@ def write_all(
         "final": {str(s): finals[s] for s in search.final_seeds if s in finals},
         "final_test_accuracy": test,
     }
-    (output_dir / "results.json").write_text(json.dumps(results, indent=2, default=_json) + "\n")
+    text = rundir.to_json(rundir.finite_tree(results), indent=2, default=json_default)
+    rundir.write_atomic(output_dir / "results.json", text + "\n")  # strict JSON, like a grid's
 
     lines = [f"# Search `{search.name}`\n"]
     if search.description:
         lines.append(search.description + "\n")
+    overrides = json.dumps(dict(search.overrides), default=json_default)
     lines += [
         f"Command: `{command}`\n",
-        f"Base `{search.base}`, overrides `{json.dumps(dict(search.overrides), default=_json)}`; "
+        f"Base `{search.base}`, overrides `{overrides}`; "
         f"{search.trials} configurations sampled at random (sampling seed {search.seed}), "
         f"trained with seed {search.trial_seed}; successive halving (eta {search.eta}) at "
         f"{', '.join(map(str, search.rungs))} epochs with {', '.join(map(str, sizes))} trials; "
@@ -241,9 +245,3 @@ def write_all(
         "report": output_dir / "report.md",
         **{p.stem: p for p in figures},
     }
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    return str(value)
