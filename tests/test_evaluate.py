@@ -571,6 +571,37 @@ def test_int8_logits_are_close_to_float_and_per_image(plain):
         np.testing.assert_allclose(alone[0], int8[7], atol=1e-5)
 
 
+def test_int8_conv_on_cpu_gives_the_int32_convolutions_bits(plain):
+    """The CPU path convolves int8 values as float32 (quantize._exact_int8_conv); the logits
+    must be qwix's int32 path's to the bit, and a kernel too long to sum exactly must fall back."""
+    import qwix
+    from qwix._src.core import conv_general as qwix_conv
+    from qwix._src.core import qarray
+
+    model, variables, _ = plain["cnn_s0"]
+    images = load_dataset(tiny_config("cnn").data).test.images[:500]
+    q = quantize.quantize(model, variables)
+    reference = qwix.quantize_model(model, qwix.PtqProvider(list(quantize.RULES)))
+    assert np.array_equal(
+        _logits(q.model, q.variables, images, quantize.CONV_IMPL),
+        _logits(reference, q.variables, images, quantize.CONV_IMPL),
+    )
+    how = lambda axis: qarray.HowToQuantize(
+        qtype=jax.numpy.int8, channelwise_axes=[axis], tiled_axes={}, calibration_method="absmax"
+    )
+    dn = {"dimension_numbers": ("NHWC", "HWIO", "NHWC")}
+    for cin, operands in ((16, "xf32>"), (130, "xi8>")):  # 3 x 3 x 130 = 1,170 terms: int32
+        keys = jax.random.split(jax.random.key(cin))
+        lhs = qarray.quantize(jax.random.normal(keys[0], (2, 6, 6, cin)), how(0))
+        rhs = qarray.quantize(jax.random.normal(keys[1], (3, 3, cin, 4)), how(3))
+        exact = jax.jit(lambda a, b: quantize._exact_int8_conv(a, b, (1, 1), "SAME", **dn))
+        ints = jax.jit(lambda a, b: qwix_conv.conv_general_dilated(a, b, (1, 1), "SAME", **dn))
+        assert np.array_equal(exact(lhs, rhs), ints(lhs, rhs)), cin
+        convs = [line for line in exact.lower(lhs, rhs).as_text().splitlines()
+                 if "convolution" in line]  # fmt: skip
+        assert convs and all(operands in line for line in convs), (cin, convs)
+
+
 def test_int8_section_float_and_int8_side_by_side(comparison):
     result, _ = comparison
     section = result["quantization"]
