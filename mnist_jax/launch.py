@@ -157,11 +157,15 @@ SUBCOMMANDS = {
             "compare", "[OUTDIR]", "train the MLP and the CNN over seeds, then compare them",
             "Trains configs/mlp.py and configs/cnn.py with seeds 0..K-1 into "
             "OUTDIR/{mlp,cnn}/seed_<s> (default OUTDIR runs/compare, runs/compare_quick with "
-            "--quick), one run after another, seed by seed; then evaluates them all: "
+            "--quick), seed by seed, --jobs runs at a time; then evaluates them all: "
             "OUTDIR/comparison.json, report.md and figures (python -m mnist_jax.evaluate). "
             "Running it again skips finished runs and resumes an interrupted one. A failed run "
             "stops it with that run's exit status.",
             (Option("seeds", 3, "K", "seeds per model"),
+             Option("jobs", "auto", "N", "training runs at once; with N > 1 their output goes "
+                    "to OUTDIR/logs/ and their progress lines here. 'auto': 2 where JAX can "
+                    "only use the CPU (their numbers are the same bits as one at a time), 1 "
+                    "with a GPU or TPU"),
              Option("quick", False, "", "the configs' quick variant (configs/mlp.py:quick): a "
                     "smoke test of the whole pipeline"), DRY_RUN),
             "runs/compare --seeds=2 --config.num_epochs=5",
@@ -328,20 +332,36 @@ def run_tpu(inv: Invocation, site: C.Site) -> int:
 def run_compare(inv: Invocation, site: C.Site) -> int:
     o = inv.options
     outdir = inv.args[0] if inv.args else "runs/compare" + ("_quick" if o["quick"] else "")
+    jobs = C.compare_jobs(o["jobs"], site.environ)
     plan = C.compare_plan(site, outdir, seeds=o["seeds"], quick=o["quick"],
-                          overrides=inv.overrides)  # fmt: skip
+                          overrides=inv.overrides, jobs=jobs)  # fmt: skip
     if o["dry_run"]:
+        print(f"# {len(plan) - 1} training runs, {jobs} at a time; then the evaluation")
         for k, command in enumerate(plan, 1):
             print(f"# [{k}/{len(plan)}] {command.label}\n{command.shell()}")
         return 0
     start = time.monotonic()
-    for k, command in enumerate(plan, 1):
+    *training, evaluation = plan
+    if jobs > 1:
+        logging.info("compare: %d training runs, %d at a time; logs in %s", len(training),
+                     jobs, Path(outdir) / "logs")  # fmt: skip
+        status = supervisor.run_pool(training, jobs)
+        if status != 0:
+            logging.error("compare stopped: a training run failed or was interrupted")
+            return status
+    for k, command in enumerate(training if jobs == 1 else [], 1):
         logging.info("[%d/%d] %s (elapsed %s)", k, len(plan), command.label,
                      _hms(time.monotonic() - start))  # fmt: skip
         status = supervisor.run([command])
         if status != 0:
             logging.error("compare stopped at [%d/%d] %s", k, len(plan), command.label)
             return status
+    logging.info("[%d/%d] %s (elapsed %s)", len(plan), len(plan), evaluation.label,
+                 _hms(time.monotonic() - start))  # fmt: skip
+    status = supervisor.run([evaluation])
+    if status != 0:
+        logging.error("compare stopped at [%d/%d] %s", len(plan), len(plan), evaluation.label)
+        return status
     logging.info("compare: %d runs and their evaluation in %s; results in %s", len(plan) - 1,
                  _hms(time.monotonic() - start), outdir)  # fmt: skip
     return 0

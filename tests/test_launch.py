@@ -223,6 +223,28 @@ def test_compare_plan_from_another_directory_uses_the_repository_configs(tmp_pat
     assert plan[0].env == {"PYTHONPATH": str(ROOT)}
 
 
+def test_compare_plan_with_jobs_logs_each_training_run_to_a_file():
+    plan = C.compare_plan(SITE, "out", seeds=2, quick=False, overrides=[], jobs=2)
+    assert [str(c.log) for c in plan[:-1]] == [
+        "out/logs/mlp_seed_0.log", "out/logs/cnn_seed_0.log",
+        "out/logs/mlp_seed_1.log", "out/logs/cnn_seed_1.log",
+    ]  # fmt: skip
+    assert plan[-1].log is None  # the evaluation runs alone, on the console
+    assert all(c.log is None for c in C.compare_plan(SITE, "o", seeds=1, quick=False,
+                                                     overrides=[]))  # fmt: skip
+
+
+def test_compare_jobs():
+    cpu = min(C.CPU_COMPARE_JOBS, os.cpu_count() or 1)
+    assert C.compare_jobs("auto", {"JAX_PLATFORMS": "cpu"}) == cpu
+    assert C.compare_jobs("auto", {"JAX_PLATFORMS": "cuda"}) == 1
+    assert C.compare_jobs("auto", {}) == cpu  # no GPU/TPU plugin in this environment
+    assert C.compare_jobs("3", {}) == 3
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(UserError, match=f"--jobs={bad!r} is invalid; valid: 'auto' or a"):
+            C.compare_jobs(bad, {})
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -272,6 +294,32 @@ def test_supervisor_terminates_survivors_after_the_grace_period():
         [py("import time; time.sleep(120)"), py("raise SystemExit(2)")], grace_seconds=0.5
     )
     assert status == 2 and time.monotonic() - start < 30
+
+
+def test_pool_runs_every_command_at_most_jobs_at_once(tmp_path):
+    child = ("import sys, time; open(sys.argv[1], 'w').write(f'{time.time()}\\n');"
+             "time.sleep(0.6); open(sys.argv[1], 'a').write(f'{time.time()}')")  # fmt: skip
+    commands = [C.Command((sys.executable, "-c", child, str(tmp_path / f"{i}.t")),
+                          log=tmp_path / "logs" / f"{i}.log") for i in range(5)]  # fmt: skip
+    assert supervisor.run_pool(commands, 2, poll_seconds=0.05) == 0
+    spans = [tuple(map(float, (tmp_path / f"{i}.t").read_text().split())) for i in range(5)]
+    at_once = max(sum(a <= t < b for a, b in spans) for t, _ in spans)
+    assert at_once == 2
+    assert [s[0] for s in spans] == sorted(s[0] for s in spans)  # started in order
+
+
+def test_pool_starts_nothing_after_a_failure(tmp_path, caplog):
+    marker, done = tmp_path / "started", tmp_path / "done"
+    status = supervisor.run_pool([
+        py(f"import time; time.sleep(0.5); open({str(done)!r}, 'w')", label="slow"),
+        py("print('bad input'); raise SystemExit(5)", log=tmp_path / "bad.log", label="bad"),
+        py(f"open({str(marker)!r}, 'w')", label="never"),
+    ], 2, poll_seconds=0.05)  # fmt: skip
+    assert status == 5 and not marker.exists()
+    assert "bad exited with status 5" in caplog.text and "[bad] bad input" in caplog.text
+    assert done.exists()  # the running one was waited for
+    with pytest.raises(UserError, match="--jobs must be >= 1, got 0"):
+        supervisor.run_pool([], 0)
 
 
 DRIVER = """
@@ -388,10 +436,12 @@ def test_tpu_dry_run():
 
 
 def test_compare_dry_run_from_another_directory(tmp_path):
-    result = run_sh("compare", "--quick", "--seeds=1", "--dry_run", cwd=tmp_path)
+    result = run_sh("compare", "--quick", "--seeds=1", "--jobs=2", "--dry_run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
+    header, *lines = result.stdout.strip().splitlines()
+    assert header == "# 2 training runs, 2 at a time; then the evaluation"
     assert lines[0] == "# [1/3] mlp seed 0 -> runs/compare_quick/mlp/seed_0"
+    assert lines[1].endswith(" > runs/compare_quick/logs/mlp_seed_0.log 2>&1")
     assert main_args(shlex.split(lines[1]))[:2] == [
         f"--config={ROOT}/configs/mlp.py:quick",
         "--workdir=runs/compare_quick/mlp/seed_0",

@@ -7,6 +7,8 @@ with shlex.quote: paths with spaces, quotes or `$` arrive unchanged.
 
 import contextlib
 import dataclasses
+import importlib.metadata
+import importlib.util
 import os
 import re
 import shlex
@@ -292,14 +294,46 @@ def tpu_commands(
     return [archive, scp, ssh]
 
 
+CPU_COMPARE_JOBS = 2  # training runs at once on a CPU-only machine (compare --jobs=auto)
+
+
+def compare_jobs(value: str, environ: Mapping[str, str]) -> int:
+    """`compare --jobs`: a number, or 'auto': CPU_COMPARE_JOBS where JAX can only use the CPU,
+    1 where it may use a GPU or TPU (one accelerator is not shared between processes).
+
+    Decided without initialising JAX here, which would claim the accelerator: by JAX_PLATFORMS,
+    else by whether a GPU/TPU plugin is installed (found as JAX finds them: the `jax_plugins`
+    namespace package or entry points, and libtpu).
+    """
+    if value != "auto":
+        try:
+            jobs = int(value)
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            raise UserError(f"--jobs={value!r} is invalid; valid: 'auto' or a number >= 1")
+        return jobs
+    platforms = environ.get("JAX_PLATFORMS", "")
+    if platforms:
+        cpu_only = platforms.strip().lower() == "cpu"
+    else:
+        cpu_only = not (
+            importlib.util.find_spec("jax_plugins")
+            or importlib.metadata.entry_points(group="jax_plugins")
+            or importlib.util.find_spec("libtpu")
+        )
+    return min(CPU_COMPARE_JOBS, os.cpu_count() or 1) if cpu_only else 1
+
+
 def compare_plan(
-    site: Site, outdir: str, *, seeds: int, quick: bool, overrides: Sequence[str]
+    site: Site, outdir: str, *, seeds: int, quick: bool, overrides: Sequence[str], jobs: int = 1
 ) -> list[Command]:
     """Train configs/mlp.py and configs/cnn.py for seeds 0..seeds-1, then evaluate them all.
 
     The evaluation includes the robustness section, the seed ensembles and the int8 models.
     Seed by seed (mlp 0, cnn 0, mlp 1, ...), so that an interrupted comparison already holds
-    both models. `quick` selects the configs' `quick` variant.
+    both models. `quick` selects the configs' `quick` variant. With `jobs` > 1 the training
+    runs, which run side by side, log to OUTDIR/logs/<model>_seed_<s>.log instead of the console.
     """
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
@@ -314,9 +348,9 @@ def compare_plan(
             workdir = str(Path(outdir) / model / f"seed_{seed}")
             workdirs.append(workdir)
             argv = main_argv(site, config, workdir, [f"--config.seed={seed}", *overrides])
-            plan.append(
-                Command(argv, site.python_path(), label=f"{model} seed {seed} -> {workdir}")
-            )
+            log = Path(outdir) / "logs" / f"{model}_seed_{seed}.log" if jobs > 1 else None
+            label = f"{model} seed {seed} -> {workdir}"
+            plan.append(Command(argv, site.python_path(), log=log, label=label))
     evaluate = (site.python, "-m", "mnist_jax.evaluate", f"--workdirs={','.join(workdirs)}",
                 f"--output_dir={outdir}", "--quantize=int8")  # fmt: skip
     plan.append(Command(evaluate, site.python_path(), label=f"evaluate -> {outdir}"))

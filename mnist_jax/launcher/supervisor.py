@@ -1,6 +1,8 @@
 """Runs the processes of a launch and waits for all of them; signals reach every one.
 
-Each child gets a session of its own, so a Ctrl-C in the terminal or a SIGTERM from a scheduler
+`run` starts every command at once (the processes of one multi-process run); `run_pool` runs a
+queue of independent commands a few at a time (the seeds of a comparison). Each child gets a
+session of its own, so a Ctrl-C in the terminal or a SIGTERM from a scheduler
 (preemption) reaches the launcher alone, which passes it on once to every child; a second
 signal kills them. The exit status is that of the first process to fail, so a preempted launch
 reports what its processes did.
@@ -64,23 +66,85 @@ def run(
         stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
         stack.callback(lambda: _kill_all(procs))  # only if we leave by an exception
         for command in commands:
-            output = None
-            if command.log is not None:
-                command.log.parent.mkdir(parents=True, exist_ok=True)
-                output = stack.enter_context(open(command.log, "w"))
-            try:
-                procs.append(
-                    subprocess.Popen(
-                        command.argv,
-                        env={**os.environ, **command.env},
-                        stdout=output,
-                        stderr=subprocess.STDOUT if output else None,
-                        start_new_session=True,
-                    )
-                )
-            except OSError as e:
-                raise UserError(f"cannot start {command.argv[0]}: {e.strerror or e}") from None
+            procs.append(_start(command, stack))
         return _wait(commands, procs, received, grace_seconds, poll_seconds)
+
+
+def run_pool(
+    commands: Sequence[Command], jobs: int, *, report_seconds: float = 15.0,
+    poll_seconds: float = 0.2,
+) -> int:  # fmt: skip
+    """Runs `commands` in order, at most `jobs` at a time; returns the first failure's status.
+
+    After a failure, or a signal (passed on to the running processes; a second one kills
+    them), nothing new starts and the running commands are waited for. Every `report_seconds`
+    the last line of each running command's log (its progress: steps/s, ETA) is logged here.
+    """
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {jobs}")
+    with contextlib.ExitStack() as stack:
+        queue = list(enumerate(commands))
+        running: dict[int, subprocess.Popen] = {}
+        received: list[int] = []
+        first_failure: int | None = None
+
+        def forward(signum: int, _frame: object) -> None:
+            received.append(signum)
+            sig = signum if len(received) == 1 else signal.SIGKILL
+            logging.warning(
+                "got %s: sending %s to %d process(es); starting no more",
+                signal.Signals(signum).name, signal.Signals(sig).name, len(running),
+            )  # fmt: skip
+            _signal_all(list(running.values()), sig)
+
+        previous = {s: signal.signal(s, forward) for s in FORWARDED}
+        stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
+        stack.callback(lambda: _kill_all(list(running.values())))  # left by an exception
+        next_report = time.monotonic() + report_seconds
+        while running or (queue and first_failure is None and not received):
+            while queue and len(running) < jobs and first_failure is None and not received:
+                i, command = queue.pop(0)
+                logging.info("started %s", _name(command, i))
+                running[i] = _start(command, stack, append=True)
+            for i, p in list(running.items()):
+                if p.poll() is None:
+                    continue
+                del running[i]
+                if p.returncode == 0:
+                    logging.info("finished %s", _name(commands[i], i))
+                    continue
+                _report(commands[i], p.returncode)
+                if first_failure is None:
+                    first_failure, status = i, exit_status(p.returncode)
+            if time.monotonic() > next_report:
+                next_report += report_seconds
+                for i in running:
+                    last = tail(commands[i].log, 1) if commands[i].log else []
+                    if last:
+                        logging.info("[%s] %s", _name(commands[i], i), last[0].split("] ")[-1])
+            time.sleep(poll_seconds)
+    if first_failure is not None:
+        return status
+    return 128 + received[0] if received else 0
+
+
+def _start(command: Command, stack: contextlib.ExitStack, append: bool = False) -> subprocess.Popen:
+    """Starts `command` in a session of its own; `append`: a rerun adds to its log."""
+    output = None
+    if command.log is not None:
+        command.log.parent.mkdir(parents=True, exist_ok=True)
+        log = open(command.log, "a" if append else "w")  # noqa: SIM115 (the stack closes it)
+        output = stack.enter_context(log)
+    try:
+        return subprocess.Popen(
+            command.argv,
+            env={**os.environ, **command.env},
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise UserError(f"cannot start {command.argv[0]}: {e.strerror or e}") from None
 
 
 def _wait(commands, procs, received, grace_seconds, poll_seconds) -> int:
