@@ -342,26 +342,24 @@ def run_compare(inv: Invocation, site: C.Site) -> int:
         return 0
     start = time.monotonic()
     *training, evaluation = plan
-    if jobs > 1:
+    if jobs > 1:  # side by side, each into its log; then the evaluation alone
         logging.info("compare: %d training runs, %d at a time; logs in %s", len(training),
                      jobs, Path(outdir) / "logs")  # fmt: skip
         status = supervisor.run_pool(training, jobs)
         if status != 0:
             logging.error("compare stopped: a training run failed or was interrupted")
             return status
-    for k, command in enumerate(training if jobs == 1 else [], 1):
+        steps = [evaluation]
+    else:  # one after another, on the console
+        steps = plan
+    for command in steps:
+        k = plan.index(command) + 1
         logging.info("[%d/%d] %s (elapsed %s)", k, len(plan), command.label,
                      _hms(time.monotonic() - start))  # fmt: skip
         status = supervisor.run([command])
         if status != 0:
             logging.error("compare stopped at [%d/%d] %s", k, len(plan), command.label)
             return status
-    logging.info("[%d/%d] %s (elapsed %s)", len(plan), len(plan), evaluation.label,
-                 _hms(time.monotonic() - start))  # fmt: skip
-    status = supervisor.run([evaluation])
-    if status != 0:
-        logging.error("compare stopped at [%d/%d] %s", len(plan), len(plan), evaluation.label)
-        return status
     logging.info("compare: %d runs and their evaluation in %s; results in %s", len(plan) - 1,
                  _hms(time.monotonic() - start), outdir)  # fmt: skip
     return 0
