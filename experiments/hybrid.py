@@ -11,7 +11,7 @@ per image.
 
 Variants:
 - '' (full): channels none, 4, 4-16, 32, 32-64; configs/hybrid.py (12 epochs, all the data),
-  3 seeds.
+  3 seeds; about 40 minutes on a 2-core CPU, two thirds of it the 32-64 setting.
 - 'narrow': channels none, 4, 4-16 (the head sees 784 values in each), otherwise as the full
   study; about 10 minutes on a 2-core CPU.
 - 'reduced': channels none, 4, 4-16 with a 128-unit head, 10% of the training data, 2 epochs,
