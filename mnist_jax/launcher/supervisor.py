@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from absl import logging
@@ -49,22 +49,7 @@ def run(
     """
     with contextlib.ExitStack() as stack:
         procs: list[subprocess.Popen] = []
-        received: list[int] = []
-
-        def forward(signum: int, _frame: object) -> None:
-            received.append(signum)
-            sig = signum if len(received) == 1 else signal.SIGKILL
-            logging.warning(
-                "got %s: sending %s to %d process(es)", signal.Signals(signum).name,
-                signal.Signals(sig).name, sum(p.returncode is None for p in procs),
-            )  # fmt: skip
-            for p in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(sig)
-
-        previous = {s: signal.signal(s, forward) for s in FORWARDED}
-        stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
-        stack.callback(lambda: _kill_all(procs))  # only if we leave by an exception
+        received = _forward_signals(stack, lambda: procs)
         for command in commands:
             procs.append(_start(command, stack))
         return _wait(commands, procs, received, grace_seconds, poll_seconds)
@@ -85,21 +70,8 @@ def run_pool(
     with contextlib.ExitStack() as stack:
         queue = list(enumerate(commands))
         running: dict[int, subprocess.Popen] = {}
-        received: list[int] = []
         first_failure: int | None = None
-
-        def forward(signum: int, _frame: object) -> None:
-            received.append(signum)
-            sig = signum if len(received) == 1 else signal.SIGKILL
-            logging.warning(
-                "got %s: sending %s to %d process(es); starting no more",
-                signal.Signals(signum).name, signal.Signals(sig).name, len(running),
-            )  # fmt: skip
-            _signal_all(list(running.values()), sig)
-
-        previous = {s: signal.signal(s, forward) for s in FORWARDED}
-        stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
-        stack.callback(lambda: _kill_all(list(running.values())))  # left by an exception
+        received = _forward_signals(stack, lambda: list(running.values()))
         next_report = time.monotonic() + report_seconds
         while running or (queue and first_failure is None and not received):
             while queue and len(running) < jobs and first_failure is None and not received:
@@ -126,6 +98,29 @@ def run_pool(
     if first_failure is not None:
         return status
     return 128 + received[0] if received else 0
+
+
+def _forward_signals(
+    stack: contextlib.ExitStack, live: Callable[[], list[subprocess.Popen]]
+) -> list[int]:
+    """Passes FORWARDED signals on to the `live()` processes (a second one: SIGKILL) until the
+    stack closes, which also kills them if it closes by an exception; returns the signals got."""
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        sig = signum if len(received) == 1 else signal.SIGKILL
+        procs = live()
+        logging.warning(
+            "got %s: sending %s to %d process(es)", signal.Signals(signum).name,
+            signal.Signals(sig).name, sum(p.returncode is None for p in procs),
+        )  # fmt: skip
+        _signal_all(procs, sig)
+
+    previous = {s: signal.signal(s, forward) for s in FORWARDED}
+    stack.callback(lambda: [signal.signal(s, h) for s, h in previous.items()])
+    stack.callback(lambda: _kill_all(live()))  # only if we leave by an exception
+    return received
 
 
 def _start(command: Command, stack: contextlib.ExitStack, append: bool = False) -> subprocess.Popen:
