@@ -105,6 +105,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.optimizer.weight_decay = 0.0  # adamw: decoupled decay; adam/sgd: L2 added to the grads
     config.optimizer.l1 = 0.0  # L1 penalty l1 * sum|w| on weight matrices/kernels (not biases)
     config.optimizer.grad_clip_norm = 0.0  # clip the global gradient norm to this; 0 = off
+    config.optimizer.ema_decay = 0.0  # >0: the model is an EMA of the weights, e.g. 0.999; 0 = off
 
     config.schedule = ml_collections.ConfigDict()
     config.schedule.name = "constant"  # 'constant', 'cosine', 'warmup_cosine' or 'onecycle'

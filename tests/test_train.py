@@ -4,14 +4,16 @@ import json
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from mnist_jax.configs import mlp
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.evaluation import runs
-from mnist_jax.training import rundir, train
+from mnist_jax.training import optim, rundir, train
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.trainer import Trainer
@@ -183,3 +185,40 @@ def run_steps(config, num_steps: int) -> dict:
     program, _ = trainer.train_program(num_steps, state, train_data)
     state, _ = program(state, *train_data, trainer.keys.shuffle, trainer.keys.dropout, np.int32(0))
     return {"start": start, "end": par.to_host(state.params)}
+
+
+def test_params_ema_follows_its_recursion_and_leaves_the_updates_alone():
+    params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
+    grads = {"w": jnp.array([0.3, 0.1]), "b": jnp.array(-0.2)}
+    plain, averaged = optax.sgd(0.1), optax.chain(optax.sgd(0.1), optim.track_params_ema(0.9))
+    p_plain, p_avg = params, params
+    s_plain, s_avg = plain.init(params), averaged.init(params)
+    expected = params
+    for t in range(5):
+        u_plain, s_plain = plain.update(grads, s_plain, p_plain)
+        u_avg, s_avg = averaged.update(grads, s_avg, p_avg)
+        p_plain, p_avg = optax.apply_updates(p_plain, u_plain), optax.apply_updates(p_avg, u_avg)
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = jax.tree.map(lambda e, p, d=d: d * e + (1 - d) * p, expected, p_avg)
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), p_plain, p_avg))
+    ema = optim.averaged_params(s_avg)
+    for key in params:
+        np.testing.assert_allclose(ema[key], expected[key], rtol=1e-6)
+    assert optim.averaged_params(s_plain) is None
+
+
+def test_ema_run_trains_the_same_weights_and_keeps_their_average(tmp_path, mnist_dir):
+    """The average changes what is evaluated and kept, never the training trajectory; the
+    checkpoint holds the averaged weights; runs without it keep their earlier fingerprints."""
+    runs_ = {}
+    for decay in (0.0, 0.99):
+        config = small_config(**{"num_epochs": 1, "optimizer.ema_decay": decay})
+        runs_[decay] = train.train_and_evaluate(config, str(tmp_path / str(decay)))
+    plain, ema = (rundir.RunDir(tmp_path / str(d)).read_metrics()[0] for d in (0.0, 0.99))
+    assert plain["train_loss"] == ema["train_loss"]
+    assert plain["val_loss"] != ema["val_loss"]
+    assert evaluate_checkpoint(tmp_path / "0.99")["accuracy"] == runs_[0.99]["test_accuracy"]
+    without_key = rundir.config_to_dict(small_config(num_epochs=1))
+    del without_key["optimizer"]["ema_decay"]
+    assert runs_[0.0]["config_fingerprint"] == rundir.fingerprint(without_key)
+    assert runs_[0.99]["config_fingerprint"] != runs_[0.0]["config_fingerprint"]

@@ -47,6 +47,11 @@ NEUTRAL_KEYS = frozenset(
 )
 
 
+# Keys added after runs existed, with the value that reproduces those runs: at that value they
+# are left out of the identity, so earlier runs keep their fingerprints and stay comparable.
+LATER_KEYS = {"optimizer.ema_decay": 0.0}
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in d.items():
@@ -65,7 +70,11 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def identity(config_dict: dict[str, Any], *, ignore: frozenset[str] = frozenset()) -> dict:
     """The flattened config without the keys that do not change results (and `ignore`)."""
     flat = flatten(config_dict)
-    return {k: v for k, v in sorted(flat.items()) if k not in NEUTRAL_KEYS | ignore}
+    return {
+        k: v
+        for k, v in sorted(flat.items())
+        if k not in NEUTRAL_KEYS | ignore and not (k in LATER_KEYS and v == LATER_KEYS[k])
+    }
 
 
 def fingerprint(config_dict: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from jax import lax
 from mnist_jax.data import augment as augment_lib
 from mnist_jax.data import preprocess
 from mnist_jax.models import layers
+from mnist_jax.training import optim
 
 AXIS = "batch"
 REDUCTIONS = ("mean", "tree")
@@ -57,7 +58,10 @@ class TrainState(flax.struct.PyTreeNode):
 
     @property
     def variables(self) -> dict[str, Any]:
-        return {"params": self.params, **self.model_state}
+        """What is evaluated, selected and kept as the model: the parameters, or their moving
+        average where the optimizer keeps one (`optimizer.ema_decay`), with the collections."""
+        averaged = optim.averaged_params(self.opt_state)
+        return {"params": self.params if averaged is None else averaged, **self.model_state}
 
 
 @dataclasses.dataclass(frozen=True)
