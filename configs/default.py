@@ -92,7 +92,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
     # How convolutions and pooling are computed; never part of a run's identity (same function).
     config.layers = ml_collections.ConfigDict()
-    config.layers.conv_impl = "auto"  # 'auto' (im2col on CPU, XLA conv on GPU/TPU), 'im2col', 'xla'
+    config.layers.conv_impl = "auto"  # 'auto' (im2col in CPU train steps, else XLA's), or either
     config.layers.pool_impl = "auto"  # 'auto' (reshape on CPU, else reduce_window), or either
 
     config.optimizer = ml_collections.ConfigDict()

@@ -42,12 +42,16 @@ def test_conv_matches_flax_conv(impl, padding, size, cin, cout, stride):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), g_ours, g_ref)
 
 
-def test_auto_formulation_follows_the_backend():
+def test_auto_formulation_follows_the_backend_and_the_trace():
     assert jax.default_backend() == "cpu"
-    assert layers.conv_impl() == "im2col" and layers.pool_impl() == "reshape"
-    with layers.context(conv_impl="xla", pool_impl="reduce_window"):
-        assert layers.conv_impl() == "xla" and layers.pool_impl() == "reduce_window"
-    assert layers.conv_impl() == "im2col"  # the context ends with the block
+    # Forward only, XLA's convolution; in a differentiated (train step) trace, im2col.
+    assert layers.conv_impl() == "xla" and layers.pool_impl() == "reshape"
+    with layers.context(differentiated=True):
+        assert layers.conv_impl() == "im2col" and layers.pool_impl() == "reshape"
+        with layers.context(conv_impl="xla", pool_impl="reduce_window"):
+            assert layers.conv_impl() == "xla" and layers.pool_impl() == "reduce_window"
+        assert layers.conv_impl() == "im2col"  # the context ends with the block
+    assert layers.conv_impl() == "xla"
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

@@ -56,8 +56,7 @@ class Options:
     num_mistakes: int = 16
     data_dir: str = ""
     # Formulation of the convolutions whose speed and FLOPs are measured. The test metrics use
-    # the backend's default ('auto'); training-speed choices (im2col on CPU) say nothing about
-    # inference, where XLA's convolution is fastest.
+    # the layers' default ('auto': XLA's convolution in every forward-only trace).
     benchmark_conv_impl: str = "xla"
     corruptions: str = robustness.DEFAULT_FLAG  # 'all', 'none' or names (data/corruptions.py)
     test_sets: tuple[str, ...] = ()  # NAME=PATH entries (data/external.py)

@@ -7,7 +7,9 @@ A model says *what* it computes (a 5x5 convolution, 2x2 max pooling, dropout, ba
   `lax.conv_general_dilated` and of `reduce_window` max pooling many times slower than their
   forward passes. Convolution as a matrix product of image patches (im2col) and max pooling as a
   max over a reshaped axis turn both backward passes into matrix products and element-wise
-  selects. 'auto' picks those on CPU and XLA's own convolution and `reduce_window` on GPU and TPU.
+  selects. 'auto' picks those on CPU and XLA's own convolution and `reduce_window` on GPU and TPU;
+  for the convolution, only in traces that are differentiated (the train step): forward only
+  (evaluation, inference), XLA's CPU convolution is several times faster than im2col.
   Every formulation computes the same function (tests/test_layers.py), so formulation keys never
   change a run's identity.
 - `axis_name`: the data-parallel axis over which BatchNorm averages its batch statistics, so a
@@ -57,6 +59,7 @@ class Context:
     axis_name: str | None = None
     positions: jax.Array | None = None
     deterministic: bool = False  # the same bits on any device count (the 'tree' reduction)
+    differentiated: bool = False  # traced for a gradient (the train step), not forward only
 
 
 _DEFAULT = Context()  # frozen: safe to share as the default
@@ -87,7 +90,9 @@ def conv_impl() -> str:
     impl = current().conv_impl
     if impl not in CONV_IMPLS:
         raise ValueError(f"unknown conv_impl {impl!r}; valid: {', '.join(CONV_IMPLS)}")
-    return ("im2col" if _on_cpu() else "xla") if impl == "auto" else impl
+    if impl != "auto":
+        return impl
+    return "im2col" if _on_cpu() and current().differentiated else "xla"
 
 
 def pool_impl() -> str:

@@ -157,7 +157,7 @@ def make_train_chunk(
         variables = {"params": params, **model_state}
         with layers.context(
             axis_name=bn_axis, positions=positions, conv_impl=opts.conv_impl,
-            pool_impl=opts.pool_impl, deterministic=tree,
+            pool_impl=opts.pool_impl, deterministic=tree, differentiated=True,
         ):  # fmt: skip
             if model_state:
                 logits, new_state = model.apply(
