@@ -21,4 +21,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.augment_rotation = 10.0  # degrees
     config.data.augment_scale = 0.1
     config.parallel.cpu_kernels = "fast"  # CPU only; never part of a run's identity
+    config.test_every_epochs = 0  # no test pass while training: `evaluate` scores the test set
     return default.with_variant(config, variant)

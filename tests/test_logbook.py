@@ -16,9 +16,11 @@ from tests.conftest import ROOT
 
 
 def quick_config(epochs: int = 2):
-    """configs/mlp.py:quick (42 steps an epoch) with the default log_every_steps."""
+    """configs/mlp.py:quick (42 steps an epoch) with the default log_every_steps, and test
+    metrics every epoch (the default; configs/mlp.py turns them off)."""
     config = configuration.load(f"{ROOT}/configs/mlp.py:quick")
     config.num_epochs = epochs
+    config.test_every_epochs = 1
     return config
 
 

@@ -189,6 +189,7 @@ TREE = (
     "--config.mlp.hidden_sizes=64,64",
     "--config.parallel.reduction=tree",
     "--config.parallel.cpu_kernels=stable",
+    "--config.test_every_epochs=1",  # test metrics per epoch, compared too
 )
 
 
