@@ -2,8 +2,11 @@
 
 A 2x2 space-to-depth stem (28x28x1 -> 14x14x4: every pixel kept, 4x fewer positions), then
 conv32-pool and conv64-pool (3x3 kernels, ReLU), dense 128 with dropout 0.25; Adam with a
-one-cycle schedule over 24 epochs; on-device augmentation (+-2 px shifts, +-8 degree rotations,
-+-8% scale); XLA's own CPU dot kernels ('fast'). No BatchNorm: with it (`cnn.batch_norm=True`,
+one-cycle schedule over 18 epochs, the model being the moving average of the weights (EMA, decay
+0.999: about the last 2.4 epochs); on-device augmentation (+-2 px shifts, +-8 degree rotations,
++-8% scale); XLA's own CPU dot kernels ('fast'). Chosen over 24 epochs without the average, 20
+or 24 with it, and a dense 256 head by the lowest mean validation loss over seeds 0-2
+(README, Reference configs). No BatchNorm: with it (`cnn.batch_norm=True`,
 lr 5e-3, 20 epochs) the clean accuracy was the same but the accuracy under corruptions fell by 9
 points on average (README, Robustness).
 """
@@ -21,11 +24,13 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.cnn.kernel_sizes = (3, 3)
     config.cnn.dense = (128,)
     config.cnn.dropout = 0.25
-    config.num_epochs = 24
+    config.num_epochs = 18
     config.optimizer.learning_rate = 3e-3
+    config.optimizer.ema_decay = 0.999
     config.schedule.name = "onecycle"
     config.data.augment_shift = 2  # random +-2 px translations
     config.data.augment_rotation = 8.0  # degrees
     config.data.augment_scale = 0.08
     config.parallel.cpu_kernels = "fast"  # CPU only; never part of a run's identity
+    config.test_every_epochs = 0  # no test pass while training: `evaluate` scores the test set
     return default.with_variant(config, variant)
