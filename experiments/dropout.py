@@ -4,7 +4,7 @@ One `dropout` axis sets config.mlp.dropout for the MLP and config.cnn.dropout fo
 (each model ignores the other's key).
 
 Variants:
-- '' (full): rates 0, 0.2, 0.4, 0.6; configs/mlp.py (12 epochs) and configs/cnn.py (24 epochs),
+- '' (full): rates 0, 0.2, 0.4, 0.6; configs/mlp.py (12 epochs) and configs/cnn.py (18 epochs),
   3 seeds, all the data. Hours on a 2-core CPU.
 - 'reduced': rates 0, 0.25, 0.5; 10% of the training data, 2 epochs, 2 seeds; minutes on a
   2-core CPU. In so short a run both models underfit, so dropout can only cost accuracy there;

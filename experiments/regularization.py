@@ -13,7 +13,7 @@ One `regularizer` axis sets all of those keys at once (study `Derived` entries).
 
 Variants:
 - '' (full): none, l1 1e-6 and 1e-5, l2 1e-5 and 1e-4, dropout, shift, affine_elastic,
-  dropout_shift; configs/mlp.py (12 epochs) and configs/cnn.py (24 epochs),
+  dropout_shift; configs/mlp.py (12 epochs) and configs/cnn.py (18 epochs),
   all the data, 3 seeds.
 - 'reduced': none, l1 1e-5, l2 1e-4, dropout, shift; 10% of the training data, 2 epochs, one
   seed; the CNN narrowed to conv8-pool-conv16-pool-dense128 so that the whole variant runs in a
