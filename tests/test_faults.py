@@ -413,6 +413,41 @@ def test_no_good_checkpoint_is_one_line_and_nothing_is_deleted(bins, interrupted
         assert after.get(name, after.get(new_name)) == sha, name
 
 
+LATE_READ = """
+import asyncio, sys
+import tensorstore as ts
+if sys.argv[1] == "hooked":
+    from mnist_jax.training import checkpoint  # installs the hook
+loop = asyncio.new_event_loop()
+promise, future = ts.Promise.new()
+async def wait():
+    await future
+task = loop.create_task(wait())
+loop.run_until_complete(asyncio.sleep(0.01))
+task.cancel()
+loop.close()
+promise.set_result(1)  # the read completes and tries to wake the closed loop
+class Broken:
+    def __del__(self):
+        raise RuntimeError("a real problem")
+Broken()
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "hooked"])
+def test_reads_finishing_after_a_failed_restore_print_nothing(mode):
+    """A TensorStore read that completes after Orbax closed its event loop (a restore that
+    failed on another array) prints a traceback unless the checkpoint module is loaded; any
+    other unraisable exception is still printed. (A subprocess: pytest replaces the hook.)"""
+    result = subprocess.run(
+        [sys.executable, "-c", LATE_READ, mode], cwd=ROOT, capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu"), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("Event loop is closed" in result.stderr) == (mode == "plain"), result.stderr
+    assert "a real problem" in result.stderr
+
+
 def test_torn_last_metrics_line_is_repaired_with_a_warning(bins, reference, interrupted, tmp_path):
     workdir = copy_run(interrupted, tmp_path)
     shutil.rmtree(workdir / "checkpoints" / "16")  # resume from epoch 1's checkpoint

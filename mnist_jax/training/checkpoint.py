@@ -14,6 +14,7 @@ never feed a result. The manager keeps the latest `keep` checkpoints.
 import hashlib
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,34 @@ def _not_read_only_notice(record: Any) -> bool:
 
 
 logging.get_absl_logger().addFilter(_not_read_only_notice)
+
+
+def _without_late_read_callbacks(previous: Any) -> Any:
+    """`previous` unraisable-exception hook, minus one message that is not an error.
+
+    When a restore fails on one unreadable array, Orbax closes its event loop while TensorStore
+    may still be reading other arrays; each read that completes afterwards tries to wake the
+    closed loop, and TensorStore prints that RuntimeError ('Event loop is closed') as an
+    unraisable exception: a traceback on stderr after the one-line error that reports the bad
+    checkpoint. Only that exception, raised in `call_soon_threadsafe`, is dropped.
+    """
+
+    def hook(unraisable: Any) -> None:
+        e, tb = unraisable.exc_value, unraisable.exc_traceback
+        names = []
+        while tb is not None:
+            names.append(tb.tb_frame.f_code.co_name)
+            tb = tb.tb_next
+        late = isinstance(e, RuntimeError) and str(e) == "Event loop is closed"
+        if late and "call_soon_threadsafe" in names:
+            logging.debug("ignored a read completing after a failed restore: %s", e)
+            return
+        previous(unraisable)
+
+    return hook
+
+
+sys.unraisablehook = _without_late_read_callbacks(sys.unraisablehook)
 
 
 def tree_checksums(tree: Any) -> dict[str, str]:
