@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,10 @@ def _without_late_read_callbacks(previous: Any) -> Any:
     """
 
     def hook(unraisable: Any) -> None:
-        e, tb = unraisable.exc_value, unraisable.exc_traceback
-        names = []
-        while tb is not None:
-            names.append(tb.tb_frame.f_code.co_name)
-            tb = tb.tb_next
+        e = unraisable.exc_value
+        frames = traceback.walk_tb(unraisable.exc_traceback)
         late = isinstance(e, RuntimeError) and str(e) == "Event loop is closed"
-        if late and "call_soon_threadsafe" in names:
+        if late and any(f.f_code.co_name == "call_soon_threadsafe" for f, _ in frames):
             logging.debug("ignored a read completing after a failed restore: %s", e)
             return
         previous(unraisable)

@@ -97,10 +97,10 @@ def track_params_ema(decay: float) -> optax.GradientTransformation:
     def update(updates: Any, state: ParamsEmaState, params: Any = None) -> tuple[Any, Any]:
         if params is None:
             raise ValueError("track_params_ema needs the parameters: tx.update(g, s, params)")
-        new = optax.apply_updates(params, updates)
         t = state.count.astype(jnp.float32)
         d = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
-        ema = jax.tree.map(lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype), state.ema, new)
+        new = optax.apply_updates(params, updates)
+        ema = optax.incremental_update(new, state.ema, step_size=1.0 - d)
         return updates, ParamsEmaState(state.count + 1, ema)
 
     return optax.GradientTransformation(init, update)
