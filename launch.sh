@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One entry point for people and CI. Creates .venv and installs the project on first use.
 #
-#   ./launch.sh compare [OUTDIR] [--quick] [--seeds=K] [--config.key=value ...]
-#       the main job: train configs/mlp.py and configs/cnn.py, seeds 0..K-1 (default 3), into
-#       OUTDIR/{mlp,cnn}/seed_<s> (default runs/compare), then evaluate them all: comparison.json,
-#       report.md, *.png in OUTDIR. Again: reuses finished runs, resumes interrupted ones
+#   ./launch.sh compare [OUTDIR] [--quick] [--seeds=K] [--configs=A,B] [--config.key=value ...]
+#       the main job: train configs/mlp.py and configs/cnn.py (or configs/A.py, ...), seeds
+#       0..K-1 (default 3), into OUTDIR/{mlp,cnn}/seed_<s> (default runs/compare), then evaluate
+#       them all: comparison.json, report.md, *.png in OUTDIR. Again: reuses finished runs,
+#       resumes interrupted ones
 #   ./launch.sh test [pytest args]               set up, then run the test suite (2 workers)
 #   ./launch.sh train CONFIG WORKDIR [--config.key=value ...]     train one model
 #   ./launch.sh sweep STUDY OUTDIR [--dry_run]   run an experiments/ study (experiments/README.md)

@@ -155,13 +155,16 @@ SUBCOMMANDS = {
         ),
         Subcommand(
             "compare", "[OUTDIR]", "train the MLP and the CNN over seeds, then compare them",
-            "Trains configs/mlp.py and configs/cnn.py with seeds 0..K-1 into "
+            "Trains configs/mlp.py and configs/cnn.py (or --configs) with seeds 0..K-1 into "
             "OUTDIR/{mlp,cnn}/seed_<s> (default OUTDIR runs/compare, runs/compare_quick with "
             "--quick), seed by seed, --jobs runs at a time; then evaluates them all: "
             "OUTDIR/comparison.json, report.md and figures (python -m mnist_jax.evaluate). "
             "Running it again skips finished runs and resumes an interrupted one. A failed run "
             "stops it with that run's exit status.",
             (Option("seeds", 3, "K", "seeds per model"),
+             Option("configs", ",".join(C.MODELS), "NAME,...", "the shipped configs to train "
+                    "and compare (configs/NAME.py), each into OUTDIR/NAME/, e.g. "
+                    "mlp_best,cnn_best"),
              Option("jobs", "auto", "N", "training runs at once; with N > 1 their output goes "
                     "to OUTDIR/logs/ and their progress lines here. 'auto': 2 where JAX can "
                     "only use the CPU (their numbers are the same bits as one at a time), 1 "
@@ -334,7 +337,8 @@ def run_compare(inv: Invocation, site: C.Site) -> int:
     outdir = inv.args[0] if inv.args else "runs/compare" + ("_quick" if o["quick"] else "")
     jobs = C.compare_jobs(o["jobs"], site.environ)
     plan = C.compare_plan(site, outdir, seeds=o["seeds"], quick=o["quick"],
-                          overrides=inv.overrides, jobs=jobs)  # fmt: skip
+                          overrides=inv.overrides, jobs=jobs,
+                          configs=o["configs"].split(","))  # fmt: skip
     if o["dry_run"]:
         print(f"# {len(plan) - 1} training runs, {jobs} at a time; then the evaluation")
         for k, command in enumerate(plan, 1):

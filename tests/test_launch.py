@@ -234,6 +234,17 @@ def test_compare_plan_with_jobs_logs_each_training_run_to_a_file():
                                                      overrides=[]))  # fmt: skip
 
 
+def test_compare_plan_trains_the_configs_named():
+    plan = C.compare_plan(SITE, "o", seeds=2, quick=False, overrides=[],
+                          configs=["mlp_best", "cnn_best"])  # fmt: skip
+    assert [c.label for c in plan[:-1]] == [
+        "mlp_best seed 0 -> o/mlp_best/seed_0", "cnn_best seed 0 -> o/cnn_best/seed_0",
+        "mlp_best seed 1 -> o/mlp_best/seed_1", "cnn_best seed 1 -> o/cnn_best/seed_1",
+    ]  # fmt: skip
+    assert main_args(plan[1].argv)[0] == "--config=configs/cnn_best.py"
+    assert "--workdirs=o/mlp_best/seed_0,o/cnn_best/seed_0," in plan[-1].argv[3]
+
+
 def test_compare_jobs():
     cpu = min(C.CPU_COMPARE_JOBS, os.cpu_count() or 1)
     assert C.compare_jobs("auto", {"JAX_PLATFORMS": "cpu"}) == cpu
@@ -251,6 +262,9 @@ def test_compare_jobs():
         ({"seeds": 0}, "--seeds must be >= 1"),
         ({"overrides": ["--config.seed=4"]}, "compare sets config.seed itself"),
         ({"outdir": "a,b"}, "must not contain a comma"),
+        ({"configs": ["mlp", "cnnn"]}, r"cnnn is not a shipped config; valid: cnn, cnn_best, "),
+        ({"configs": []}, "empty is not a shipped config"),
+        ({"configs": ["cnn", "cnn"]}, "names a config twice"),
     ],
 )
 def test_compare_plan_rejects(kwargs, message):
@@ -462,6 +476,7 @@ def test_compare_dry_run_from_another_directory(tmp_path):
         (("multiprocess", "2", "configs/mlp.py", "w", "--cpu_devices=0"), "--cpu_devices=0"),
         (("local", "nope.py", "w", "--dry_run"), "CONFIG 'nope.py': no such file"),
         (("compare", "--seeds=x"), "'x' is not an integer"),
+        (("compare", "--configs=mlp,nope", "--dry_run"), "nope is not a shipped config; valid: "),
         (("sweep", "experiments/dropout.py"), "sweep takes STUDY OUTDIR"),
     ],
 )

@@ -19,7 +19,7 @@ from pathlib import Path
 from mnist_jax.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: configs/, launch.sh, mnist_jax/
-MODELS = ("mlp", "cnn")  # what `compare` trains, in this order for every seed
+MODELS = ("mlp", "cnn")  # what `compare` trains by default, in this order for every seed
 _SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{2}){0,2}$")
 _DIRECTIVE = re.compile(r"^[\w.,:+@%-]+$")  # a value an #SBATCH line carries unquoted
 
@@ -325,16 +325,41 @@ def compare_jobs(value: str, environ: Mapping[str, str]) -> int:
     return min(CPU_COMPARE_JOBS, os.cpu_count() or 1) if cpu_only else 1
 
 
+def shipped_configs(site: Site) -> list[str]:
+    """The names of the configs in the repository's configs/ (configs/NAME.py)."""
+    return sorted(p.stem for p in (site.root / "configs").glob("*.py") if p.stem != "__init__")
+
+
+def check_compare_configs(site: Site, names: Sequence[str]) -> None:
+    """`compare --configs`: distinct names of shipped configs, one line naming the valid ones."""
+    valid = shipped_configs(site)
+    bad = [n for n in names if n not in valid]
+    if not names or bad:
+        raise UserError(f"--configs={','.join(names)!r}: {bad[0] if bad else 'empty'} is not a "
+                        f"shipped config; valid: {', '.join(valid)} (configs/NAME.py)")  # fmt: skip
+    if len(set(names)) != len(names):
+        raise UserError(f"--configs={','.join(names)!r} names a config twice")
+
+
 def compare_plan(
-    site: Site, outdir: str, *, seeds: int, quick: bool, overrides: Sequence[str], jobs: int = 1
+    site: Site,
+    outdir: str,
+    *,
+    seeds: int,
+    quick: bool,
+    overrides: Sequence[str],
+    jobs: int = 1,
+    configs: Sequence[str] = MODELS,
 ) -> list[Command]:
-    """Train configs/mlp.py and configs/cnn.py for seeds 0..seeds-1, then evaluate them all.
+    """Train configs/NAME.py for every NAME in `configs` and seeds 0..seeds-1, then evaluate
+    them all.
 
     The evaluation includes the robustness section, the seed ensembles and the int8 models.
     Seed by seed (mlp 0, cnn 0, mlp 1, ...), so that an interrupted comparison already holds
-    both models. `quick` selects the configs' `quick` variant. With `jobs` > 1 the training
-    runs, which run side by side, log to OUTDIR/logs/<model>_seed_<s>.log instead of the console.
+    every model. `quick` selects the configs' `quick` variant. With `jobs` > 1 the training
+    runs, which run side by side, log to OUTDIR/logs/<name>_seed_<s>.log instead of the console.
     """
+    check_compare_configs(site, configs)
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     if any(re.match(r"^--?(no)?config\.seed(=|$)", o) for o in overrides):
@@ -343,7 +368,7 @@ def compare_plan(
         raise UserError(f"OUTDIR {outdir!r} must not contain a comma")
     plan, workdirs = [], []
     for seed in range(seeds):
-        for model in MODELS:
+        for model in configs:
             config = site.repo_file(f"configs/{model}.py") + (":quick" if quick else "")
             workdir = str(Path(outdir) / model / f"seed_{seed}")
             workdirs.append(workdir)
