@@ -8,7 +8,7 @@
 #       resumes interrupted ones
 #   ./launch.sh test [pytest args]               set up, then run the test suite (2 workers)
 #   ./launch.sh train CONFIG WORKDIR [--config.key=value ...]     train one model
-#   ./launch.sh sweep STUDY OUTDIR [--dry_run]   run an experiments/ study (experiments/README.md)
+#   ./launch.sh sweep STUDY OUTDIR [--jobs=N] [--dry_run]  run a study (experiments/README.md)
 #   ./launch.sh setup                            only create .venv and install
 #   ./launch.sh local|multiprocess N|slurm|tpu CONFIG WORKDIR [...]  one process, N local
 #       processes, a SLURM job, a Cloud TPU pod (docs/multihost.md)

@@ -15,3 +15,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """Missing, corrupt or mismatched checkpoints and run directories."""
+
+
+class WorkdirBusyError(CheckpointError):
+    """Another live process holds the run directory's lock (it is training there)."""

@@ -6,7 +6,7 @@ them. Slow: each takes about a minute on a 2-core CPU.
 import json
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_module
 
 from mnist_jax.studies import runner
 from mnist_jax.studies import search as search_lib
@@ -94,6 +94,21 @@ def test_search_mlp_reduced(tmp_path, mnist_dir, monkeypatch):
     for key in ("rung_results", "best_trial", "final_test_accuracy"):
         assert again[key] == results[key]
     assert search_lib.FAILED_FILE not in {p.name for p in tmp_path.rglob("*")}
+
+    # Two worker processes (--jobs=2) share the trials and the rungs: every trial trained once,
+    # to the same epochs, with the same validation losses, and the same decisions.
+    two = tmp_path / "jobs2"
+    result = run_module("mnist_jax.sweep", f"--study={spec}", f"--output_dir={two}", "--jobs=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (two / "logs").iterdir()) == ["worker_0.log", "worker_1.log"]
+    parallel = json.loads((two / "results.json").read_text())
+    assert parallel["rung_results"] == results["rung_results"]
+    assert parallel["best_trial"] == results["best_trial"]
+    assert parallel["final_test_accuracy"]["values"] == results["final_test_accuracy"]["values"]
+    for run in [*(tmp_path / "trials").iterdir(), *(tmp_path / "final").iterdir()]:
+        relative = run.relative_to(tmp_path)
+        losses = [r["val_loss"] for r in rundir.RunDir(run).read_metrics()]
+        assert [r["val_loss"] for r in rundir.RunDir(two / relative).read_metrics()] == losses
 
 
 def _must_not_train(config, workdir, **kwargs):

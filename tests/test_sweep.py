@@ -20,10 +20,11 @@ from conftest import ROOT, run_module
 
 from mnist_jax import configuration, models
 from mnist_jax.data import load_dataset, normalize, pca
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.studies import runner as sweep
 from mnist_jax.studies import study as study_lib
-from mnist_jax.training import train, validation
+from mnist_jax.studies import workers
+from mnist_jax.training import rundir, train, validation
 
 MLP = str(ROOT / "configs" / "mlp.py")
 CNN = str(ROOT / "configs" / "cnn.py")
@@ -201,6 +202,16 @@ def test_dry_run_lists_trials_and_writes_nothing(tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["trials"]
 
 
+def test_workers_start_at_their_share_and_are_checked(tmp_path):
+    assert workers.rotated([0, 1, 2, 3, 4], 0, 2) == [0, 1, 2, 3, 4]
+    assert workers.rotated([0, 1, 2, 3, 4], 1, 2) == [2, 3, 4, 0, 1]
+    assert workers.rotated([], 1, 2) == []
+    study = str(ROOT / "experiments" / "dropout.py")
+    with pytest.raises(UserError, match=r"jobs=2, worker=2: need jobs >= 1 and 0 <= worker"):
+        sweep.run_study(study, str(tmp_path), jobs=2, worker=2)
+    assert not any(tmp_path.iterdir())
+
+
 def _must_not_train(config, workdir, **kwargs):
     raise AssertionError(f"trained {workdir}")
 
@@ -265,6 +276,25 @@ def test_real_sweep_aggregates_and_resumes(tmp_path, mnist_dir, monkeypatch):
     assert after["test_accuracy"] == before["test_accuracy"]
     assert after["train_seconds"] == before["train_seconds"]  # restored, not retrained
     assert len((interrupted / "metrics.jsonl").read_text().splitlines()) == 1
+
+    # A worker (--jobs) skips a trial that another process holds and trains the others ...
+    two = tmp_path / "jobs2"
+    held_name = results["rows"][0]["trials"][0]
+    held = rundir.RunDir(two / "trials" / held_name)
+    held.lock()
+    calls.clear()
+    assert sweep.run_study(spec, str(two), jobs=2, worker=1) == {}  # a worker writes no results
+    assert sorted(Path(w).name for w in calls) == sorted(p.name for p in (out / "trials").iterdir())
+    assert not held.summary_path.exists() and not (two / "results.json").exists()
+    assert len(list((two / "trials").glob("*/summary.json"))) == 3
+    held.release()
+    # ... and `--jobs=2` finishes what is left and writes the same results as one process.
+    result = run_module("mnist_jax.sweep", f"--study={spec}", f"--output_dir={two}", "--jobs=2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    parallel = json.loads((two / "results.json").read_text())
+    for row, other in zip(results["rows"], parallel["rows"], strict=True):
+        assert other["test_accuracy_mean"] == row["test_accuracy_mean"]
+        assert other["best_val_accuracy_mean"] == row["best_val_accuracy_mean"]
 
 
 # --- PCA inputs -----------------------------------------------------------------------------------

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from absl import logging
 
+from mnist_jax.errors import UserError, WorkdirBusyError
 from mnist_jax.studies import report as sweep_report
 from mnist_jax.studies import search as search_lib
-from mnist_jax.studies import search_report
+from mnist_jax.studies import search_report, workers
 from mnist_jax.studies import study as study_lib
 from mnist_jax.training import rundir, train
 from mnist_jax.training.progress import hms
@@ -31,16 +32,30 @@ def trial_status(workdir: Path) -> str:
     return "pending"
 
 
+class WorkersFailed(Exception):
+    """A worker process of `jobs` > 1 failed or was interrupted; `status` is its exit status."""
+
+    def __init__(self, status: int, output_dir: str):
+        super().__init__(f"a worker exited with status {status}; see {output_dir}/logs/")
+        self.status = status
+
+
 def run_study(
-    spec: str, output_dir: str, *, dry_run: bool = False, aggregate_only: bool = False
-) -> dict[str, Path] | list[tuple[study_lib.Trial, str]]:
+    spec: str, output_dir: str, *, dry_run: bool = False, aggregate_only: bool = False,
+    jobs: int = 1, worker: int | None = None,
+) -> dict[str, Path] | list[tuple[study_lib.Trial, str]]:  # fmt: skip
     """Validates the whole study, then runs its missing trials and writes the results.
 
-    Returns the paths written, or for a dry run the (trial, status) list.
+    With `jobs` > 1 the trials are trained by that many worker processes (studies/workers.py)
+    and this one aggregates them; `worker` = k makes this process worker k, which trains and
+    writes no results. Returns the paths written, or for a dry run the (trial, status) list.
     """
+    if jobs < 1 or (worker is not None and not 0 <= worker < jobs):
+        raise UserError(f"jobs={jobs}, worker={worker}: need jobs >= 1 and 0 <= worker < jobs")
     study = study_lib.load(spec)
     if isinstance(study, search_lib.Search):
-        return run_search(study, spec, output_dir, dry_run=dry_run, aggregate_only=aggregate_only)
+        return run_search(study, spec, output_dir, dry_run=dry_run, aggregate_only=aggregate_only,
+                          jobs=jobs, worker=worker)  # fmt: skip
     trials = study_lib.expand(study)  # raises ConfigError before anything is written
     out = Path(output_dir)
     statuses = [(t, trial_status(out / "trials" / t.name)) for t in trials]
@@ -53,27 +68,22 @@ def run_study(
 
     out.mkdir(parents=True, exist_ok=True)
     plan = {"study": spec, "name": study.name, "trials": [t.name for t in trials]}
-    rundir.write_atomic(out / "study.json", rundir.to_json(plan, indent=2) + "\n")
+    if worker is None:
+        rundir.write_atomic(out / "study.json", rundir.to_json(plan, indent=2) + "\n")
     todo = [(i, t) for i, (t, status) in enumerate(statuses, 1) if status != "done"]
     logging.info(
-        "Study %s: %d trials, %d already done, %d to run", study.name, len(trials),
-        len(trials) - len(todo), len(todo),
+        "Study %s: %d trials, %d already done, %d to run%s", study.name, len(trials),
+        len(trials) - len(todo), len(todo), f" by {jobs} workers" if jobs > 1 else "",
     )  # fmt: skip
     start = time.perf_counter()
-    if not aggregate_only:
-        for k, (index, trial) in enumerate(todo):
-            elapsed = time.perf_counter() - start
-            eta = f"ETA {hms(elapsed / k * (len(todo) - k))}" if k else "ETA -"
-            logging.info(
-                "Trial %d of %d (%d of %d this run): %s  elapsed %s  %s", index, len(trials),
-                k + 1, len(todo), trial.name, hms(elapsed), eta,
-            )  # fmt: skip
-            summary = train.train_and_evaluate(trial.config, str(out / "trials" / trial.name))
-            logging.info(
-                "Trial %d of %d done: %s = %.4f", index, len(trials), study.metric,
-                summary.get(study.metric, float("nan")),
-            )  # fmt: skip
+    if not aggregate_only and todo:
+        if jobs > 1 and worker is None:
+            _run_workers(spec, output_dir, jobs)
+        else:
+            _train_grid(study, len(trials), todo, out, worker, jobs)
         logging.info("Ran %d trials in %s", len(todo), hms(time.perf_counter() - start))
+    if worker is not None:
+        return {}
 
     summaries = {}
     for t in trials:
@@ -86,12 +96,48 @@ def run_study(
     return paths
 
 
+def _run_workers(spec: str, output_dir: str, jobs: int) -> None:
+    status = workers.run(spec, output_dir, jobs)
+    if status != 0:
+        raise WorkersFailed(status, output_dir)
+
+
+def _train_grid(
+    study: study_lib.Study, total: int, todo: list[tuple[int, study_lib.Trial]], out: Path,
+    worker: int | None, jobs: int,
+) -> None:  # fmt: skip
+    """Trains the `todo` trials in order; a worker starts at its share and skips the trials
+    another worker holds."""
+    start = time.perf_counter()
+    if worker is not None:
+        todo = workers.rotated(todo, worker, jobs)
+    for k, (index, trial) in enumerate(todo):
+        elapsed = time.perf_counter() - start
+        eta = f"ETA {hms(elapsed / k * (len(todo) - k))}" if k else "ETA -"
+        logging.info(
+            "Trial %d of %d (%d of %d this run): %s  elapsed %s  %s", index, total,
+            k + 1, len(todo), trial.name, hms(elapsed), eta,
+        )  # fmt: skip
+        try:
+            summary = train.train_and_evaluate(trial.config, str(out / "trials" / trial.name))
+        except WorkdirBusyError:
+            if worker is None:
+                raise
+            logging.info("Trial %d is being trained by another worker; next", index)
+            continue
+        logging.info(
+            "Trial %d of %d done: %s = %.4f", index, total, study.metric,
+            summary.get(study.metric, float("nan")),
+        )  # fmt: skip
+
+
 def run_search(
     search: search_lib.Search, spec: str, output_dir: str, *, dry_run: bool = False,
-    aggregate_only: bool = False,
+    aggregate_only: bool = False, jobs: int = 1, worker: int | None = None,
 ) -> dict[str, Path] | list[tuple[search_lib.SearchTrial, str]]:  # fmt: skip
     """Validates every sampled config, runs the rungs, retrains the winner on fresh seeds, and
-    writes the results. Returns the paths written, or for a dry run the (trial, status) list."""
+    writes the results (`jobs` and `worker` as in run_study). Returns the paths written, or for
+    a dry run the (trial, status) list."""
     trials = search_lib.expand(search)  # raises ConfigError before anything is written
     out = Path(output_dir)
     trials_dir, final_dir = out / "trials", out / "final"
@@ -118,25 +164,42 @@ def run_search(
         "study": spec, "name": search.name, "rungs": list(search.rungs), "rung_sizes": sizes,
         "trials": {t.name: t.point for t in trials}, "final_seeds": list(search.final_seeds),
     }  # fmt: skip
-    rundir.write_atomic(out / "search.json", rundir.to_json(record, indent=2, default=str) + "\n")
-    logging.info("%s", plan[0].upper() + plan[1:])
+    if worker is None:
+        rundir.write_atomic(
+            out / "search.json", rundir.to_json(record, indent=2, default=str) + "\n"
+        )
+    logging.info("%s%s", plan[0].upper() + plan[1:], f"; {jobs} workers" if jobs > 1 else "")
     start = time.perf_counter()
-    rungs = search_lib.halve(search, trials, trials_dir, train_missing=not aggregate_only)
+    if jobs > 1 and worker is None and not aggregate_only:
+        _run_workers(spec, output_dir, jobs)
+        aggregate_only = True  # the workers trained everything; read what they wrote
+    shard = None if worker is None else (worker, jobs)
+    rungs = search_lib.halve(
+        search, trials, trials_dir, train_missing=not aggregate_only, shard=shard
+    )
     best = search_lib.best_trial(search, rungs)
     finals = {}
     if best is not None:
         logging.info(
             "Best configuration (validation): %s %s", trials[best].name, trials[best].point
         )
-        for seed in search.final_seeds:
+        seeds = list(search.final_seeds)
+        for seed in seeds if worker is None else workers.rotated(seeds, worker, jobs):
             workdir = final_dir / f"seed={seed}"
             if not aggregate_only and trial_status(workdir) != "done":
                 logging.info("Retraining %s on fresh seed %d", trials[best].name, seed)
                 config = search_lib.final_config(trials[best], seed)
-                train.train_and_evaluate(config, str(workdir))
+                try:
+                    train.train_and_evaluate(config, str(workdir))
+                except WorkdirBusyError:
+                    if worker is None:
+                        raise
+                    logging.info("Seed %d is being trained by another worker; next", seed)
             if (summary := rundir.RunDir(workdir).read_summary()) is not None:
                 finals[seed] = summary
     logging.info("Search ran for %s", hms(time.perf_counter() - start))
+    if worker is not None:
+        return {}
     command = f"python -m mnist_jax.sweep --study={spec} --output_dir={output_dir}"
     paths = search_report.write_all(out, search, trials, rungs, best, finals, command)
     logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))

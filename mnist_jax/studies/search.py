@@ -46,8 +46,9 @@ import numpy as np
 from absl import logging
 
 from mnist_jax import configuration
-from mnist_jax.errors import ConfigError
+from mnist_jax.errors import ConfigError, WorkdirBusyError
 from mnist_jax.studies import study as study_lib
+from mnist_jax.studies import workers
 from mnist_jax.training import guards, rundir, train
 
 METRICS = {"val_accuracy": True, "val_loss": False}  # rung metric -> higher is better
@@ -314,23 +315,47 @@ def train_trial(trial: SearchTrial, workdir: Path, epochs: int) -> None:
 
 
 def halve(
-    search: Search, trials: Sequence[SearchTrial], trials_dir: Path, *, train_missing: bool
-) -> list[dict[str, Any]]:
+    search: Search, trials: Sequence[SearchTrial], trials_dir: Path, *, train_missing: bool,
+    shard: tuple[int, int] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Runs the rungs in order (training what is missing when `train_missing`); returns one
     record per rung reached: its epochs, trials, scores and the trials it promoted. Stops at a
-    rung whose trials are not all trained (only when not `train_missing`)."""
+    rung whose trials are not all trained (only when not `train_missing`).
+
+    `shard` = (k, n): this is worker k of n (studies/workers.py). It starts each rung at its
+    share of the trials, skips those another worker holds, and before scoring the rung waits
+    until no worker holds any of them.
+    """
     sizes = rung_sizes(search.trials, search.eta, len(search.rungs))
     alive = [t.index for t in trials]
     rungs = []
     for k, epochs in enumerate(search.rungs):
-        states = {}
-        for n, i in enumerate(alive, 1):
+        states, held = {}, []
+        order = alive if shard is None else workers.rotated(alive, *shard)
+        for n, i in enumerate(order, 1):
             trial, workdir = trials[i], trials_dir / trials[i].name
             states[i] = TrialState.read(workdir)
             if train_missing and not states[i].reached(epochs):
                 logging.info("Rung %d of %d (%d epochs): trial %d of %d: %s", k + 1,
                              len(search.rungs), epochs, n, len(alive), trial.name)  # fmt: skip
-                train_trial(trial, workdir, epochs)
+                try:
+                    train_trial(trial, workdir, epochs)
+                except WorkdirBusyError:
+                    if shard is None:
+                        raise
+                    held.append(i)
+                states[i] = TrialState.read(workdir)
+        while held:  # trials other workers hold: wait, then train whatever they left
+            i = held.pop(0)
+            trial, workdir = trials[i], trials_dir / trials[i].name
+            logging.info("Waiting for %s (another worker holds it)", trial.name)
+            rundir.RunDir(workdir).wait_for_holder()
+            states[i] = TrialState.read(workdir)
+            if not states[i].reached(epochs):
+                try:
+                    train_trial(trial, workdir, epochs)
+                except WorkdirBusyError:
+                    held.append(i)
                 states[i] = TrialState.read(workdir)
         rung = {"rung": k + 1, "epochs": epochs, "trials": list(alive), "promoted": None}
         min_delta = trials[0].config.early_stopping.min_delta

@@ -25,7 +25,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from mnist_jax.errors import CheckpointError, UserError
+from mnist_jax.errors import CheckpointError, UserError, WorkdirBusyError
 
 # Keys that never change a run's numbers: a run may be resumed with other values, and runs that
 # differ only in them are the same model in a comparison.
@@ -215,10 +215,18 @@ class RunDir:
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
-            raise UserError(
+            raise WorkdirBusyError(
                 f"workdir {self.path} is in use by {holder}; wait for it to finish or use "
                 "another --workdir"
             ) from None
+
+    def wait_for_holder(self) -> None:
+        """Returns once no process holds this directory's lock (at once if none does)."""
+        if not self.lock_path.is_file():
+            return
+        with open(self.lock_path) as f:
+            fcntl.flock(f, fcntl.LOCK_SH)  # blocks while a writer holds LOCK_EX
+            fcntl.flock(f, fcntl.LOCK_UN)
 
     def release(self) -> None:
         if self._lock_file is not None:
