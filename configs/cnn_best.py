@@ -8,7 +8,9 @@ rotations, +-8% scale). The epoch kept is the one with the lowest validation los
 held-out images), never chosen on the test set. Chosen over the same network at 30 epochs, with
 or without BatchNorm, and at 22 epochs with stronger augmentation (+-12 degrees, +-12% scale,
 +-10 degree shear) by the lowest validation loss, seed 0 (README, Reference configs).
-BatchNorm makes it less robust to corruptions than configs/cnn.py (README, Robustness).
+Measured over seeds 0-4: 99.53 ± 0.02% on the 10,000 test images, ensemble 99.64%, 9-14 minutes
+per seed on the 2-core CPU beside other trainings. BatchNorm makes it less robust to corruptions
+than configs/cnn.py (README, Robustness).
 """
 
 import ml_collections
