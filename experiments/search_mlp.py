@@ -9,7 +9,8 @@ is retrained on fresh seeds and reported as the mean ± std of their test accura
 Variants:
 - '' (full): 27 configurations; rungs at 2, 6 and 20 epochs (27, 9, 3 trials; eta 3); learning
   rate, dropout, widths and depth, L2, L1, label smoothing and shift augmentation searched; the
-  best retrained on 5 fresh seeds. Hours on a 2-core CPU.
+  best retrained on 5 fresh seeds. 67 minutes on a 2-core CPU beside other trainings
+  (experiments/README.md has the results).
 - 'reduced': 4 configurations of a one-hidden-layer MLP on 10% of the training data; rungs at
   1 and 2 epochs (4, 2 trials; eta 2); the best retrained on 2 fresh seeds. A few minutes on a
   2-core CPU (tests/test_studies.py runs it).
