@@ -15,26 +15,15 @@ than configs/cnn.py (README, Robustness).
 
 import ml_collections
 
-from mnist_jax.configs import default
+from mnist_jax.configs import cnn, default
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = default.get_config()
-    config.model = "cnn"
-    config.cnn.stem_patch = 2
-    config.cnn.channels = (32, 64)
-    config.cnn.kernel_sizes = (3, 3)
+    config = cnn.get_config()  # its stem, channels, kernels, EMA, schedule and augmentation
     config.cnn.convs_per_block = 2
     config.cnn.batch_norm = True
     config.cnn.dense = (256,)
     config.cnn.dropout = 0.3
     config.num_epochs = 22
     config.optimizer.learning_rate = 5e-3
-    config.optimizer.ema_decay = 0.999
-    config.schedule.name = "onecycle"
-    config.data.augment_shift = 2  # random +-2 px translations
-    config.data.augment_rotation = 8.0  # degrees
-    config.data.augment_scale = 0.08
-    config.parallel.cpu_kernels = "fast"  # CPU only; never part of a run's identity
-    config.test_every_epochs = 0  # no test pass while training: `evaluate` scores the test set
     return default.with_variant(config, variant)
