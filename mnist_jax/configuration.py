@@ -70,13 +70,19 @@ def load(spec: str) -> ml_collections.ConfigDict:
     return call_file_function(Path(module.__file__), module.get_config)
 
 
-def _shipped(name: str) -> types.ModuleType:
-    import importlib
+def shipped_names() -> list[str]:
+    """The configs that ship with the package: configs/NAME.py, loadable by NAME."""
     import pkgutil
 
     from mnist_jax import configs
 
-    names = sorted(m.name for m in pkgutil.iter_modules(configs.__path__))
+    return sorted(m.name for m in pkgutil.iter_modules(configs.__path__))
+
+
+def _shipped(name: str) -> types.ModuleType:
+    import importlib
+
+    names = shipped_names()
     if name not in names:
         raise ConfigError(f"unknown config {name!r}; shipped: {', '.join(names)} (or a path)")
     return importlib.import_module(f"mnist_jax.configs.{name}")

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mnist_jax import configuration
 from mnist_jax.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: configs/, launch.sh, mnist_jax/
@@ -325,14 +326,9 @@ def compare_jobs(value: str, environ: Mapping[str, str]) -> int:
     return min(CPU_COMPARE_JOBS, os.cpu_count() or 1) if cpu_only else 1
 
 
-def shipped_configs(site: Site) -> list[str]:
-    """The names of the configs in the repository's configs/ (configs/NAME.py)."""
-    return sorted(p.stem for p in (site.root / "configs").glob("*.py") if p.stem != "__init__")
-
-
-def check_compare_configs(site: Site, names: Sequence[str]) -> None:
+def check_compare_configs(names: Sequence[str]) -> None:
     """`compare --configs`: distinct names of shipped configs, one line naming the valid ones."""
-    valid = shipped_configs(site)
+    valid = configuration.shipped_names()
     bad = [n for n in names if n not in valid]
     if not names or bad:
         raise UserError(f"--configs={','.join(names)!r}: {bad[0] if bad else 'empty'} is not a "
@@ -359,7 +355,7 @@ def compare_plan(
     every model. `quick` selects the configs' `quick` variant. With `jobs` > 1 the training
     runs, which run side by side, log to OUTDIR/logs/<name>_seed_<s>.log instead of the console.
     """
-    check_compare_configs(site, configs)
+    check_compare_configs(configs)
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     if any(re.match(r"^--?(no)?config\.seed(=|$)", o) for o in overrides):

@@ -314,6 +314,17 @@ def train_trial(trial: SearchTrial, workdir: Path, epochs: int) -> None:
         rundir.write_atomic(workdir / FAILED_FILE, rundir.to_json({"error": str(e)}) + "\n")
 
 
+def _train_unless_held(trial: SearchTrial, workdir: Path, epochs: int, worker: bool) -> bool:
+    """train_trial; False if another process holds the trial (raised unless a `worker`)."""
+    try:
+        train_trial(trial, workdir, epochs)
+    except WorkdirBusyError:
+        if not worker:
+            raise
+        return False
+    return True
+
+
 def halve(
     search: Search, trials: Sequence[SearchTrial], trials_dir: Path, *, train_missing: bool,
     shard: tuple[int, int] | None = None,
@@ -338,11 +349,7 @@ def halve(
             if train_missing and not states[i].reached(epochs):
                 logging.info("Rung %d of %d (%d epochs): trial %d of %d: %s", k + 1,
                              len(search.rungs), epochs, n, len(alive), trial.name)  # fmt: skip
-                try:
-                    train_trial(trial, workdir, epochs)
-                except WorkdirBusyError:
-                    if shard is None:
-                        raise
+                if not _train_unless_held(trial, workdir, epochs, shard is not None):
                     held.append(i)
                 states[i] = TrialState.read(workdir)
         while held:  # trials other workers hold: wait, then train whatever they left
@@ -350,13 +357,10 @@ def halve(
             trial, workdir = trials[i], trials_dir / trials[i].name
             logging.info("Waiting for %s (another worker holds it)", trial.name)
             rundir.RunDir(workdir).wait_for_holder()
+            reached = TrialState.read(workdir).reached(epochs)
+            if not reached and not _train_unless_held(trial, workdir, epochs, True):
+                held.append(i)
             states[i] = TrialState.read(workdir)
-            if not states[i].reached(epochs):
-                try:
-                    train_trial(trial, workdir, epochs)
-                except WorkdirBusyError:
-                    held.append(i)
-                states[i] = TrialState.read(workdir)
         rung = {"rung": k + 1, "epochs": epochs, "trials": list(alive), "promoted": None}
         min_delta = trials[0].config.early_stopping.min_delta
         rung["scores"] = {  # a run that diverged before this rung has no score here
