@@ -128,7 +128,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.parallel.mode = "pmap"  # 'pmap' or 'shard_map' (jax.jit + jax.shard_map)
     config.parallel.reduction = "mean"  # 'mean' (pmean) or 'tree' (bitwise on any device count)
     config.parallel.tree_shards = 8  # 'tree': shards of each global batch; devices must divide it
-    config.parallel.cpu_kernels = "stable"  # XLA:CPU 'stable' (thread-count independent) or 'fast'
+    config.parallel.cpu_kernels = "stable"  # XLA:CPU 'stable' (thread-count independent), 'fast'
+    # or 'auto' (stable with the tree reduction, else fast)
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.every_epochs = 1  # save every this many epochs (and always at the end)

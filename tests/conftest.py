@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from mnist_jax.launcher.commands import xla_flags_with_devices
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,7 +44,8 @@ def run_code(code: str, *args: str, devices: int = 1, timeout: float = 600, **en
 
 def _run(argv: list[str], devices: int, timeout: float, env: dict[str, str]):
     environ = dict(os.environ, **env)
-    environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    # Other XLA flags (the AVX2 leg of .ci/run: --xla_cpu_max_isa=AVX2) reach the child too.
+    environ["XLA_FLAGS"] = xla_flags_with_devices(devices, environ.get("XLA_FLAGS", ""))
     environ["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
         argv,

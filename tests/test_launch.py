@@ -67,6 +67,16 @@ def test_local_command():
     assert C.local_command(SITE, "c.py", "w", [], None).env == {}
 
 
+def test_simulated_devices_keep_the_other_xla_flags():
+    """A launch on simulated devices under XLA_FLAGS=--xla_cpu_max_isa=AVX2 keeps the ISA limit;
+    a device count already there is replaced, not doubled."""
+    flags = "--xla_cpu_max_isa=AVX2 --xla_force_host_platform_device_count=8"
+    site = C.Site(PY, ROOT, ROOT, {"XLA_FLAGS": flags})
+    env = C.local_command(site, "c.py", "w", [], 2).env
+    assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 --xla_cpu_max_isa=AVX2"
+    assert C.xla_flags_with_devices(4) == "--xla_force_host_platform_device_count=4"
+
+
 def test_from_another_directory_the_children_find_the_repository(tmp_path):
     elsewhere = C.Site(PY, ROOT, tmp_path, {"PYTHONPATH": "/x"})
     assert C.local_command(elsewhere, "c.py", "w", [], None).env == {"PYTHONPATH": f"{ROOT}:/x"}

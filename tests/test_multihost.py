@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_module
 
+FULL = os.environ.get("MNIST_JAX_DETERMINISM") == "full"  # the size docs/determinism.md records
+
 # Small enough for a 2-core machine, long enough (2 x 84 steps) for differences to show.
 # No dropout or augmentation: then 2x2 and 1x4 devices do bitwise the same per-device work and
 # differ only in the order of the cross-process gradient sum (measured: 1e-8 in the epoch loss).
@@ -95,10 +97,10 @@ def _launch_env() -> dict[str, str]:
     return dict(os.environ, SKIP_SETUP="1", VENV=sys.prefix, PYTHONPATH=str(ROOT))
 
 
-def _train_two_processes(workdir: Path, *flags: str) -> None:
-    """`launch.sh multiprocess 2` of the MLP config, 2 CPU devices per process, shard_map."""
+def _train_two_processes(workdir: Path, *flags: str, config: str = "configs/mlp.py") -> None:
+    """`launch.sh multiprocess 2` of a config, 2 CPU devices per process, shard_map."""
     result = subprocess.run(
-        ["./launch.sh", "multiprocess", "2", "configs/mlp.py", str(workdir), "--cpu_devices=2",
+        ["./launch.sh", "multiprocess", "2", config, str(workdir), "--cpu_devices=2",
          *flags, "--config.parallel.mode=shard_map"],
         cwd=ROOT, env=_launch_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -111,6 +113,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.core
 def test_axis_spans_all_processes_in_both_modes(tmp_path):
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
@@ -183,30 +186,40 @@ for leaf in jax.tree.leaves(runs.restore_best(run, runs.build_model(run.config))
     h.update(np.ascontiguousarray(leaf).tobytes())
 print(h.hexdigest())
 """
-TREE = (
-    "--config.num_epochs=1",
-    "--config.data.train_fraction=0.05",
-    "--config.mlp.hidden_sizes=64,64",
-    "--config.parallel.reduction=tree",
-    "--config.parallel.cpu_kernels=stable",
-    "--config.test_every_epochs=1",  # test metrics per epoch, compared too
-)
+
+
+def _tree_flags() -> tuple[str, ...]:
+    fraction, epochs = ("0.3", "2") if FULL else ("0.03", "1")
+    return (f"--config.num_epochs={epochs}", f"--config.data.train_fraction={fraction}",
+            "--config.parallel.reduction=tree",
+            "--config.test_every_epochs=1")  # test metrics per epoch, compared too  # fmt: skip
 
 
 @pytest.mark.slow
-def test_tree_reduction_two_processes_of_two_devices_equal_one_device_bitwise(mnist_dir, tmp_path):
+@pytest.mark.determinism
+@pytest.mark.parametrize("config", ["configs/cnn.py", *(["configs/mlp.py"] if FULL else [])])
+def test_tree_reduction_two_processes_of_two_devices_equal_one_of_four_bitwise(
+    mnist_dir, tmp_path, config
+):
     """The 'tree' reduction across processes: 2 processes x 2 devices (shard_map) and 1 process
-    x 1 device (pmap) give the same bits in every metric and every parameter after an epoch of
-    the MLP config (dropout and augmentation on)."""
+    x 4 devices (pmap) give the same bits in every metric and every parameter, for a main config
+    as it ships (augmentation, dropout; the CNN's weight average). MNIST_JAX_DETERMINISM=full:
+    both main configs, 2 epochs on 30% of the data (docs/determinism.md)."""
     one = tmp_path / "one"
-    result = run_module("mnist_jax.main", "--config=configs/mlp.py", f"--workdir={one}", *TREE)
+    result = run_module(
+        "mnist_jax.main", f"--config={config}", f"--workdir={one}", *_tree_flags(), devices=4
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     two = tmp_path / "two"
-    _train_two_processes(two, *TREE)
-    numbers = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss")
+    _train_two_processes(two, *_tree_flags(), config=config)
+    numbers = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+               "test_accuracy")  # fmt: skip
     assert [[r[k] for k in numbers] for r in _metrics(one)] == [
         [r[k] for k in numbers] for r in _metrics(two)
     ]
+    summaries = [json.loads((w / "summary.json").read_text()) for w in (one, two)]
+    assert [(s["num_processes"], s["num_devices"]) for s in summaries] == [(1, 4), (2, 4)]
+    assert summaries[0]["test_accuracy"] == summaries[1]["test_accuracy"] > 0.2  # trained
     digests = [
         subprocess.run(
             [sys.executable, "-c", DIGEST, str(w)], cwd=ROOT, capture_output=True, text=True,

@@ -19,6 +19,8 @@ from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.trainer import Trainer
 from tests.conftest import run_module
 
+pytestmark = pytest.mark.core  # also run on the oldest supported JAX (.ci/run)
+
 
 def small_config(**overrides):
     """The MLP on 10% of the training split: a couple of seconds an epoch on a laptop CPU."""
@@ -130,6 +132,12 @@ def test_no_validation_split(tmp_path, mnist_dir):
         ({"schedule.name": "step"}, "schedule.name='step' is not one of"),
         ({"parallel.mode": "pjit"}, "parallel.mode='pjit' is not one of pmap, shard_map"),
         ({"microbatches": 3}, r"microbatches=3 must be >= 1 and divide the per-device batch 128"),
+        (
+            {"parallel.reduction": "tree", "parallel.cpu_kernels": "fast"},
+            "parallel.cpu_kernels='fast' with parallel.reduction='tree': only 'stable' kernels",
+        ),
+        ({"parallel.cpu_kernels": "quick"}, "parallel.cpu_kernels='quick' is not one of auto,"),
+        ({"parallel.reduction": "tree", "parallel.tree_shards": 3}, "tree_shards=3 must be a"),
     ],
 )
 def test_bad_config_fails_before_training(tmp_path, mnist_dir, overrides, message):

@@ -26,7 +26,7 @@ class Scorer:
     def evaluator(
         self, par: Parallel, model: nn.Module, set_name: str, split: Split, conv_impl: str = "auto"
     ) -> SplitEvaluator:
-        key = (model, set_name, id(split), par.mode, par.cpu_kernels, conv_impl)
+        key = (model, set_name, id(split), par.mode, par.cpu_kernels, par.shards, conv_impl)
         if key not in self._evaluators:
             self._evaluators[key] = SplitEvaluator(
                 par, model, split, self.batch_size, conv_impl=conv_impl

@@ -88,16 +88,27 @@ def main_argv(
     )
 
 
-def cpu_devices_env(count: int) -> dict[str, str]:
-    """JAX on `count` simulated CPU devices."""
-    return {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+def xla_flags_with_devices(count: int, existing: str = "") -> str:
+    """`existing` XLA_FLAGS (e.g. --xla_cpu_max_isa=AVX2) with the simulated CPU device count
+    set to `count`, replacing any count already there."""
+    kept = [f for f in existing.split() if not f.startswith(_DEVICE_COUNT_FLAG)]
+    return " ".join([f"{_DEVICE_COUNT_FLAG}={count}", *kept])
+
+
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
+def cpu_devices_env(site: Site, count: int) -> dict[str, str]:
+    """JAX on `count` simulated CPU devices, keeping the site's other XLA flags."""
+    flags = xla_flags_with_devices(count, site.environ.get("XLA_FLAGS", ""))
+    return {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
 
 
 def local_command(
     site: Site, config: str, workdir: str, overrides: Sequence[str], cpu_devices: int | None
 ) -> Command:
     """One process on every device of this machine, or on `cpu_devices` simulated CPU devices."""
-    env = site.python_path() | (cpu_devices_env(cpu_devices) if cpu_devices else {})
+    env = site.python_path() | (cpu_devices_env(site, cpu_devices) if cpu_devices else {})
     return Command(main_argv(site, config, workdir, overrides), env, label="train")
 
 
@@ -118,7 +129,7 @@ def multiprocess_commands(
     """
     commands = []
     for i in range(num_processes):
-        env = site.python_path() | cpu_devices_env(cpu_devices)
+        env = site.python_path() | cpu_devices_env(site, cpu_devices)
         env |= {
             "MNIST_JAX_COORDINATOR": f"localhost:{port}",
             "MNIST_JAX_NUM_PROCESSES": str(num_processes),

@@ -15,6 +15,7 @@ import numpy as np
 
 from mnist_jax import logs
 from mnist_jax.data import Split
+from mnist_jax.errors import ConfigError
 from mnist_jax.training import steps
 from mnist_jax.training.parallel import Parallel
 
@@ -44,17 +45,23 @@ class SplitEvaluator:
         self.par = par
         self.split = split
         self.num_examples = len(split)
-        # Eval batches do not change results, so round up to a multiple of the device count.
-        self.global_batch = par.num_devices * math.ceil(
-            min(batch_size, self.num_examples) / par.num_devices
-        )
+        # Eval batches do not change results, so round up to a multiple of the device count
+        # (of the fixed shards where there are some: then they set every shape, not the devices).
+        unit = par.num_devices if par.shards is None else par.shards
+        if unit % par.num_devices:
+            raise ConfigError(
+                f"parallel.tree_shards={par.shards} cannot be split over {par.num_devices} "
+                f"devices; evaluate on a device count that divides it"
+            )
+        self.global_batch = unit * math.ceil(min(batch_size, self.num_examples) / unit)
         self.num_batches = math.ceil(self.num_examples / self.global_batch)
         pad = self.num_batches * self.global_batch - self.num_examples
         images = np.concatenate([split.images, np.zeros((pad, *split.images.shape[1:]), np.uint8)])
         self._images = par.replicate(images)
         self._fn = steps.make_eval(
-            model, self.global_batch, par.num_devices, self.num_batches, conv_impl, pool_impl
-        )
+            model, self.global_batch, par.num_devices, self.num_batches, conv_impl, pool_impl,
+            par.shards,
+        )  # fmt: skip
         self._program = None
         self.compile_seconds = 0.0
 

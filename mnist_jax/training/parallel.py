@@ -40,16 +40,27 @@ MODES = ("pmap", "shard_map")
 # - 'fast': XLA's own dots, YNNPACK only for reductions. On the small matrix products of a
 #   batch-24 microbatch convnet (configs/speedrun.py) YNNPACK's dots run about 2x slower;
 #   batch-128 configs run at the same speed either way (benchmarks/RESULTS.md).
+# - 'auto': 'stable' with the 'tree' reduction (which promises the same bits), else 'fast'.
 CPU_KERNELS = {
     "stable": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"},
     "fast": {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"},
 }
+CPU_KERNEL_CHOICES = ("auto", *CPU_KERNELS)
+
+
+def resolve_cpu_kernels(cpu_kernels: str, reduction: str) -> str:
+    """The XLA:CPU kernels a `parallel.cpu_kernels` setting stands for under `reduction`."""
+    if cpu_kernels == "auto":
+        return "stable" if reduction == "tree" else "fast"
+    return cpu_kernels
 
 
 class Parallel:
     """The devices of this run and the programs compiled for them."""
 
-    def __init__(self, mode: str, cpu_kernels: str = "stable"):
+    def __init__(self, mode: str, cpu_kernels: str = "stable", shards: int | None = None):
+        """`shards`: the 'tree' reduction's fixed shards of every global batch, which evaluation
+        uses too (steps.make_eval); None to split batches by the device count."""
         if mode not in MODES:
             raise ConfigError(f"unknown parallel.mode {mode!r}; valid: {', '.join(MODES)}")
         if cpu_kernels not in CPU_KERNELS:
@@ -58,12 +69,22 @@ class Parallel:
             )
         self.mode = mode
         self.cpu_kernels = cpu_kernels
+        self.shards = shards
         self.num_devices = jax.device_count()
         self.local_devices = jax.local_devices()
         self.mesh = Mesh(np.array(jax.devices()), (AXIS,))
         # pmap's own device order: process by process (jax/_src/pmap.py, _get_mesh_devices).
         by_process = [d for p in range(jax.process_count()) for d in _process_devices(p)]
         self._pmap_mesh = Mesh(np.array(by_process), (AXIS,))
+
+    @classmethod
+    def from_config(cls, parallel: Any) -> "Parallel":
+        """The devices, kernels and shards of a config's `parallel` section (a run's config.json
+        from before a key existed gets that key's default)."""
+        reduction = parallel.get("reduction", "mean")
+        kernels = resolve_cpu_kernels(parallel.get("cpu_kernels", "stable"), reduction)
+        shards = parallel.get("tree_shards", 8) if reduction == "tree" else None
+        return cls(parallel.mode, kernels, shards)
 
     @property
     def platform(self) -> str:

@@ -10,11 +10,13 @@ Gradients are combined in one of two ways (`StepOptions.reduction`):
 - 'mean': this device's gradient (the mean over its examples), then `lax.pmean` over AXIS.
   The float sums then run in an order that depends on the device count, so 1 and 8 devices agree
   to rounding (~1e-6 relative per step), not bitwise.
-- 'tree': the global batch is cut into `tree_shards` fixed shards; every device computes the
-  gradient of each of its shards separately, the shard gradients of all devices are gathered and
-  summed in one fixed pairwise tree. Every number then is computed in the same order on any
-  number of devices, so 1, 2, 4 or 8 devices (and N processes) give bitwise-identical results.
-  BatchNorm then normalises over each shard ("ghost" batches of global_batch / tree_shards).
+- 'tree': the global batch is cut into `tree_shards` fixed shards; every device runs one
+  compiled shard body (`shard_loop`) over each of its shards in turn, and the shard gradients of
+  all devices are gathered and summed in one fixed pairwise tree. Every kernel then sees the same
+  shapes and every sum runs in the same order on any number of devices, so 1, 2, 4 or 8 devices
+  (and N processes) give bitwise-identical results, whatever blocking the CPU's kernels choose
+  for those shapes. BatchNorm normalises over each shard ("ghost" batches of
+  global_batch / tree_shards). Evaluation uses the same fixed shards (`make_eval`).
 """
 
 import dataclasses
@@ -117,6 +119,23 @@ def tree_sum(x: jax.Array) -> jax.Array:
     return x[0]
 
 
+def shard_loop(fn: Callable[[jax.Array], Any], count: int) -> Any:
+    """`fn(j)` for j in 0..count-1, stacked on a new leading axis, as one while loop.
+
+    The loop body is one compiled computation whose shapes do not depend on `count`, so a device
+    running 8 shards and a device running 1 execute the same code per shard. The trip count
+    passes through an optimization barrier: XLA cannot see it, so it neither unrolls the loop
+    nor inlines a single iteration into (and fuses it with) the surrounding program.
+    """
+    shapes = jax.eval_shape(fn, jnp.int32(0))
+    out = jax.tree.map(lambda s: jnp.zeros((count, *s.shape), s.dtype), shapes)
+
+    def body(j: jax.Array, out: Any) -> Any:
+        return jax.tree.map(lambda o, v: o.at[j].set(v), out, fn(j))
+
+    return lax.fori_loop(0, lax.optimization_barrier(jnp.int32(count)), body, out)
+
+
 def _mean_over_parts(stacked: Any) -> Any:
     """Mean over the leading (parts) axis, added up in order."""
 
@@ -195,8 +214,10 @@ def make_train_chunk(
                 )
                 return {"loss": loss_sum, "correct": correct, "grads": grads, "state": new_state}
 
-            # Unrolled parts: independent programs that XLA:CPU runs concurrently.
-            results = jax.tree.map(lambda *v: jnp.stack(v), *map(part_grads, range(parts)))
+            if tree:  # one shard body, looped: the same code on any device count
+                results = shard_loop(part_grads, parts)
+            else:  # unrolled parts: independent programs that XLA:CPU runs concurrently
+                results = jax.tree.map(lambda *v: jnp.stack(v), *map(part_grads, range(parts)))
             loss_sums, correct = results["loss"], results["correct"]
             if tree:
                 grads = _tree_mean_over_shards(results["grads"], opts.tree_shards)
@@ -233,24 +254,36 @@ def _tree_mean_over_shards(stacked: Any, num_shards: int) -> Any:
 
 def make_eval(
     model: nn.Module, global_batch: int, num_devices: int, num_batches: int,
-    conv_impl: str = "auto", pool_impl: str = "auto",
+    conv_impl: str = "auto", pool_impl: str = "auto", shards: int | None = None,
 ) -> Callable[..., jax.Array]:  # fmt: skip
     """This device's logits over a padded split, shaped (num_batches, local_batch, classes).
 
     `images` holds `num_batches * global_batch` examples (the real ones first). The model runs
     with train=False: running averages of any batch statistics, no dropout. Metrics are computed
     on the host from the logits (evaluator.py), in one order for any device count.
+
+    `shards` (the 'tree' reduction's): every global batch is cut into that many fixed shards and
+    each device applies the model to its shards one at a time (`shard_loop`), so the logits are
+    the same bits on any device count. None: each device applies it to its whole share at once.
     """
     local = global_batch // num_devices
+    parts = 1 if shards is None else shards // num_devices
+    size = local // parts
 
     def evaluate(variables, images):
         offset = lax.axis_index(AXIS) * local
 
+        def logits(start):
+            x = preprocess.normalize(lax.dynamic_slice_in_dim(images, start, size))
+            with layers.context(conv_impl=conv_impl, pool_impl=pool_impl):
+                return model.apply(variables, x, train=False)
+
         def body(_, b):
             start = b * global_batch + offset
-            x = preprocess.normalize(lax.dynamic_slice_in_dim(images, start, local))
-            with layers.context(conv_impl=conv_impl, pool_impl=pool_impl):
-                return None, model.apply(variables, x, train=False)
+            if shards is None:
+                return None, logits(start)
+            out = shard_loop(lambda j: logits(start + j * size), parts)
+            return None, out.reshape(local, *out.shape[2:])
 
         return lax.scan(body, None, jnp.arange(num_batches))[1]
 

@@ -94,7 +94,7 @@ def train_and_evaluate(
 
     # Everything that can be wrong with the config fails here, before anything is written.
     with logs.heartbeat("Loading the data and building the model"):
-        par = Parallel(config.parallel.mode, config.parallel.cpu_kernels)
+        par = Parallel.from_config(config.parallel)
         data = load_dataset(config.data)
         trainer = Trainer.build(config, par, data)
     fingerprint = rundir.fingerprint(rundir.config_to_dict(config))

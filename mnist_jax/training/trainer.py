@@ -58,10 +58,10 @@ def _check(config: ml_collections.ConfigDict, par: Parallel, num_train: int) -> 
                 f"microbatches={config.microbatches} with parallel.reduction='tree': the tree's "
                 "shards already split each device's batch; set microbatches=1"
             )
-        if p.cpu_kernels != "stable":
+        if p.cpu_kernels == "fast":
             raise ConfigError(
-                f"parallel.cpu_kernels={p.cpu_kernels!r} with parallel.reduction='tree': only "
-                "'stable' kernels give the same bits on any device count"
+                "parallel.cpu_kernels='fast' with parallel.reduction='tree': only 'stable' "
+                "kernels give the same bits on any device count; use 'stable' or 'auto'"
             )
     elif config.microbatches < 1 or local_batch % config.microbatches:
         raise ConfigError(

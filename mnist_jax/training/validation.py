@@ -47,7 +47,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_range("early_stopping.min_delta", config.early_stopping.min_delta, 0)
     check_choice("parallel.mode", config.parallel.mode, parallel.MODES)
     check_choice("parallel.reduction", config.parallel.reduction, steps.REDUCTIONS)
-    check_choice("parallel.cpu_kernels", config.parallel.cpu_kernels, list(parallel.CPU_KERNELS))
+    check_choice("parallel.cpu_kernels", config.parallel.cpu_kernels, parallel.CPU_KERNEL_CHOICES)
     check_range("parallel.tree_shards", config.parallel.tree_shards, 1, integer=True)
     check_range("checkpoint.every_epochs", config.checkpoint.every_epochs, 1, integer=True)
     check_range("checkpoint.keep", config.checkpoint.keep, 1, integer=True)
