@@ -3,17 +3,20 @@
 Recorded next to every result (summary.json, comparison.json, benchmark.json).
 """
 
+import contextlib
 import datetime
 import os
 import platform
 import socket
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections")
 
@@ -43,6 +46,60 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Instruction-set extensions that change which kernels XLA:CPU and its libraries run, and so the
+# last bits of float results across machine kinds (docs/determinism.md).
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile")
+
+
+def cpu_kind() -> dict[str, Any]:
+    """The CPU as far as results depend on it: model, the extensions it has, and the ISA that
+    XLA's generated code is limited to (`--xla_cpu_max_isa` in XLA_FLAGS; None: the CPU's own).
+
+    Results are the same bits on the same kind (model and extensions); across kinds the last
+    bits, and so trained models, differ.
+    """
+    flags: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    max_isa = None
+    for flag in os.environ.get("XLA_FLAGS", "").split():
+        if flag.startswith("--xla_cpu_max_isa="):
+            max_isa = flag.split("=", 1)[1]
+    return {
+        "model": _cpu_model(),
+        "avx512": "avx512f" in flags,
+        "extensions": [f for f in _ISA_FLAGS if f in flags],
+        "xla_max_isa": max_isa,
+        "cores": os.cpu_count(),
+    }
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of numpy's float32 n x n x n matrix product, best of `repeats` (~0.3 s at 2048 on
+    a 2-core CPU): one number that places a machine's speed beside its results."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
+    a @ b  # warm-up: thread pool, page faults
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def describe_cpu(kind: dict[str, Any], gflops: float | None = None) -> str:
+    """One line naming a CPU kind, e.g. 'Intel Xeon (2 cores, AVX-512; 320 GFLOP/s sgemm)'."""
+    isa = "AVX-512" if kind["avx512"] else "AVX2" if "avx2" in kind["extensions"] else "no AVX2"
+    if kind.get("xla_max_isa"):
+        isa += f", XLA code limited to {kind['xla_max_isa']}"
+    speed = "" if gflops is None else f"; {gflops:.0f} GFLOP/s sgemm"
+    return f"{kind['model']} ({kind['cores']} cores, {isa}{speed})"
+
+
 def collect() -> dict[str, Any]:
     """What produced a result: versions, devices, processes, host, code revision, time."""
     versions = {"python": platform.python_version()}
@@ -61,6 +118,7 @@ def collect() -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_kind(),
         "git_commit": _git_commit(),
         "command": " ".join(sys.argv),
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -37,9 +37,14 @@ def test_tiny_benchmark_writes_every_section(tmp_path, mnist_dir):
     assert [r["seed"] for r in speedrun["runs"]] == [0, 1]
     assert all(0.1 < r["test_accuracy"] <= 1 and r["train_seconds"] > 0 for r in speedrun["runs"])
     assert {r["config"] for r in report["inference"]} == {"configs/cnn.py"}
-    assert report["machine"]["cpu_model"] and report["machine"]["versions"]["jax"]
+    machine = report["machine"]
+    assert machine["cpu_model"] and machine["versions"]["jax"]
+    # The CPU kind the numbers hold for: model, AVX-512 or not, and the machine's sgemm speed.
+    assert machine["cpu"]["model"] == machine["cpu_model"] and machine["sgemm_gflops"] > 1
+    assert isinstance(machine["cpu"]["avx512"], bool)
     text = (out / "benchmark.md").read_text()
     assert "Training throughput" in text and "Time to accuracy" in text
+    assert f"{machine['sgemm_gflops']:.0f} GFLOP/s sgemm" in text
 
 
 def test_speedrun_configs_have_targets_and_build():

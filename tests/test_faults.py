@@ -50,7 +50,7 @@ TIMING_METRICS = {"epoch_seconds", "train_samples_per_second", "elapsed_seconds"
 TIMING_SUMMARY = {"train_seconds", "compile_seconds"}
 PROVENANCE = {
     "versions", "platform", "device_kind", "num_devices", "num_processes", "hostname",
-    "cpu_model", "cpu_count", "git_commit", "command", "time",
+    "cpu_model", "cpu_count", "cpu", "git_commit", "command", "time",
 }  # fmt: skip
 
 

@@ -6,6 +6,8 @@ A pure function of the comparison dict (the content of comparison.json).
 from pathlib import Path
 from typing import Any
 
+from mnist_jax import provenance
+
 
 def _stat(stat: dict[str, float], fmt: str, scale: float = 1.0) -> str:
     if stat["mean"] is None:
@@ -312,14 +314,21 @@ def per_class_table(comparison: dict[str, Any]) -> list[str]:
 
 def markdown(comparison: dict[str, Any]) -> str:
     env = comparison["environment"]
-    machine = env["cpu_model"]
+    # comparison.json files from before the CPU kind was recorded name the model only.
+    kind = env.get("cpu") or {"model": env["cpu_model"], "cores": env["cpu_count"]}
+    machine = (
+        provenance.describe_cpu(kind, env.get("sgemm_gflops"))
+        if "avx512" in kind
+        else f"{kind['model']}, {kind['cores']} CPU cores"
+    )
     counts = ", ".join(f"{m['name']}: {m['test_count']:,}" for m in comparison["models"].values())
     lines = [
         "# MNIST model comparison",
         "",
-        f"Evaluated {env['time']} on {env['hostname']} ({machine}, "
-        f"{env['cpu_count']} CPU cores; {env['num_devices']} x {env['device_kind']}), JAX "
-        f"{env['versions'].get('jax')}. Test images evaluated per model: {counts}.",
+        f"Evaluated {env['time']} on {env['hostname']} ({machine}; {env['num_devices']} x "
+        f"{env['device_kind']}), JAX {env['versions'].get('jax')}. Test images evaluated per "
+        f"model: {counts}. Bits are the same on the same CPU kind and JAX version; on other "
+        "kinds the last digits, and so the trained models, differ (docs/determinism.md).",
         "",
         "## Summary",
         "",

@@ -145,7 +145,7 @@ def evaluate_run(
     model = runs.build_model(run.config, options.data_dir)
     variables = runs.restore_best(run, model)  # verified: a corrupt checkpoint fails before data
     test = _dataset(run.config, options.data_dir).test
-    par = Parallel(run.config.parallel.mode, run.config.parallel.get("cpu_kernels", "stable"))
+    par = Parallel.from_config(run.config.parallel)
     variables_dev = par.replicate(variables)
     device_metrics, logits = scorer.logits(par, model, variables_dev, "test", test)
     labels = test.labels
@@ -328,7 +328,7 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     ]
     comparison = {
         "schema_version": SCHEMA_VERSION,
-        "environment": provenance.collect(),
+        "environment": provenance.collect() | {"sgemm_gflops": provenance.sgemm_gflops()},
         "options": dataclasses.asdict(options),
         "models": models_out,
         "comparisons": comparisons,

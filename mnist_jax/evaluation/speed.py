@@ -105,7 +105,7 @@ class TrainProgram:
     """A compiled scan of `num_steps` train steps of `config` (the trainer's own program)."""
 
     def __init__(self, config, par: Parallel, data: dict, num_steps: int):
-        par = Parallel(par.mode, config.parallel.cpu_kernels)  # the config's XLA:CPU kernels
+        par = Parallel.from_config(config.parallel)  # the config's kernels and shards
         trainer = Trainer.build(config, par, data["raw"])
         self.state = par.replicate(trainer.init_state())
         self.data, self.num_steps, self.batch = data["train"], num_steps, config.batch_size
@@ -271,9 +271,7 @@ def inference(options: Options, par: Parallel, datasets: dict) -> list[dict]:
         if options.tiny:
             config = shrink(config)
         data = _dataset(datasets, config, par)
-        trainer = Trainer.build(
-            config, Parallel(par.mode, config.parallel.cpu_kernels), data["raw"]
-        )
+        trainer = Trainer.build(config, Parallel.from_config(config.parallel), data["raw"])
         variables = jax.device_get(models.init_variables(trainer.model, jax.random.key(0)))
         evaluator = trainer.evaluator(data["raw"].test)
         variables_dev = par.replicate(variables)
@@ -302,6 +300,7 @@ def inference(options: Options, par: Parallel, datasets: dict) -> list[dict]:
 
 def machine() -> dict:
     return provenance.collect() | {
+        "sgemm_gflops": provenance.sgemm_gflops(),
         "loadavg_start": os.getloadavg(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
@@ -313,8 +312,9 @@ def markdown(report: dict) -> str:
     out = [
         f"# mnist_jax benchmark ({m['time']})",
         "",
-        f"{m['num_devices']} x {m['device_kind']} ({m['platform']}), CPU {m['cpu_model']} "
-        f"({m['cpu_count']} cores), jax {m['versions'].get('jax')}, flax "
+        f"{m['num_devices']} x {m['device_kind']} ({m['platform']}), CPU "
+        f"{provenance.describe_cpu(m['cpu'], m['sgemm_gflops'])}, "
+        f"jax {m['versions'].get('jax')}, flax "
         f"{m['versions'].get('flax')}, optax {m['versions'].get('optax')}, commit "
         f"{m['git_commit']}; load average {m['loadavg_start']} at the start, "
         f"{m.get('loadavg_end')} at the end. `{m['command']}`",
