@@ -87,7 +87,7 @@ def test_hparams_are_the_config(run):
         start.hparams["optimizer.learning_rate"].number_value
         == config["optimizer"]["learning_rate"]
     )
-    assert start.hparams["mlp.hidden_sizes"].string_value == "[512, 512]"
+    assert start.hparams["mlp.hidden_sizes"].string_value == "[1024, 1024]"
     assert "_hparams_/session_end_info" in accumulator.summary_metadata  # the run finished
 
 

@@ -14,6 +14,8 @@ from mnist_jax.errors import ConfigError
 from mnist_jax.models import layers
 from mnist_jax.training import validation
 
+pytestmark = pytest.mark.core  # also run on the oldest supported JAX (.ci/run)
+
 ROOT = Path(__file__).resolve().parents[1]
 NOT_CONFIGS = {"__init__", "default"}
 
@@ -26,8 +28,8 @@ def _init(config):
 @pytest.mark.parametrize(
     ("get_config", "expected"),
     [
-        # 784*512+512 + 512*512+512 + 512*10+10
-        (mlp.get_config, 669_706),
+        # 784*1024+1024 + 1024*1024+1024 + 1024*10+10
+        (mlp.get_config, 1_863_690),
         # 2x2 stem: conv 3x3x4x32+32, conv 3x3x32x64+64, dense 3*3*64*128+128, 128*10+10
         (cnn.get_config, 1_184 + 18_496 + 73_856 + 1_290),
         # C1 156, C3 2,416 (full connection table), F5 48,120, F6 10,164, output 850
