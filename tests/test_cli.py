@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, run_module
@@ -141,14 +142,33 @@ cli.run(main)
 """
 
 
+def _interactive_sigint() -> None:
+    """In the child before exec: SIGINT delivered and handled as in a terminal. A test worker's
+    thread may have SIGINT blocked or ignored (both survive exec), and then Ctrl-C never
+    arrives."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _signal_masks(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return " ".join(line for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def test_ctrl_c_is_one_line_and_status_130():
     proc = subprocess.Popen(
         [sys.executable, "-c", INTERRUPTIBLE], cwd=ROOT, text=True,
         env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_interactive_sigint,
     )  # fmt: skip
     assert proc.stdout.readline() == "ready\n"
+    masks = _signal_masks(proc.pid)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"no exit 30 s after SIGINT; child's signal masks: {masks}") from None
     assert proc.returncode == 130
     assert stderr == "interrupted\n"
