@@ -130,8 +130,12 @@ def test_helpfull_lists_absl_flags_too():
     assert "--config" in result.stdout and "--verbosity" in result.stdout
 
 
+# The child first sets SIGINT up as a terminal would deliver it: a test worker's thread may have
+# it blocked or ignored, both of which survive exec, and then Ctrl-C never arrives.
 INTERRUPTIBLE = """
-import sys, time
+import signal, sys, time
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from mnist_jax import cli
 
 def main(argv):
@@ -140,14 +144,6 @@ def main(argv):
 
 cli.run(main)
 """
-
-
-def _interactive_sigint() -> None:
-    """In the child before exec: SIGINT delivered and handled as in a terminal. A test worker's
-    thread may have SIGINT blocked or ignored (both survive exec), and then Ctrl-C never
-    arrives."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal_masks(pid: int) -> str:
@@ -159,7 +155,6 @@ def test_ctrl_c_is_one_line_and_status_130():
     proc = subprocess.Popen(
         [sys.executable, "-c", INTERRUPTIBLE], cwd=ROOT, text=True,
         env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=_interactive_sigint,
     )  # fmt: skip
     assert proc.stdout.readline() == "ready\n"
     masks = _signal_masks(proc.pid)
