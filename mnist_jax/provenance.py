@@ -35,15 +35,18 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _cpu_model() -> str:
-    """The CPU's marketing name on Linux (speeds depend on it), else the architecture."""
-    try:
+def _cpuinfo() -> tuple[str, set[str]]:
+    """The CPU's marketing name (speeds depend on it) and its feature flags, from one read of
+    /proc/cpuinfo on Linux; elsewhere the architecture and no flags."""
+    model, flags = "", set()
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return model or platform.processor() or platform.machine(), flags
 
 
 # Instruction-set extensions that change which kernels XLA:CPU and its libraries run, and so the
@@ -58,18 +61,13 @@ def cpu_kind() -> dict[str, Any]:
     Results are the same bits on the same kind (model and extensions); across kinds the last
     bits, and so trained models, differ.
     """
-    flags: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+    model, flags = _cpuinfo()
     max_isa = None
     for flag in os.environ.get("XLA_FLAGS", "").split():
         if flag.startswith("--xla_cpu_max_isa="):
             max_isa = flag.split("=", 1)[1]
     return {
-        "model": _cpu_model(),
+        "model": model,
         "avx512": "avx512f" in flags,
         "extensions": [f for f in _ISA_FLAGS if f in flags],
         "xla_max_isa": max_isa,
@@ -109,6 +107,7 @@ def collect() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     devices = jax.devices()
+    cpu = cpu_kind()
     return {
         "versions": versions,
         "platform": devices[0].platform,
@@ -116,9 +115,9 @@ def collect() -> dict[str, Any]:
         "num_devices": len(devices),
         "num_processes": jax.process_count(),
         "hostname": socket.gethostname(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu["model"],  # also in "cpu"; kept for readers of earlier results
         "cpu_count": os.cpu_count(),
-        "cpu": cpu_kind(),
+        "cpu": cpu,
         "git_commit": _git_commit(),
         "command": " ".join(sys.argv),
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -88,14 +88,14 @@ def main_argv(
     )
 
 
+_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+
+
 def xla_flags_with_devices(count: int, existing: str = "") -> str:
     """`existing` XLA_FLAGS (e.g. --xla_cpu_max_isa=AVX2) with the simulated CPU device count
     set to `count`, replacing any count already there."""
     kept = [f for f in existing.split() if not f.startswith(_DEVICE_COUNT_FLAG)]
     return " ".join([f"{_DEVICE_COUNT_FLAG}={count}", *kept])
-
-
-_DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 
 
 def cpu_devices_env(site: Site, count: int) -> dict[str, str]:
