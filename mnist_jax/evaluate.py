@@ -82,6 +82,13 @@ _QUANTIZE = flags.DEFINE_enum(
     "'int8': also evaluate each run's post-training int8 model (per-channel int8 weights, "
     "dynamic int8 activations; accuracy, robustness, size, latency, throughput).",
 )
+_REUSE = flags.DEFINE_boolean(
+    "reuse",
+    True,
+    "Leave --output_dir as it is when its comparison.json was computed from the same runs "
+    "(config, checkpoint, metrics, summary), code, devices and options, without --test_sets; "
+    "--noreuse recomputes it.",
+)
 flags.mark_flags_as_required(["workdirs", "output_dir"])
 
 
@@ -102,6 +109,7 @@ def main(argv: list[str]) -> None:
             test_sets=tuple(_TEST_SETS.value),
             ensemble=_ENSEMBLE.value,
             quantize=_QUANTIZE.value,
+            reuse=_REUSE.value,
         )
         runner.evaluate(_WORKDIRS.value, _OUTPUT_DIR.value, options)
 

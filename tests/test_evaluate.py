@@ -183,6 +183,27 @@ def test_json_schema(comparison):
     assert "On the test set, cnn minus mlp = " in report and "t test over seeds" in report
 
 
+def test_a_comparison_is_reused_only_for_the_same_inputs_and_complete_files(runs, comparison):
+    data, out = comparison
+    digest = data["inputs_digest"]
+    all_runs = [runs_lib.open_run(runs[n]) for n in WORKDIRS]
+    assert evaluate.inputs_digest(all_runs, full_options_of(data)) == digest
+    assert evaluate.up_to_date(out, digest)["models"].keys() == data["models"].keys()
+    other = dataclasses.replace(full_options_of(data), ece_bins=10)
+    assert evaluate.inputs_digest(all_runs, other) != digest
+    assert evaluate.inputs_digest(all_runs[:2], full_options_of(data)) != digest
+    figure = out / data["figures"]["seeds"]
+    moved = figure.rename(figure.with_suffix(".moved"))
+    try:
+        assert evaluate.up_to_date(out, digest) is None  # a file it names is missing
+    finally:
+        moved.rename(figure)
+
+
+def full_options_of(data: dict) -> evaluate.Options:
+    return evaluate.Options(**data["options"] | {"test_sets": tuple(data["options"]["test_sets"])})
+
+
 def test_seeds_are_grouped_with_mean_std_and_interval(comparison):
     result, _ = comparison
     mlp = result["models"]["mlp"]
@@ -366,6 +387,7 @@ def test_launch_compare_quick_end_to_end_and_rerun(mnist_dir, tmp_path):
     result = _launch("compare", str(out), *short)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (result.stderr + logs()).count("already holds a finished run") == 2
+    assert "already holds the comparison of these runs" in result.stderr  # not evaluated again
 
 
 def test_pca_run_is_evaluated_through_its_projection(mnist_dir, tmp_path):

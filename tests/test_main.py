@@ -15,12 +15,12 @@ def test_mlp_trains_from_the_command_line(tmp_path, mnist_dir):
     workdir = tmp_path / "mlp"
     out = run_module(
         "mnist_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
-        "--config.num_epochs=2",
+        "--config.num_epochs=1",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["test_accuracy"] >= 0.97 and summary["test_count"] == 10_000
-    assert summary["epochs_run"] == 2 and summary["model"] == "mlp"
+    assert summary["test_accuracy"] >= 0.96 and summary["test_count"] == 10_000  # measured 97.35%
+    assert summary["epochs_run"] == 1 and summary["model"] == "mlp"
     assert "img/s" in out.stderr and "Test accuracy" in out.stderr
 
 
@@ -54,7 +54,7 @@ def test_sigkill_after_first_checkpoint_then_rerun_completes(tmp_path, mnist_dir
     workdir = tmp_path / "run"
     command = [
         sys.executable, "-m", "mnist_jax.main", "--config=configs/mlp.py",
-        f"--workdir={workdir}", "--config.num_epochs=4", "--config.data.train_fraction=0.3",
+        f"--workdir={workdir}", "--config.num_epochs=3", "--config.data.train_fraction=0.1",
     ]  # fmt: skip
     victim = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -73,5 +73,5 @@ def test_sigkill_after_first_checkpoint_then_rerun_completes(tmp_path, mnist_dir
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Resuming" in out.stderr
     epochs = [json.loads(line)["epoch"] for line in (workdir / "metrics.jsonl").open()]
-    assert epochs == [1, 2, 3, 4]
-    assert json.loads((workdir / "summary.json").read_text())["epochs_run"] == 4
+    assert epochs == [1, 2, 3]
+    assert json.loads((workdir / "summary.json").read_text())["epochs_run"] == 3

@@ -28,7 +28,7 @@ FULL = os.environ.get("MNIST_JAX_DETERMINISM") == "full"  # the size docs/determ
 # rounding, amplified by training (see README, "Determinism"). The 'tree' test below has none.
 FAST = (
     "--config.num_epochs=2",
-    "--config.data.train_fraction=0.2",
+    "--config.data.train_fraction=0.1",
     "--config.mlp.dropout=0",
     "--config.data.augment_shift=0",
     "--config.data.augment_rotation=0",

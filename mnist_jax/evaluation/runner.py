@@ -12,6 +12,7 @@ test sets (data/external.py), each model's seeds as an ensemble, and each run's 
 """
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -62,6 +63,7 @@ class Options:
     test_sets: tuple[str, ...] = ()  # NAME=PATH entries (data/external.py)
     ensemble: bool = True  # each model with >= 2 runs also evaluated as an ensemble
     quantize: str = "none"  # 'int8': also each run's int8 model (quantize.py)
+    reuse: bool = True  # an output dir whose comparison.json has these inputs is left as it is
 
     def check(self) -> None:
         for name in ("eval_batch_size", "throughput_batch_size", "latency_calls", "ece_bins"):
@@ -87,6 +89,35 @@ def check_output_dir(output_dir: str) -> Path:
     except OSError as e:
         raise UserError(f"cannot write to --output_dir={output_dir}: {e.strerror or e}") from None
     return path
+
+
+def inputs_digest(all_runs: list[runs.Run], options: Options) -> str:
+    """What a comparison is a function of: the options, the code and its versions, the devices,
+    and each run's config, checkpoint step, metrics and summary. Equal digests mean a rerun
+    would recompute the same results (external test sets are files outside it: never reused)."""
+    env = provenance.collect()
+    what = {
+        "code": [env["git_commit"], env["versions"], env["platform"], env["num_devices"]],
+        "options": dataclasses.asdict(options) | {"reuse": None},
+        "runs": [
+            [str(run.workdir.resolve()), run.config_dict, run.step, run.metrics, run.summary]
+            for run in all_runs
+        ],
+    }
+    return hashlib.sha256(rundir.to_json(what).encode()).hexdigest()[:16]
+
+
+def up_to_date(out: Path, digest: str) -> dict[str, Any] | None:
+    """The comparison in `out` if it was computed from these inputs and every file it names is
+    there; None otherwise (absent, older, from other inputs, or incomplete)."""
+    try:
+        comparison = json.loads((out / "comparison.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(comparison, dict) or comparison.get("inputs_digest") != digest:
+        return None
+    files = [out / "report.md", *(out / f for f in comparison.get("figures", {}).values())]
+    return comparison if all(f.is_file() for f in files) else None
 
 
 def _dir_bytes(path: Path) -> int:
@@ -286,6 +317,14 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         raise UserError(f"--workdirs lists a directory twice: {','.join(workdirs)}")
     all_runs = [runs.open_run(w) for w in workdirs]  # every input checked before the slow part
     out = check_output_dir(output_dir)
+    digest = inputs_digest(all_runs, options)
+    reusable = options.reuse and not options.test_sets
+    if reusable and (done := up_to_date(out, digest)) is not None:
+        logging.info(
+            "%s already holds the comparison of these runs with these options (inputs %s); "
+            "nothing to do (--noreuse recomputes it)", out / "comparison.json", digest,
+        )  # fmt: skip
+        return done
     test_sets = external.load_all(list(options.test_sets))
     for run in all_runs if options.quantize == "int8" else ():
         if run.config.get("dtype", "float32") != "float32":
@@ -330,6 +369,7 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         "schema_version": SCHEMA_VERSION,
         "environment": provenance.collect() | {"sgemm_gflops": provenance.sgemm_gflops()},
         "options": dataclasses.asdict(options),
+        "inputs_digest": digest,
         "models": models_out,
         "comparisons": comparisons,
     }
