@@ -12,15 +12,15 @@ import pytest
 import mnist_jax
 from mnist_jax import api, scripts
 from mnist_jax.errors import ConfigError
+from tests import readme
 from tests.conftest import ROOT, run_code
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def readme_example() -> str:
-    """The first ```python block of README.md's "Python API" section."""
-    section = (ROOT / "README.md").read_text().split("\n## Python API\n", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    """The ```python block of README.md's "Train one model" section."""
+    return readme.block("Train one model")
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ from mnist_jax.evaluation import runner as evaluate
 from mnist_jax.evaluation import runs as runs_lib
 from mnist_jax.models import layers
 from mnist_jax.training import train
-from tests import events
+from tests import events, readme
 
 TINY = {
     "data.train_fraction": 0.05,
@@ -388,6 +388,12 @@ def test_launch_compare_quick_end_to_end_and_rerun(mnist_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (result.stderr + logs()).count("already holds a finished run") == 2
     assert "already holds the comparison of these runs" in result.stderr  # not evaluated again
+    # The README's reader of comparison.json, as written, on this comparison.
+    code = readme.block("Read comparison.json").replace("runs/compare/", f"{out}/")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr
+    mean = data["models"]["mlp"]["accuracy"]["mean"]
+    assert printed.stdout.splitlines()[0].startswith(f"mlp {mean}")
 
 
 def test_pca_run_is_evaluated_through_its_projection(mnist_dir, tmp_path):

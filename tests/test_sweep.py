@@ -25,6 +25,7 @@ from mnist_jax.studies import runner as sweep
 from mnist_jax.studies import study as study_lib
 from mnist_jax.studies import workers
 from mnist_jax.training import rundir, train, validation
+from tests import readme
 
 MLP = str(ROOT / "configs" / "mlp.py")
 CNN = str(ROOT / "configs" / "cnn.py")
@@ -376,3 +377,16 @@ def test_launch_sh_has_a_sweep_command():
     text = (ROOT / "launch.sh").read_text()
     assert "sweep)" in text and "./launch.sh sweep STUDY OUTDIR" in text
     assert os.access(ROOT / "launch.sh", os.X_OK)
+
+
+def test_readme_study_example_defines_its_trials(tmp_path, monkeypatch):
+    """README.md's "Add a study" file, as written: 3 dropout values x 3 seeds of configs/mlp.py."""
+    study_file = tmp_path / "dropout_small.py"
+    study_file.write_text(readme.block("Add a study"))
+    monkeypatch.chdir(ROOT)  # the study names its config relative to the repository
+    trials = sweep.run_study(str(study_file), str(tmp_path / "out"), dry_run=True)
+    assert [(t.point["mlp.dropout"], t.seed) for t, _ in trials] == [
+        (d, s) for d in (0.0, 0.1, 0.3) for s in (0, 1, 2)
+    ]
+    assert {status for _, status in trials} == {"pending"}
+    assert all(t.config.mlp.dropout == t.point["mlp.dropout"] for t, _ in trials)
