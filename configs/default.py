@@ -26,12 +26,17 @@ def with_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collecti
         valid = ", ".join(repr(v) for v in VARIANTS if v)
         raise ConfigError(f"unknown config variant {variant!r}; valid: {valid} (or none)")
     for key, value in VARIANTS[variant].items():
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        set_key(config, key, value)
     return config
+
+
+def set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
+    """config[a][b][c] = value for the dotted key 'a.b.c' (variants, studies, tests use it)."""
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:

@@ -13,7 +13,6 @@ mnist_jax.evaluation.runs, which the binaries use too.
 
 import dataclasses
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from mnist_jax import configuration, logs
 from mnist_jax.data import images as images_lib
 from mnist_jax.errors import ConfigError
 from mnist_jax.evaluation import metrics, runs
+from mnist_jax.training import rundir
 
 ConfigLike = ml_collections.ConfigDict | str | os.PathLike
 
@@ -111,7 +111,7 @@ def run_name(workdir: str | os.PathLike) -> str:
     """The directory's name; `parent/seed_<k>` for a seed directory (runs/compare/mlp/seed_0
     -> 'mlp/seed_0'), so the runs of one comparison have distinct names."""
     path = Path(os.path.abspath(workdir))
-    return f"{path.parent.name}/{path.name}" if re.fullmatch(r"seed_\d+", path.name) else path.name
+    return f"{path.parent.name}/{path.name}" if rundir.is_seed_dir(path) else path.name
 
 
 def load_run(workdir: str | os.PathLike, data_dir: str = "") -> Run:

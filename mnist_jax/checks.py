@@ -9,10 +9,16 @@ from typing import Any
 from mnist_jax.errors import ConfigError
 
 
+def closest(value: str, valid: Iterable[str]) -> str | None:
+    """The valid name closest to a misspelt `value`, or None: every "did you mean" uses it."""
+    close = difflib.get_close_matches(str(value), list(valid), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def suggest(value: str, valid: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest valid name, or ''."""
-    close = difflib.get_close_matches(str(value), list(valid), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    guess = closest(value, valid)
+    return f" (did you mean {guess!r}?)" if guess else ""
 
 
 def _number(value: Any) -> bool:

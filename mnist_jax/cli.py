@@ -11,7 +11,6 @@ Exit statuses of every binary: 0 success (and --help), 1 bad input (flags, confi
 (rerun to resume); anything else is a crash or the status of a failed child process.
 """
 
-import difflib
 import os
 import re
 import sys
@@ -19,10 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_dict
 from ml_collections.config_flags import config_flags
 
+from mnist_jax import logs
+from mnist_jax.checks import closest
 from mnist_jax.errors import UserError
 
 EXIT_ERROR = 1
@@ -68,6 +69,8 @@ def exit_with(message: str, status: int = EXIT_ERROR) -> NoReturn:
     print(message, file=sys.stderr, flush=True)
     jax = sys.modules.get("jax")
     if jax is not None and jax.distributed.is_initialized():
+        logging.flush()
+        logs.restore_stdout()
         sys.stdout.flush()
         os._exit(status)
     sys.exit(status)
@@ -236,11 +239,6 @@ def _root(error: BaseException) -> BaseException:
     return last
 
 
-def suggest(name: str, candidates: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
 def _help_names(flag_values: flags.FlagValues) -> list[str]:
     """The flags --help shows (the program's own and mnist_jax's), in definition order."""
     by_module = flag_values.flags_by_module_dict()
@@ -255,9 +253,9 @@ def _help_names(flag_values: flags.FlagValues) -> list[str]:
 def _unknown_flag(name: str, flag_values: flags.FlagValues) -> str:
     shown = _help_names(flag_values)
     head, dot, tail = name.partition(".")
-    guess = suggest(name, list(flag_values))
+    guess = closest(name, list(flag_values))
     if guess is None and dot:  # --confg.num_epochs: the config flag misspelt
-        base = suggest(head, _config_flag_names(flag_values))
+        base = closest(head, _config_flag_names(flag_values))
         guess = f"{base}.{tail}" if base else None
     if guess is not None:
         return f"unknown flag --{name}; did you mean --{guess}?"
@@ -296,7 +294,7 @@ def _check_config_file(name: str, spec: str) -> None:
         for p in sorted(folder.glob("*.py"))
         if p.name != "__init__.py"
     ]
-    guess = suggest(path, candidates)
+    guess = closest(path, candidates)
     valid = f"did you mean {guess}?" if guess else f"valid: {', '.join(candidates)}"
     exit_with(f"error: --{name}={spec}: no such config file {path!r}; {valid}")
 
@@ -360,7 +358,7 @@ def _override_key_error(name: str, spec: str, argv: Sequence[str], fv: flags.Fla
             node, parent = node[part], f"{parent}.{part}".lstrip(".")
         else:
             continue
-        guess = suggest(key, paths)
+        guess = closest(key, paths)
         if guess:
             hint = f"did you mean {guess!r}?"
         else:

@@ -28,6 +28,7 @@ from typing import Any
 from absl import flags, logging
 
 from mnist_jax import cli
+from mnist_jax.checks import closest
 from mnist_jax.errors import UserError
 from mnist_jax.launcher import commands as C
 from mnist_jax.launcher import supervisor
@@ -222,7 +223,7 @@ def parse_command_line(argv: list[str]) -> Invocation:
         cli.print_help(top_help())
     name = argv[1]
     if name not in SUBCOMMANDS:
-        guess = cli.suggest(name, list(SUBCOMMANDS))
+        guess = closest(name, list(SUBCOMMANDS))
         hint = f"did you mean {guess!r}? " if guess else ""
         cli.exit_with(f"error: unknown subcommand {name!r}; {hint}valid: {', '.join(SUBCOMMANDS)}")
     sub = SUBCOMMANDS[name]

@@ -40,7 +40,7 @@ def main(argv: list[str]) -> None:
         try:
             train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
         except guards.Preempted as e:
-            platform.exit_with(f"preempted: {e}", e.exit_status)
+            cli.exit_with(f"preempted: {e}", e.exit_status)
 
 
 if __name__ == "__main__":

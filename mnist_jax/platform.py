@@ -18,7 +18,6 @@ distributed service detected fatal errors", instead of leaving them blocked in a
 
 import contextlib
 import os
-import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import jax
 from absl import flags, logging
 
 from mnist_jax import logs
+from mnist_jax.cli import exit_with
 from mnist_jax.errors import ConfigError, UserError
 
 DISTRIBUTED_MODES = ("auto", "on", "off")
@@ -197,13 +197,3 @@ def user_errors_exit() -> Iterator[None]:
 
 def _who() -> str:
     return f"process {jax.process_index()}: " if jax.distributed.is_initialized() else ""
-
-
-def exit_with(message: str, status: int = 1) -> None:
-    """Print one line to stderr and exit with `status` (multi-process: without the barrier)."""
-    print(message, file=sys.stderr, flush=True)
-    if jax.distributed.is_initialized():
-        logging.flush()
-        logs.restore_stdout()
-        os._exit(status)  # skip the shutdown barrier (see user_errors_exit)
-    sys.exit(status)

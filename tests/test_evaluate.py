@@ -56,11 +56,7 @@ def tiny_config(model: str, seed: int = 0, **overrides):
     config.model = model
     config.seed = seed
     for key, value in (TINY | overrides).items():
-        *parents, leaf = key.split(".")
-        node = config
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        default.set_key(config, key, value)
     return config
 
 
@@ -132,7 +128,7 @@ def test_json_schema(comparison):
     result, out = comparison
     on_disk = json.loads((out / "comparison.json").read_text())
     assert on_disk == json.loads(json.dumps(result))
-    assert on_disk["schema_version"] == evaluate.SCHEMA_VERSION == 3
+    assert on_disk["schema_version"] == evaluate.SCHEMA_VERSION == 4
     env = on_disk["environment"]
     for key, kind in {"versions": dict, "num_devices": int, "device_kind": str, "time": str,
                       "hostname": str, "cpu_count": int}.items():  # fmt: skip

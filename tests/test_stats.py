@@ -69,7 +69,7 @@ def test_summarize_matches_scipy_t_interval(n):
 def test_summarize_one_value_missing_values_and_strict_json():
     assert stats.summarize([0.99]) == {
         "mean": 0.99,
-        "std": 0.0,
+        "std": None,  # no spread to estimate from one seed
         "n": 1,
         "ci95": None,
         "values": [0.99],

@@ -9,7 +9,6 @@ other labelled set (a corruption, an external test set).
 """
 
 import json
-import re
 from typing import Any
 
 import jax
@@ -19,8 +18,6 @@ from mnist_jax import models
 from mnist_jax.evaluation import inference, metrics, stats
 from mnist_jax.training import rundir
 
-_SEED_DIR = re.compile(r"seed[_-]?\d+")
-
 
 def _model_key(config_dict: dict[str, Any]) -> str:
     """Runs with equal keys are seeds of one model (neutral keys such as formulations ignored)."""
@@ -29,7 +26,7 @@ def _model_key(config_dict: dict[str, Any]) -> str:
 
 def _run_label(workdir: Any) -> str:
     """A run's directory name, or its parent's for seed directories (runs/compare/mlp/seed_0)."""
-    return workdir.parent.name if _SEED_DIR.fullmatch(workdir.name) else workdir.name
+    return workdir.parent.name if rundir.is_seed_dir(workdir) else workdir.name
 
 
 def group_runs(runs: list[Any]) -> dict[str, list[int]]:

@@ -174,7 +174,7 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
             ax.errorbar(
                 x,
                 100 * acc["mean"],
-                yerr=100 * acc["std"],
+                yerr=100 * (acc["std"] or 0),
                 xerr=xerr or None,
                 fmt="o",
                 ms=9,
@@ -194,7 +194,7 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
         ax.set(xlabel=label + " (log scale)")
         ax.grid(alpha=0.3, which="both")
     accs = [100 * m["accuracy"]["mean"] for m in ms]
-    stds = [100 * m["accuracy"]["std"] for m in ms]
+    stds = [100 * (m["accuracy"]["std"] or 0) for m in ms]
     pad = max(0.3 * (max(accs) - min(accs)), 0.3, 1.5 * max(stds))
     axes[0].set_ylim(min(accs) - pad, min(max(accs) + pad, 100.0))
     axes[0].set_ylabel("test accuracy (%)")

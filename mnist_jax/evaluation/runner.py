@@ -41,7 +41,7 @@ from mnist_jax.evaluation import (
 from mnist_jax.training import logbook, rundir
 from mnist_jax.training.parallel import Parallel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 GALLERY_INDEX = 0  # the test digit shown under every corruption
 
 

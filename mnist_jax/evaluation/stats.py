@@ -94,9 +94,10 @@ def _finite(x: float) -> float | None:
 
 
 def summarize(values: Sequence[float | None]) -> dict[str, Any]:
-    """Mean, sample std (ddof=1; 0 for one value), n, the 95% t interval of the mean, the values.
+    """Mean, sample std (ddof=1), n, the 95% t interval of the mean, the values: what every set of
+    runs reports (comparison.json, studies).
 
-    ci95 is None for a single value (no spread to estimate). Missing or non-finite values
+    std and ci95 are None for a single value (no spread to estimate). Missing or non-finite values
     (None, NaN, inf) appear as None in `values` and make mean, std and ci95 None too: a mean
     that silently skipped a run would describe fewer seeds than `n` says.
     """
@@ -113,9 +114,10 @@ def summarize(values: Sequence[float | None]) -> dict[str, Any]:
     if not np.all(np.isfinite(x)):
         return out
     mean = float(x.mean())
-    std = float(x.std(ddof=1)) if len(x) > 1 else 0.0
-    out.update(mean=mean, std=std)
+    out["mean"] = mean
     if len(x) > 1:
+        std = float(x.std(ddof=1))
+        out["std"] = std
         half = t_critical(len(x) - 1) * std / math.sqrt(len(x))
         out["ci95"] = [mean - half, mean + half]
     return out

@@ -11,7 +11,6 @@ import csv
 import dataclasses
 import io
 import json
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from mnist_jax import models
-from mnist_jax.evaluation import inference
+from mnist_jax.evaluation import inference, stats
 from mnist_jax.studies import study as study_lib
 from mnist_jax.training import rundir
 
@@ -70,10 +69,11 @@ def _model_key(config: ml_collections.ConfigDict) -> str:
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and sample std (n-1); std is None for a single seed: there is no spread to report."""
+    """Mean and sample std over seeds, as stats.summarize gives them (std None for one seed)."""
     if not values:
         return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+    summary = stats.summarize(values)
+    return summary["mean"], summary["std"]
 
 
 def aggregate(

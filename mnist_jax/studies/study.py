@@ -30,6 +30,7 @@ import ml_collections
 
 from mnist_jax import configuration
 from mnist_jax.checks import suggest
+from mnist_jax.configs import default
 from mnist_jax.errors import ConfigError
 from mnist_jax.training import rundir, validation
 
@@ -111,12 +112,8 @@ def _has_key(config: ml_collections.ConfigDict, key: str) -> bool:
 
 
 def _set(config: ml_collections.ConfigDict, key: str, value: Any, where: str) -> None:
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-        node = node[part]
     try:
-        node[leaf] = value
+        default.set_key(config, key, value)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {key}={value!r} does not fit the config ({e})") from None
 
