@@ -50,6 +50,9 @@ NEUTRAL_KEYS = frozenset(
 
 # Keys added after runs existed, with the value that reproduces those runs: at that value they
 # are left out of the identity, so earlier runs keep their fingerprints and stay comparable.
+LATER_KEYS = {"optimizer.ema_decay": 0.0}
+
+
 SEED_DIR = re.compile(r"seed[_-]?\d+")  # a seed's directory in a set of runs: seed_0, seed-1, seed2
 
 
@@ -57,9 +60,6 @@ def is_seed_dir(path: str | os.PathLike) -> bool:
     """Whether a run directory is one seed of a set (runs/compare/mlp/seed_0): its parent names
     the model."""
     return SEED_DIR.fullmatch(Path(path).name) is not None
-
-
-LATER_KEYS = {"optimizer.ema_decay": 0.0}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
