@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from mnist_jax import configuration
 from mnist_jax.configs import mlp
 from mnist_jax.data import load_dataset
 from mnist_jax.errors import CheckpointError, ConfigError
@@ -233,3 +234,48 @@ def test_ema_run_trains_the_same_weights_and_keeps_their_average(tmp_path, mnist
     del without_key["optimizer"]["ema_decay"]
     assert runs_[0.0]["config_fingerprint"] == rundir.fingerprint(without_key)
     assert runs_[0.99]["config_fingerprint"] != runs_[0.0]["config_fingerprint"]
+
+
+def test_identity_is_the_own_section_and_the_shared_keys_away_from_their_defaults():
+    """A key added with its default, or another family's section, changes no fingerprint."""
+    cnn = rundir.config_to_dict(configuration.load("configs/cnn.py"))
+    identity = rundir.identity(cnn)
+    assert identity["model"] == "cnn" and identity["cnn.kernel_sizes"] == [3, 3]
+    assert "cnn.channels" not in identity  # (32, 64) is the default
+    assert "optimizer.name" not in identity  # 'adam', the default
+    assert not any(k.startswith(("mlp.", "resnet.", "lenet5.", "hybrid.")) for k in identity)
+    wide_mlp = json.loads(json.dumps(cnn))
+    wide_mlp["mlp"]["hidden_sizes"] = [4096]  # the MLP's section: not the CNN's business
+    assert rundir.fingerprint(wide_mlp) == rundir.fingerprint(cnn)
+    later = json.loads(json.dumps(cnn))
+    later["optimizer"]["a_later_key"] = 0.0  # absent from configs/default.py: it counts
+    assert rundir.fingerprint(later) != rundir.fingerprint(cnn)
+    del later["optimizer"]["a_later_key"], later["data"]["augment_shear"]  # at its default
+    assert rundir.fingerprint(later) == rundir.fingerprint(cnn)
+    other = json.loads(json.dumps(cnn))
+    other["cnn"]["dropout"] = 0.3
+    assert rundir.fingerprint(other) != rundir.fingerprint(cnn)
+
+
+def test_checkpoints_of_the_earlier_identity_still_resume(finished_run, tmp_path):
+    """A run directory written when the fingerprint covered every key resumes and evaluates:
+    its checkpoints carry the earlier fingerprint, which `accepted_fingerprints` names."""
+    workdir, summary = finished_run
+    old = tmp_path / "old"
+    shutil.copytree(workdir, old)
+    config_dict = json.loads((old / "config.json").read_text())
+    new, legacy = rundir.accepted_fingerprints(config_dict)
+    assert new == summary["config_fingerprint"] and legacy != new
+    for meta_file in (old / "checkpoints").glob("*/meta/metadata"):
+        meta = json.loads(meta_file.read_text())
+        assert meta["fingerprint"] == new
+        meta_file.write_text(json.dumps(meta | {"fingerprint": legacy}))
+    (old / "summary.json").unlink()
+    assert evaluate_checkpoint(old)["accuracy"] == summary["test_accuracy"]
+    resumed = train.train_and_evaluate(small_config(), str(old))  # nothing left but the test
+    assert resumed["test_accuracy"] == summary["test_accuracy"]
+    for meta_file in (old / "checkpoints").glob("*/meta/metadata"):
+        meta = json.loads(meta_file.read_text())
+        meta_file.write_text(json.dumps(meta | {"fingerprint": "0123456789abcdef"}))
+    with pytest.raises(CheckpointError, match="different config"):
+        evaluate_checkpoint(old)

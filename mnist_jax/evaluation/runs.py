@@ -78,9 +78,9 @@ def restore_best(run: Run, model: nn.Module) -> dict[str, Any]:
     """The best variables of the run's newest checkpoint, verified against its checksums."""
     template = jax.device_get(models.init_variables(model, jax.random.key(0)))
     ckpt = checkpoint.Checkpointer(run.workdir / "checkpoints", read_only=True)
-    fingerprint = rundir.fingerprint(run.config_dict)
+    fingerprints = rundir.accepted_fingerprints(run.config_dict)
     try:
-        restored = ckpt.restore(run.step, None, template, fingerprint)
+        restored = ckpt.restore(run.step, None, template, fingerprints)
     except CheckpointError as e:
         raise CheckpointError(
             f"{e}; {run.workdir} cannot be evaluated (rerun training in it to repair it, or "

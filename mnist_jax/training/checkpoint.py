@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,9 @@ class Checkpointer:
             ),
         )
 
-    def restore(self, step: int, state: Any | None, best: Any, fingerprint: str) -> Restored:
+    def restore(
+        self, step: int, state: Any | None, best: Any, fingerprints: Sequence[str]
+    ) -> Restored:
         """The checkpoint of `step`, shaped like the templates and verified; `state=None` skips
         the train state (evaluation needs only the best variables)."""
         path = self.directory / str(step)
@@ -133,7 +136,7 @@ class Checkpointer:
         meta = restored.meta
         if not isinstance(meta, dict) or "checksums" not in meta:
             raise CheckpointError(f"checkpoint {path} has no checksums in its meta item")
-        if meta.get("fingerprint") != fingerprint:
+        if meta.get("fingerprint") not in fingerprints:
             raise CheckpointError(f"checkpoint {path} was written by a different config")
         names = ("best",) if state is None else ("state", "best")
         for name in names:

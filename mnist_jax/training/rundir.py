@@ -13,6 +13,7 @@ an epoch twice, whatever moment the run was killed at.
 """
 
 import fcntl
+import functools
 import hashlib
 import json
 import math
@@ -48,11 +49,6 @@ NEUTRAL_KEYS = frozenset(
 )
 
 
-# Keys added after runs existed, with the value that reproduces those runs: at that value they
-# are left out of the identity, so earlier runs keep their fingerprints and stay comparable.
-LATER_KEYS = {"optimizer.ema_decay": 0.0}
-
-
 SEED_DIR = re.compile(r"seed[_-]?\d+")  # a seed's directory in a set of runs: seed_0, seed-1, seed2
 
 
@@ -78,12 +74,24 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def identity(config_dict: dict[str, Any], *, ignore: frozenset[str] = frozenset()) -> dict:
-    """The flattened config without the keys that do not change results (and `ignore`)."""
-    flat = flatten(config_dict)
+    """What a run's numbers depend on: `model`, and every other key whose value differs from
+    configs/default.py, except NEUTRAL_KEYS, the sections of model families other than the
+    run's own (a model is built from its own section only), and `ignore`.
+
+    Keys at their defaults are left out, so a key added later with its "off" default, or a new
+    family's section, changes no earlier run's identity."""
+    flat, defaults = flatten(config_dict), _defaults()
+    model = flat.get("model")
+    others = tuple(f"{name}." for name in _families() if name != model)
     return {
         k: v
         for k, v in sorted(flat.items())
-        if k not in NEUTRAL_KEYS | ignore and not (k in LATER_KEYS and v == LATER_KEYS[k])
+        if k == "model"
+        or (
+            k not in NEUTRAL_KEYS | ignore
+            and not k.startswith(others)
+            and (k not in defaults or v != defaults[k])
+        )
     }
 
 
@@ -91,6 +99,33 @@ def fingerprint(config_dict: dict[str, Any]) -> str:
     """sha256 of the run's identity: equal for configs that produce the same numbers."""
     text = json.dumps(identity(config_dict), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def accepted_fingerprints(config_dict: dict[str, Any]) -> tuple[str, str]:
+    """The fingerprints a checkpoint of this config may carry: today's, and the one checkpoints
+    written before identities left out keys at their defaults carry (every key but the neutral
+    ones; ema_decay only when on), so that those run directories still resume and evaluate."""
+    flat = flatten(config_dict)
+    legacy = {
+        k: v
+        for k, v in sorted(flat.items())
+        if k not in NEUTRAL_KEYS and not (k == "optimizer.ema_decay" and v == 0.0)
+    }
+    text = json.dumps(legacy, sort_keys=True)
+    return fingerprint(config_dict), hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    from mnist_jax.configs import default  # the package's own config files
+
+    return flatten(config_to_dict(default.get_config()))
+
+
+def _families() -> tuple[str, ...]:
+    from mnist_jax.models import registry  # importing mnist_jax.models registers every family
+
+    return tuple(registry.MODELS)
 
 
 def to_json(value: Any, **kwargs: Any) -> str:

@@ -122,7 +122,8 @@ def _train(
 ) -> dict[str, Any] | None:
     state = trainer.init_state()
     loop, best = LoopState(), state.variables
-    restored = _restore_latest(ckpt, state, best, fingerprint)
+    accepted = rundir.accepted_fingerprints(rundir.config_to_dict(config))
+    restored = _restore_latest(ckpt, state, best, accepted)
     if restored is not None:
         state, best, loop = restored.state, restored.best, LoopState.from_meta(restored.meta)
         logging.info(
@@ -296,12 +297,12 @@ def _save(ckpt, state_dev, best, loop: LoopState, par: Parallel, fingerprint: st
     faults.point("checkpoint_writing")  # test hook: Orbax writes it in the background
 
 
-def _restore_latest(ckpt, state, best, fingerprint) -> checkpoint.Restored | None:
+def _restore_latest(ckpt, state, best, fingerprints) -> checkpoint.Restored | None:
     """The newest checkpoint that verifies; bad ones are moved aside with a warning each."""
     bad = []
     for step in ckpt.steps():
         try:
-            restored = ckpt.restore(step, state, best, fingerprint)
+            restored = ckpt.restore(step, state, best, fingerprints)
             error = ""
         except CheckpointError as e:
             restored, error = None, str(e)
