@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,18 @@ from PIL import Image, ImageDraw
 from simple_models import LeastSquares, NearestCentroid
 
 from mnist_jax.data import images, load_mnist
-from mnist_jax.serving import loadtest
 from mnist_jax.serving import server as server_lib
+from tests import loadtest
 from tests.conftest import run_module
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def start_in_thread(server: server_lib.DigitServer) -> threading.Thread:
+    """Serves in a daemon thread; stop with server.shutdown()."""
+    thread = threading.Thread(target=server.serve_forever, name="digit-server", daemon=True)
+    thread.start()
+    return thread
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +48,7 @@ def models(mnist):
 @pytest.fixture(scope="module")
 def server(models):
     server = server_lib.make_server(server_lib.ModelsPredictor(models), "127.0.0.1", 0)
-    thread = server_lib.start_in_thread(server)
+    thread = start_in_thread(server)
     yield server
     server.shutdown()
     server.server_close()

@@ -340,10 +340,3 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
         return DigitServer((host, port), predictor)
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-
-
-def start_in_thread(server: DigitServer) -> threading.Thread:
-    """Serves in a daemon thread (tests, the load test); stop with server.shutdown()."""
-    thread = threading.Thread(target=server.serve_forever, name="digit-server", daemon=True)
-    thread.start()
-    return thread
