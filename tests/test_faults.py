@@ -35,7 +35,7 @@ from conftest import ROOT
 from forkserver import Child, ForkServer
 
 from mnist_jax.training import faults, rundir
-from mnist_jax.training.train import BestTracker
+from mnist_jax.training.loop_state import BestTracker
 
 BASE = (
     "--config=configs/mlp.py",

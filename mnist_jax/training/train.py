@@ -25,50 +25,13 @@ import numpy as np
 from absl import logging
 
 from mnist_jax import logs, models, provenance
-from mnist_jax.data import load_dataset
+from mnist_jax.data import Dataset, load_dataset
 from mnist_jax.errors import CheckpointError
 from mnist_jax.training import checkpoint, faults, guards, logbook, parallel, rundir, validation
+from mnist_jax.training.loop_state import LoopState
 from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.progress import Progress
 from mnist_jax.training.trainer import Trainer
-
-
-@dataclasses.dataclass
-class BestTracker:
-    """The best epoch by validation loss so far, and how long ago it was (early stopping)."""
-
-    epoch: int = 0
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-    epochs_since_best: int = 0
-
-    def update(self, epoch: int, val_loss: float, val_accuracy: float, min_delta: float) -> bool:
-        if math.isfinite(val_loss) and (
-            self.val_loss is None or val_loss < self.val_loss - min_delta
-        ):
-            self.epoch, self.val_loss, self.val_accuracy = epoch, val_loss, val_accuracy
-            self.epochs_since_best = 0
-            return True
-        self.epochs_since_best += 1
-        return False
-
-
-@dataclasses.dataclass
-class LoopState:
-    """The loop's own state, saved as JSON in every checkpoint."""
-
-    epoch: int = 0  # completed epochs
-    chunk: int = 0  # chunks of epoch + 1 already run (non-zero only after a preemption)
-    partial: dict[str, float] = dataclasses.field(default_factory=dict)  # their sums
-    best: BestTracker = dataclasses.field(default_factory=BestTracker)
-    train_seconds: float = 0.0
-    stopped_early: bool = False
-    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # metrics.jsonl
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> "LoopState":
-        loop = meta["loop"]
-        return cls(**(loop | {"best": BestTracker(**loop["best"])}))
 
 
 def train_and_evaluate(
@@ -108,156 +71,252 @@ def train_and_evaluate(
             logbook.Logbook(run.path, config) as book,
             logs.heartbeat(f"Training in {workdir}"),  # a line at least every 5 s
         ):
-            return _train(
-                config, run, par, data, trainer, fingerprint, signals, ckpt, book, pause_after
-            )
+            job = Job(config, run, par, data, trainer, fingerprint, signals, ckpt, book)
+            return _train(job, pause_after)
     finally:
         if ckpt is not None:  # whatever stopped the run (e.g. divergence), let the last
             ckpt.close()  # checkpoint's background write commit before the process exits
         run.release()
 
 
-def _train(
-    config, run, par, data, trainer, fingerprint, signals, ckpt, book, pause_after
-) -> dict[str, Any] | None:
-    state = trainer.init_state()
-    loop, best = LoopState(), state.variables
-    accepted = rundir.accepted_fingerprints(rundir.config_to_dict(config))
-    restored = _restore_latest(ckpt, state, best, accepted)
-    if restored is not None:
-        state, best, loop = restored.state, restored.best, LoopState.from_meta(restored.meta)
-        logging.info(
-            "Resuming %s from the checkpoint of step %d (epoch %d%s)", run.path, restored.step,
-            loop.epoch + (loop.chunk > 0), f", chunk {loop.chunk}" if loop.chunk else "",
-        )  # fmt: skip
-    run.restore_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Everything one training run works with, built once by train_and_evaluate."""
+
+    config: ml_collections.ConfigDict
+    run: rundir.RunDir
+    par: Parallel
+    data: Dataset
+    trainer: Trainer
+    fingerprint: str  # of the config: written into every checkpoint and the summary
+    signals: guards.StopSignals
+    ckpt: checkpoint.Checkpointer
+    book: logbook.Logbook
+
+    def save(self, state_dev: Any, best: Any, loop: LoopState) -> None:
+        """A checkpoint of the train state, the best variables and the loop state."""
+        state = self.par.to_host(state_dev)
+        meta = {"loop": dataclasses.asdict(loop)}
+        self.ckpt.save(int(state.step), state, best, meta, self.fingerprint)
+        faults.point("checkpoint_writing")  # test hook: Orbax writes it in the background
+
+
+@dataclasses.dataclass
+class Programs:
+    """The compiled programs of a run: a train scan per chunk length, the evaluators."""
+
+    train: dict[int, Any]
+    val: Any  # SplitEvaluator, or None without a validation split
+    test: Any
+    seconds: float
+
+
+def _train(job: Job, pause_after: int | None) -> dict[str, Any] | None:
+    config, trainer, par = job.config, job.trainer, job.par
+    state, best, loop, start_step = _resume(job)
     until = config.num_epochs if pause_after is None else min(pause_after, config.num_epochs)
     if loop.epoch >= until and loop.epoch < config.num_epochs and not loop.stopped_early:
         return None  # already paused at or after `pause_after`
-    book.start(restored.step if restored else 0, trainer.steps_per_epoch, trainer.schedule,
-               config.batch_size)  # TensorBoard: drops events after this step  # fmt: skip
+    # TensorBoard drops the events a killed run logged after the checkpoint it resumes from.
+    job.book.start(start_step, trainer.steps_per_epoch, trainer.schedule, config.batch_size)
     num_params = models.count_params(state.params)
+    data = job.data
     logging.info(
         "%s: %s parameters, %d train / %d val / %d test examples, %d devices (%s, %s)",
-        config.model, f"{num_params:,}", len(data.train), len(data.validation or ()),
-        len(data.test), par.num_devices, par.device_kind, par.mode,
-    )  # fmt: skip
+        config.model,
+        f"{num_params:,}",
+        len(data.train),
+        len(data.validation or ()),
+        len(data.test),
+        par.num_devices,
+        par.device_kind,
+        par.mode,
+    )
 
     # Data and state on the devices; every program compiled before the clock starts.
     train_data = par.replicate((data.train.images, data.train.labels))
-    val_eval = data.validation and trainer.evaluator(data.validation)
-    test_eval = trainer.evaluator(data.test)
     state_dev = par.replicate(state)
-    chunks = trainer.chunks()
-    programs, compile_seconds = {}, 0.0
-    for _, n in chunks:
-        if n not in programs:
-            programs[n], seconds = trainer.train_program(n, state_dev, train_data)
-            compile_seconds += seconds
-    for evaluator in (val_eval, test_eval):
-        compile_seconds += evaluator.compile(state_dev.variables) if evaluator else 0.0
-    logging.info(
-        "Compiled %d programs in %.1f s", len(programs) + 1 + bool(val_eval), compile_seconds
-    )
+    programs = _compile(job, state_dev, train_data)
 
     # The loop: train an epoch (chunk by chunk), validate, record, checkpoint, maybe stop.
-    steps_per_epoch, num_epochs = trainer.steps_per_epoch, config.num_epochs
-    patience, min_delta = config.early_stopping.patience, config.early_stopping.min_delta
+    done_steps = loop.epoch * trainer.steps_per_epoch
+    done_steps += sum(n for _, n in trainer.chunks()[: loop.chunk])
     progress = Progress(
-        num_epochs * steps_per_epoch, loop.epoch * steps_per_epoch + sum(
-            n for _, n in chunks[: loop.chunk]
-        ), config.batch_size, config.log_every_seconds,
-    )  # fmt: skip
+        config.num_epochs * trainer.steps_per_epoch,
+        done_steps,
+        config.batch_size,
+        config.log_every_seconds,
+    )
     while loop.epoch < until and not loop.stopped_early:
         epoch = loop.epoch + 1
-        epoch_key = jax.random.fold_in(trainer.keys.shuffle, epoch)
-        stop = 0  # the stop signal all processes agreed on at the last chunk boundary
-        for c in range(loop.chunk, len(chunks)):
-            first, n = chunks[c]
-            start = time.perf_counter()
-            state_dev, per_device = programs[n](
-                state_dev, *train_data, epoch_key, trainer.keys.dropout, np.int32(first)
-            )
-            faults.point("chunk", before=ckpt.wait)  # test hook (faults.py): it is computing
-            out = {k: par.gather_shards(v) for k, v in per_device.items()}  # waits: honest time
-            seconds = time.perf_counter() - start
-            step_losses = out["loss"].astype(np.float64).sum(axis=(0, 2))
-            guards.check_finite(
-                step_losses, bool(out["params_finite"].all()), epoch,
-                (epoch - 1) * steps_per_epoch + first, config,
-            )  # fmt: skip
-            book.train_steps(epoch, first, step_losses, out["correct"].sum(axis=(0, 2)))
-            for key, value in (
-                ("loss", step_losses.sum()),
-                ("correct", out["correct"].sum()),
-                ("count", n * config.batch_size),
-                ("seconds", seconds),
-            ):
-                loop.partial[key] = loop.partial.get(key, 0) + float(value)  # fmt: skip
-            loop.chunk = c + 1
-            progress.update(n, epoch, num_epochs)
-            stop = signals.agreed()  # collective: every process stops at the same boundary
-            if stop and c + 1 < len(chunks):
-                _save(ckpt, state_dev, best, loop, par, fingerprint)
-                ckpt.close()
-                raise guards.Preempted(stop, epoch, loop.chunk, len(chunks))
-
-        sums = loop.partial
-        epoch_seconds, count = sums["seconds"], sums["count"]
-        loop.train_seconds += epoch_seconds
-        record = {
-            "epoch": epoch,
-            "step": epoch * steps_per_epoch,
-            "train_loss": sums["loss"] / count,
-            "train_accuracy": sums["correct"] / count,
-            "learning_rate": float(trainer.schedule(epoch * steps_per_epoch - 1)),
-            "epoch_seconds": epoch_seconds,
-            "train_samples_per_second": count / epoch_seconds,
-        }
-        if val_eval:
-            val, _ = val_eval(state_dev.variables)
-            record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
-            improved = loop.best.update(epoch, val["loss"], val["accuracy"], min_delta)
-            loop.stopped_early = bool(patience) and loop.best.epochs_since_best >= patience
-        else:  # nothing to select on: the last epoch is the best
-            improved, loop.best.epoch = True, epoch
+        state_dev, stop = _train_epoch(job, programs, state_dev, train_data, best, loop, progress)
+        improved = _end_of_epoch(job, programs, state_dev, loop, epoch)
         if improved:
             best = par.to_host(state_dev.variables)
-        if config.test_every_epochs and epoch % config.test_every_epochs == 0:
-            now, _ = test_eval(state_dev.variables)  # monitoring only; selection is by val loss
-            record |= {"test_loss": now["loss"], "test_accuracy": now["accuracy"]}
-        record["elapsed_seconds"] = loop.train_seconds
-        record = {k: rundir.finite_or_none(v) if isinstance(v, float) else v
-                  for k, v in record.items()}  # fmt: skip
-        loop.epoch, loop.chunk, loop.partial = epoch, 0, {}
-        loop.history.append(record)
-        run.append_metrics(record)
-        book.epoch(record)
-        faults.point("metrics")  # test hook: the epoch is logged, its checkpoint not yet written
-        logging.info(
-            "epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  %.1f s (%.0f img/s)%s",
-            epoch, num_epochs, record["train_loss"], record["train_accuracy"],
-            _fmt(record.get("val_loss")), _fmt(record.get("val_accuracy")), epoch_seconds,
-            record["train_samples_per_second"], "  *best*" if improved and val_eval else "",
-        )  # fmt: skip
-        last = epoch == num_epochs or loop.stopped_early
+        last = epoch == config.num_epochs or loop.stopped_early
         paused = epoch == until and not last
         if last or paused or epoch % config.checkpoint.every_epochs == 0 or stop:
-            _save(ckpt, state_dev, best, loop, par, fingerprint)
-            faults.point("checkpoint_done", before=ckpt.wait)  # test hook: it is committed
+            job.save(state_dev, best, loop)
+            faults.point("checkpoint_done", before=job.ckpt.wait)  # test hook: committed
         if stop and not last:
-            ckpt.close()
-            raise guards.Preempted(stop, epoch + 1, 0, len(chunks))
-    ckpt.close()
-    if loop.epoch < num_epochs and not loop.stopped_early:
-        logging.info("Paused after epoch %d of %d (pause_after)", loop.epoch, num_epochs)
+            job.ckpt.close()
+            raise guards.Preempted(stop, epoch + 1, 0, len(trainer.chunks()))
+    job.ckpt.close()
+    if loop.epoch < config.num_epochs and not loop.stopped_early:
+        logging.info("Paused after epoch %d of %d (pause_after)", loop.epoch, config.num_epochs)
         return None
     if loop.stopped_early:
-        logging.info("Stopped early after epoch %d: no val-loss gain for %d epochs", loop.epoch,
-                     patience)  # fmt: skip
+        logging.info(
+            "Stopped early after epoch %d: no val-loss gain for %d epochs",
+            loop.epoch,
+            config.early_stopping.patience,
+        )
+    return _finish(job, programs, best, loop, num_params)
 
-    # Test the best variables (by validation loss) on all 10,000 test images.
-    test, _ = test_eval(par.replicate(best))
+
+def _resume(job: Job) -> tuple[Any, Any, LoopState, int]:
+    """The initial state, or the newest checkpoint's: (state, best variables, loop, step)."""
+    state = job.trainer.init_state()
+    accepted = rundir.accepted_fingerprints(rundir.config_to_dict(job.config))
+    restored = _restore_latest(job.ckpt, state, state.variables, accepted)
+    if restored is None:
+        loop = LoopState()
+        job.run.restore_metrics(loop.history)
+        return state, state.variables, loop, 0
+    loop = LoopState.from_meta(restored.meta)
+    chunk = f", chunk {loop.chunk}" if loop.chunk else ""
+    epoch = loop.epoch + (loop.chunk > 0)
+    logging.info(
+        "Resuming %s from the checkpoint of step %d (epoch %d%s)",
+        job.run.path,
+        restored.step,
+        epoch,
+        chunk,
+    )
+    job.run.restore_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
+    return restored.state, restored.best, loop, restored.step
+
+
+def _compile(job: Job, state_dev: Any, train_data: Any) -> Programs:
+    trainer, data = job.trainer, job.data
+    val = data.validation and trainer.evaluator(data.validation)
+    test = trainer.evaluator(data.test)
+    train, seconds = {}, 0.0
+    for _, n in trainer.chunks():
+        if n not in train:
+            train[n], compile_seconds = trainer.train_program(n, state_dev, train_data)
+            seconds += compile_seconds
+    for evaluator in (val, test):
+        seconds += evaluator.compile(state_dev.variables) if evaluator else 0.0
+    logging.info("Compiled %d programs in %.1f s", len(train) + 1 + bool(val), seconds)
+    return Programs(train, val, test, seconds)
+
+
+def _train_epoch(
+    job: Job,
+    programs: Programs,
+    state_dev: Any,
+    train_data: Any,
+    best: Any,
+    loop: LoopState,
+    progress: Progress,
+) -> tuple[Any, int]:
+    """The epoch's remaining chunks; returns the state and the stop signal all processes
+    agreed on at the last chunk boundary (a preemption between chunks raises Preempted)."""
+    config, trainer, par = job.config, job.trainer, job.par
+    epoch = loop.epoch + 1
+    epoch_key = jax.random.fold_in(trainer.keys.shuffle, epoch)
+    chunks, stop = trainer.chunks(), 0
+    for c in range(loop.chunk, len(chunks)):
+        first, n = chunks[c]
+        start = time.perf_counter()
+        state_dev, per_device = programs.train[n](
+            state_dev, *train_data, epoch_key, trainer.keys.dropout, np.int32(first)
+        )
+        faults.point("chunk", before=job.ckpt.wait)  # test hook (faults.py): it is computing
+        out = {k: par.gather_shards(v) for k, v in per_device.items()}  # waits: honest time
+        seconds = time.perf_counter() - start
+        step_losses = out["loss"].astype(np.float64).sum(axis=(0, 2))
+        global_step = (epoch - 1) * trainer.steps_per_epoch + first
+        params_finite = bool(out["params_finite"].all())
+        guards.check_finite(step_losses, params_finite, epoch, global_step, config)
+        job.book.train_steps(epoch, first, step_losses, out["correct"].sum(axis=(0, 2)))
+        sums = {
+            "loss": step_losses.sum(),
+            "correct": out["correct"].sum(),
+            "count": n * config.batch_size,
+            "seconds": seconds,
+        }
+        for key, value in sums.items():
+            loop.partial[key] = loop.partial.get(key, 0) + float(value)
+        loop.chunk = c + 1
+        progress.update(n, epoch, config.num_epochs)
+        stop = job.signals.agreed()  # collective: every process stops at the same boundary
+        if stop and c + 1 < len(chunks):
+            job.save(state_dev, best, loop)
+            job.ckpt.close()
+            raise guards.Preempted(stop, epoch, loop.chunk, len(chunks))
+    return state_dev, stop
+
+
+def _end_of_epoch(
+    job: Job, programs: Programs, state_dev: Any, loop: LoopState, epoch: int
+) -> bool:
+    """Validates and records the epoch (metrics.jsonl, TensorBoard, the log line); returns
+    whether it is the best epoch so far."""
+    config, steps_per_epoch = job.config, job.trainer.steps_per_epoch
+    sums = loop.partial
+    epoch_seconds, count = sums["seconds"], sums["count"]
+    loop.train_seconds += epoch_seconds
+    record = {
+        "epoch": epoch,
+        "step": epoch * steps_per_epoch,
+        "train_loss": sums["loss"] / count,
+        "train_accuracy": sums["correct"] / count,
+        "learning_rate": float(job.trainer.schedule(epoch * steps_per_epoch - 1)),
+        "epoch_seconds": epoch_seconds,
+        "train_samples_per_second": count / epoch_seconds,
+    }
+    if programs.val:
+        val, _ = programs.val(state_dev.variables)
+        record |= {"val_loss": val["loss"], "val_accuracy": val["accuracy"]}
+        stopping = config.early_stopping
+        improved = loop.best.update(epoch, val["loss"], val["accuracy"], stopping.min_delta)
+        patience = stopping.patience
+        loop.stopped_early = bool(patience) and loop.best.epochs_since_best >= patience
+    else:  # nothing to select on: the last epoch is the best
+        improved, loop.best.epoch = True, epoch
+    if config.test_every_epochs and epoch % config.test_every_epochs == 0:
+        now, _ = programs.test(state_dev.variables)  # monitoring only; selection is by val loss
+        record |= {"test_loss": now["loss"], "test_accuracy": now["accuracy"]}
+    record["elapsed_seconds"] = loop.train_seconds
+    record = {k: rundir.finite_or_none(v) if isinstance(v, float) else v for k, v in record.items()}
+    loop.epoch, loop.chunk, loop.partial = epoch, 0, {}
+    loop.history.append(record)
+    job.run.append_metrics(record)
+    job.book.epoch(record)
+    faults.point("metrics")  # test hook: the epoch is logged, its checkpoint not yet written
+    logging.info(
+        "epoch %d/%d  train loss %.4f acc %.4f  val loss %s acc %s  %.1f s (%.0f img/s)%s",
+        epoch,
+        config.num_epochs,
+        record["train_loss"],
+        record["train_accuracy"],
+        _fmt(record.get("val_loss")),
+        _fmt(record.get("val_accuracy")),
+        epoch_seconds,
+        record["train_samples_per_second"],
+        "  *best*" if improved and programs.val else "",
+    )
+    return improved
+
+
+def _finish(
+    job: Job, programs: Programs, best: Any, loop: LoopState, num_params: int
+) -> dict[str, Any]:
+    """Tests the best variables (by validation loss) on all 10,000 test images; the summary."""
+    config = job.config
+    test, _ = programs.test(job.par.replicate(best))
     if not math.isfinite(test["loss"]):
         raise guards.Diverged(f"the best epoch's test loss is {test['loss']}; no summary written")
     summary = {
@@ -272,29 +331,26 @@ def _train(
         "epochs_run": loop.epoch,
         "stopped_early": loop.stopped_early,
         "train_seconds": loop.train_seconds,
-        "compile_seconds": compile_seconds,
+        "compile_seconds": programs.seconds,
         "final_train_loss": loop.history[-1]["train_loss"] if loop.history else None,
-        "parallel_mode": par.mode,
+        "parallel_mode": job.par.mode,
         "seed": config.seed,
         "global_batch_size": config.batch_size,
-        "config_fingerprint": fingerprint,
+        "config_fingerprint": job.fingerprint,
         **provenance.collect(),
     }
-    run.write_summary(summary)
+    job.run.write_summary(summary)
     faults.point("summary")  # test hook
-    book.finish(summary, loop.epoch * steps_per_epoch)
+    job.book.finish(summary, loop.epoch * job.trainer.steps_per_epoch)
     logging.info(
         "Test accuracy %.4f (loss %.4f) on %d images, best epoch %d; trained %.1f s",
-        test["accuracy"], test["loss"], test["count"], loop.best.epoch, loop.train_seconds,
-    )  # fmt: skip
+        test["accuracy"],
+        test["loss"],
+        test["count"],
+        loop.best.epoch,
+        loop.train_seconds,
+    )
     return summary
-
-
-def _save(ckpt, state_dev, best, loop: LoopState, par: Parallel, fingerprint: str) -> None:
-    state = par.to_host(state_dev)
-    meta = {"loop": dataclasses.asdict(loop)}
-    ckpt.save(int(state.step), state, best, meta, fingerprint)
-    faults.point("checkpoint_writing")  # test hook: Orbax writes it in the background
 
 
 def _restore_latest(ckpt, state, best, fingerprints) -> checkpoint.Restored | None:
