@@ -190,3 +190,16 @@ def test_contract_violation_is_named():
 
     with pytest.raises(ConfigError, match=r"model 'wrong' returns \(2, 5\)"):
         models.check_contract(Wrong(), "wrong")
+
+
+@pytest.mark.parametrize(
+    ("name", "convolutional"),
+    [("mlp", False), ("cnn", True), ("lenet", True), ("resnet", True), ("hybrid", True)],
+)
+def test_uses_convolutions_is_read_from_the_parameters(name, convolutional):
+    """What the benchmark's 'naive' formulation applies to, found without a list of names."""
+    config = configuration.load(f"configs/{name}.py")
+    assert models.uses_convolutions(models.create_model(config)) is convolutional
+    if name == "hybrid":  # no convolutional layers: the MLP head alone
+        config.hybrid.channels = ()
+        assert not models.uses_convolutions(models.create_model(config))

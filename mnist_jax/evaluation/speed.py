@@ -136,7 +136,7 @@ def throughput(options: Options, par: Parallel, calib: Calibration, datasets: di
     for path in options.throughput_configs:
         base = configuration.load(path)
         forms = [("default", {}, options.batch_sizes, options.images_per_timing)]
-        if options.naive and base.model in ("cnn", "lenet5", "resnet"):
+        if options.naive and models.uses_convolutions(models.create_model(base)):
             naive = {"conv_impl": "xla", "pool_impl": "reduce_window"}
             forms.append(
                 ("naive", naive, options.naive_batch_sizes, options.naive_images_per_timing)

@@ -20,6 +20,7 @@ from mnist_jax.models.registry import (
     init_variables,
     register,
     split_variables,
+    uses_convolutions,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "project_inputs",
     "register",
     "split_variables",
+    "uses_convolutions",
 ]

@@ -143,5 +143,12 @@ def check_contract(model: nn.Module, name: str) -> None:
             )
 
 
+def uses_convolutions(model: nn.Module) -> bool:
+    """Whether the model has a convolution kernel (a 4-D parameter): what the benchmark's
+    'naive' formulation changes. Shapes only, no computation."""
+    variables = jax.eval_shape(lambda: init_variables(model, jax.random.key(0)))
+    return any(leaf.ndim == 4 for leaf in jax.tree.leaves(variables["params"]))
+
+
 def count_params(params: Any) -> int:
     return sum(int(x.size) for x in jax.tree.leaves(params))
