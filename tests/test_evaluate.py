@@ -183,11 +183,12 @@ def test_a_comparison_is_reused_only_for_the_same_inputs_and_complete_files(runs
     data, out = comparison
     digest = data["inputs_digest"]
     all_runs = [runs_lib.open_run(runs[n]) for n in WORKDIRS]
-    assert evaluate.inputs_digest(all_runs, full_options_of(data)) == digest
+    env = data["environment"]  # what it was computed with
+    assert evaluate.inputs_digest(all_runs, full_options_of(data), env) == digest
     assert evaluate.up_to_date(out, digest)["models"].keys() == data["models"].keys()
     other = dataclasses.replace(full_options_of(data), ece_bins=10)
-    assert evaluate.inputs_digest(all_runs, other) != digest
-    assert evaluate.inputs_digest(all_runs[:2], full_options_of(data)) != digest
+    assert evaluate.inputs_digest(all_runs, other, env) != digest
+    assert evaluate.inputs_digest(all_runs[:2], full_options_of(data), env) != digest
     figure = out / data["figures"]["seeds"]
     moved = figure.rename(figure.with_suffix(".moved"))
     try:

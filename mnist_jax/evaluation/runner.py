@@ -91,11 +91,11 @@ def check_output_dir(output_dir: str) -> Path:
     return path
 
 
-def inputs_digest(all_runs: list[runs.Run], options: Options) -> str:
-    """What a comparison is a function of: the options, the code and its versions, the devices,
-    and each run's config, checkpoint step, metrics and summary. Equal digests mean a rerun
-    would recompute the same results (external test sets are files outside it: never reused)."""
-    env = provenance.collect()
+def inputs_digest(all_runs: list[runs.Run], options: Options, env: dict[str, Any]) -> str:
+    """What a comparison is a function of: the options, the code and its versions, the devices
+    (`env`: provenance.collect()), and each run's config, checkpoint step, metrics and summary.
+    Equal digests mean a rerun would recompute the same results (external test sets are files
+    outside it: never reused)."""
     what = {
         "code": [env["git_commit"], env["versions"], env["platform"], env["num_devices"]],
         "options": dataclasses.asdict(options) | {"reuse": None},
@@ -317,13 +317,17 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
         raise UserError(f"--workdirs lists a directory twice: {','.join(workdirs)}")
     all_runs = [runs.open_run(w) for w in workdirs]  # every input checked before the slow part
     out = check_output_dir(output_dir)
-    digest = inputs_digest(all_runs, options)
+    env = provenance.collect()
+    digest = inputs_digest(all_runs, options, env)
     reusable = options.reuse and not options.test_sets
     if reusable and (done := up_to_date(out, digest)) is not None:
+        done_at = out / "comparison.json"
         logging.info(
             "%s already holds the comparison of these runs with these options (inputs %s); "
-            "nothing to do (--noreuse recomputes it)", out / "comparison.json", digest,
-        )  # fmt: skip
+            "nothing to do (--noreuse recomputes it)",
+            done_at,
+            digest,
+        )
         return done
     test_sets = external.load_all(list(options.test_sets))
     for run in all_runs if options.quantize == "int8" else ():
@@ -367,7 +371,7 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     ]
     comparison = {
         "schema_version": SCHEMA_VERSION,
-        "environment": provenance.collect() | {"sgemm_gflops": provenance.sgemm_gflops()},
+        "environment": env | {"sgemm_gflops": provenance.sgemm_gflops()},
         "options": dataclasses.asdict(options),
         "inputs_digest": digest,
         "models": models_out,

@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import traceback
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +119,7 @@ class Checkpointer:
         )
 
     def restore(
-        self, step: int, state: Any | None, best: Any, fingerprints: Sequence[str]
+        self, step: int, state: Any | None, best: Any, fingerprints: tuple[str, ...]
     ) -> Restored:
         """The checkpoint of `step`, shaped like the templates and verified; `state=None` skips
         the train state (evaluation needs only the best variables)."""

@@ -97,7 +97,11 @@ def identity(config_dict: dict[str, Any], *, ignore: frozenset[str] = frozenset(
 
 def fingerprint(config_dict: dict[str, Any]) -> str:
     """sha256 of the run's identity: equal for configs that produce the same numbers."""
-    text = json.dumps(identity(config_dict), sort_keys=True)
+    return _digest(identity(config_dict))
+
+
+def _digest(identity_dict: dict[str, Any]) -> str:
+    text = json.dumps(identity_dict, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -111,8 +115,7 @@ def accepted_fingerprints(config_dict: dict[str, Any]) -> tuple[str, str]:
         for k, v in sorted(flat.items())
         if k not in NEUTRAL_KEYS and not (k == "optimizer.ema_decay" and v == 0.0)
     }
-    text = json.dumps(legacy, sort_keys=True)
-    return fingerprint(config_dict), hashlib.sha256(text.encode()).hexdigest()[:16]
+    return fingerprint(config_dict), _digest(legacy)
 
 
 @functools.cache

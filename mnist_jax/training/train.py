@@ -105,7 +105,8 @@ class Job:
 class Programs:
     """The compiled programs of a run: a train scan per chunk length, the evaluators."""
 
-    train: dict[int, Any]
+    chunks: list[tuple[int, int]]  # (first step, steps) of each scan of an epoch
+    train: dict[int, Any]  # chunk length -> its compiled scan
     val: Any  # SplitEvaluator, or None without a validation split
     test: Any
     seconds: float
@@ -140,7 +141,7 @@ def _train(job: Job, pause_after: int | None) -> dict[str, Any] | None:
 
     # The loop: train an epoch (chunk by chunk), validate, record, checkpoint, maybe stop.
     done_steps = loop.epoch * trainer.steps_per_epoch
-    done_steps += sum(n for _, n in trainer.chunks()[: loop.chunk])
+    done_steps += sum(n for _, n in programs.chunks[: loop.chunk])
     progress = Progress(
         config.num_epochs * trainer.steps_per_epoch,
         done_steps,
@@ -160,7 +161,7 @@ def _train(job: Job, pause_after: int | None) -> dict[str, Any] | None:
             faults.point("checkpoint_done", before=job.ckpt.wait)  # test hook: committed
         if stop and not last:
             job.ckpt.close()
-            raise guards.Preempted(stop, epoch + 1, 0, len(trainer.chunks()))
+            raise guards.Preempted(stop, epoch + 1, 0, len(programs.chunks))
     job.ckpt.close()
     if loop.epoch < config.num_epochs and not loop.stopped_early:
         logging.info("Paused after epoch %d of %d (pause_after)", loop.epoch, config.num_epochs)
@@ -180,36 +181,36 @@ def _resume(job: Job) -> tuple[Any, Any, LoopState, int]:
     accepted = rundir.accepted_fingerprints(rundir.config_to_dict(job.config))
     restored = _restore_latest(job.ckpt, state, state.variables, accepted)
     if restored is None:
-        loop = LoopState()
-        job.run.restore_metrics(loop.history)
-        return state, state.variables, loop, 0
-    loop = LoopState.from_meta(restored.meta)
-    chunk = f", chunk {loop.chunk}" if loop.chunk else ""
-    epoch = loop.epoch + (loop.chunk > 0)
-    logging.info(
-        "Resuming %s from the checkpoint of step %d (epoch %d%s)",
-        job.run.path,
-        restored.step,
-        epoch,
-        chunk,
-    )
+        best, loop, step = state.variables, LoopState(), 0
+    else:
+        state, best, step = restored.state, restored.best, restored.step
+        loop = LoopState.from_meta(restored.meta)
+        chunk = f", chunk {loop.chunk}" if loop.chunk else ""
+        epoch = loop.epoch + (loop.chunk > 0)
+        logging.info(
+            "Resuming %s from the checkpoint of step %d (epoch %d%s)",
+            job.run.path,
+            step,
+            epoch,
+            chunk,
+        )
     job.run.restore_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
-    return restored.state, restored.best, loop, restored.step
+    return state, best, loop, step
 
 
 def _compile(job: Job, state_dev: Any, train_data: Any) -> Programs:
     trainer, data = job.trainer, job.data
     val = data.validation and trainer.evaluator(data.validation)
     test = trainer.evaluator(data.test)
-    train, seconds = {}, 0.0
-    for _, n in trainer.chunks():
+    chunks, train, seconds = trainer.chunks(), {}, 0.0
+    for _, n in chunks:
         if n not in train:
             train[n], compile_seconds = trainer.train_program(n, state_dev, train_data)
             seconds += compile_seconds
     for evaluator in (val, test):
         seconds += evaluator.compile(state_dev.variables) if evaluator else 0.0
     logging.info("Compiled %d programs in %.1f s", len(train) + 1 + bool(val), seconds)
-    return Programs(train, val, test, seconds)
+    return Programs(chunks, train, val, test, seconds)
 
 
 def _train_epoch(
@@ -226,7 +227,7 @@ def _train_epoch(
     config, trainer, par = job.config, job.trainer, job.par
     epoch = loop.epoch + 1
     epoch_key = jax.random.fold_in(trainer.keys.shuffle, epoch)
-    chunks, stop = trainer.chunks(), 0
+    chunks, stop = programs.chunks, 0
     for c in range(loop.chunk, len(chunks)):
         first, n = chunks[c]
         start = time.perf_counter()
