@@ -67,7 +67,7 @@ case $cmd in
   test)
     help_for "usage: ./launch.sh test [pytest args] (2 workers; -n 0 for one), e.g. -m 'not slow'" "$@"
     setup
-    cd "$ROOT" && exec "$PY" -m pytest -n 2 "$@"
+    cd "$ROOT" && exec "$PY" -m pytest -n 2 --dist loadgroup "$@"
     ;;
   sweep)
     help_for "usage: ./launch.sh sweep STUDY OUTDIR [python -m mnist_jax.sweep flags]" "${@:1:1}"

@@ -1,10 +1,10 @@
 """Shared fixtures. Tests run on the real MNIST files: $MNIST_DIR, else the download cache."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import pytest
 
 from mnist_jax.launcher.commands import xla_flags_with_devices
@@ -32,29 +32,27 @@ def mnist_dir() -> str:
     return path
 
 
-def run_module(module: str, *args: str, devices: int = 1, timeout: float = 600, **env: str):
-    """`python -m module args...` in a fresh process with `devices` simulated CPU devices."""
-    return _run([sys.executable, "-m", module, *args], devices, timeout, env)
+def run_module(
+    module: str, *args: str, devices: int = 1, timeout: float = 600, fresh: bool = False, **env: str
+):
+    """`python -m module args...` with `devices` simulated CPU devices, as a fork of a process that
+    has imported the libraries already (tests/forkserver.py); `fresh`: a new interpreter."""
+    return _run([sys.executable, "-m", module, *args], devices, timeout, env, fresh)
 
 
-def run_code(code: str, *args: str, devices: int = 1, timeout: float = 600, **env: str):
-    """`python -c code args...` in a fresh process with `devices` simulated CPU devices."""
-    return _run([sys.executable, "-c", code, *args], devices, timeout, env)
+def run_code(
+    code: str, *args: str, devices: int = 1, timeout: float = 600, fresh: bool = False, **env: str
+):
+    """`python -c code args...` with `devices` simulated CPU devices, like `run_module`."""
+    return _run([sys.executable, "-c", code, *args], devices, timeout, env, fresh)
 
 
-def _run(argv: list[str], devices: int, timeout: float, env: dict[str, str]):
+def _run(argv: list[str], devices: int, timeout: float, env: dict[str, str], fresh: bool):
     environ = dict(os.environ, **env)
     # Other XLA flags (the AVX2 leg of .ci/run: --xla_cpu_max_isa=AVX2) reach the child too.
     environ["XLA_FLAGS"] = xla_flags_with_devices(devices, environ.get("XLA_FLAGS", ""))
     environ["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        argv,
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return forkserver.shared.run(argv, environ, timeout, fresh=fresh)
 
 
 # Runs good enough to classify real digits (~98% and ~99% test accuracy): the speedrun configs,

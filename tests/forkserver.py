@@ -15,12 +15,15 @@ Usage:
         status = server.wait(child)     # the exit status; -N when killed by signal N
 """
 
+import atexit
 import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +39,8 @@ from mnist_jax.evaluation import runner  # noqa: F401
 from mnist_jax.studies import runner as study_runner  # noqa: F401
 
 def child(request):
+    if request.get("replace_env"):
+        os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
     fd = os.open(os.devnull, os.O_RDONLY)
@@ -43,10 +48,14 @@ def child(request):
     for target, name in ((1, "stdout"), (2, "stderr")):
         fd = os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, target)
-    sys.argv = [request["module"], *request["args"]]
+    code = request.get("code")
+    sys.argv = ["-c" if code is not None else request["module"], *request["args"]]
     status = 0
     try:
-        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        if code is not None:  # python -c code args...
+            exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})
+        else:
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             status = e.code or 0
@@ -135,15 +144,24 @@ class ForkServer:
         return json.loads(line)
 
     def start(
-        self, module: str, args: list[str], out_dir: Path, env: dict[str, str] | None = None
+        self,
+        module: str,
+        args: list[str],
+        out_dir: Path,
+        env: dict[str, str] | None = None,
+        *,
+        code: str | None = None,
+        replace_env: bool = False,
     ) -> Child:
-        """Starts `python -m module args` (as a fork); its stdout/stderr go to files in out_dir."""
+        """Starts `python -m module args` (or `python -c code args`) as a fork; its stdout and
+        stderr go to files in out_dir. `env` updates the server's environment, or replaces it."""
         self._count += 1
         out_dir.mkdir(parents=True, exist_ok=True)
         name = f"{self._count:03d}_{module.rsplit('.', 1)[-1]}"
         stdout, stderr = out_dir / f"{name}.stdout", out_dir / f"{name}.stderr"
         reply = self._ask({
             "op": "start", "module": module, "args": list(map(str, args)), "env": env or {},
+            "replace_env": replace_env, "code": code,
             "cwd": str(ROOT), "stdout": str(stdout), "stderr": str(stderr),
         })  # fmt: skip
         self._running.add(reply["pid"])
@@ -190,3 +208,60 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
     except (OSError, IndexError):
         return True
+
+
+# Environment variables that the libraries (JAX_*) or mnist_jax's flag defaults (MNIST_JAX_*) read
+# when they are imported: a fork inherits the server's values, so a command that needs others
+# runs as a real process. MNIST_JAX_TEST_FAULT is read at each fault point, so a fork sees it.
+_READ_AT_IMPORT = ("JAX_", "MNIST_JAX_", "XLA_PYTHON_", "TF_CPP_")
+
+
+def _read_at_import(env: dict[str, str]) -> dict[str, str]:
+    fault = "MNIST_JAX_TEST_FAULT"
+    return {k: v for k, v in env.items() if k.startswith(_READ_AT_IMPORT) and k != fault}
+
+
+class SharedServer:
+    """`python -m`/`-c` commands of the tests, forked from one server per test process.
+
+    A fresh interpreter spends about 2 s of CPU importing JAX, Flax and Orbax before a binary
+    does anything; the suite starts over a hundred of them. A fork of the server runs the same
+    command with the same argv, environment (XLA_FLAGS included: the server never creates a JAX
+    backend, so each child reads its own device count and ISA limit), working directory and exit
+    status, and costs about 50 ms.
+    """
+
+    def __init__(self) -> None:
+        self._server: ForkServer | None = None
+        self._env: dict[str, str] = {}
+        self._out = Path(tempfile.mkdtemp(prefix="forks_"))
+        atexit.register(shutil.rmtree, self._out, ignore_errors=True)
+
+    def run(
+        self, argv: list[str], env: dict[str, str], timeout: float, *, fresh: bool = False
+    ) -> subprocess.CompletedProcess:
+        """What `subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)`
+        returns, for argv = [python, '-m', module, *args] or [python, '-c', code, *args].
+        `fresh` runs a new interpreter (for a test of what importing does)."""
+        if self._server is None:
+            self._env = dict(env)
+            self._server = ForkServer(self._env)
+            atexit.register(self._server.close)
+        if fresh or _read_at_import(env) != _read_at_import(self._env):
+            return subprocess.run(
+                argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+            )
+        flag, target, *args = argv[1:]
+        module, code = ("-c", target) if flag == "-c" else (target, None)
+        child = self._server.start(module, args, self._out, env, code=code, replace_env=True)
+        try:
+            status = self._server.wait(child, timeout=timeout)
+        except TimeoutError:
+            raise subprocess.TimeoutExpired(argv, timeout, child.stdout, child.stderr) from None
+        result = subprocess.CompletedProcess(argv, status, child.stdout, child.stderr)
+        child.stdout_path.unlink(missing_ok=True)
+        child.stderr_path.unlink(missing_ok=True)
+        return result
+
+
+shared = SharedServer()

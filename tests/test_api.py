@@ -51,7 +51,8 @@ def test_version_is_the_distribution_version():
 
 
 def test_importing_the_package_does_not_import_jax():
-    result = run_code("import sys, mnist_jax; print('jax' in sys.modules, mnist_jax.__version__)")
+    code = "import sys, mnist_jax; print('jax' in sys.modules, mnist_jax.__version__)"
+    result = run_code(code, fresh=True)
     assert result.stdout.split()[0] == "False", result.stderr
 
 

@@ -13,7 +13,9 @@ from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 from tests.conftest import run_code, run_module
 
-pytestmark = pytest.mark.slow  # trains the session's strong runs
+# Trains the session's strong runs; one worker runs both modules, so they are trained once
+# (`./launch.sh test` distributes with --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("strong_runs")]
 
 # A fresh process that imports only jax and numpy (PYTHONPATH would allow more: it checks).
 CALL_ARTIFACT = """
@@ -47,8 +49,14 @@ def artifacts(strong_runs, test_images, tmp_path_factory):
         assert done.returncode == 0, done.stderr[-2000:]
         sidecar = json.loads((out / f"{name}.jaxexport.json").read_text())
         assert sidecar["model"] == name and set(sidecar["platforms"]) >= {"cpu", "cuda", "tpu"}
-        called = run_code(CALL_ARTIFACT, str(artifact), str(out / "images.npy"),
-                          str(out / f"{name}.npy"), str(out / f"{name}_7.npy"))  # fmt: skip
+        called = run_code(
+            CALL_ARTIFACT,
+            str(artifact),
+            str(out / "images.npy"),
+            str(out / f"{name}.npy"),
+            str(out / f"{name}_7.npy"),
+            fresh=True,
+        )  # fmt: skip  (a fresh interpreter: it imports no Flax)
         assert called.returncode == 0, called.stderr[-2000:]
         assert "uint8[B,28,28]" in called.stdout and "float32[B,10]" in called.stdout
         results[name] = np.load(out / f"{name}.npy"), np.load(out / f"{name}_7.npy")

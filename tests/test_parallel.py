@@ -25,6 +25,7 @@ def _train(tmp_path, devices: int, mode: str) -> tuple[list[float], dict]:
     out = run_module(
         "mnist_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
         "--config.num_epochs=1", "--config.data.train_fraction=0.05",
+        "--config.mlp.hidden_sizes=256,256",  # the recipe's width adds only time here
         f"--config.parallel.mode={mode}", devices=devices,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
@@ -35,10 +36,10 @@ def _train(tmp_path, devices: int, mode: str) -> tuple[list[float], dict]:
 
 
 def test_same_numbers_on_one_and_eight_devices_in_both_modes(tmp_path, mnist_dir):
-    """The MLP config (dropout, random shifts), one epoch on 5% of the data, 'mean' reduction:
-    the same global batches, masks and shifts on 1 and 8 devices. pmap and shard_map run the
-    same per-device program, so they agree bitwise; 1 device differs from 8 by the order of
-    float sums."""
+    """The MLP config (dropout, random shifts) at width 256, one epoch on 5% of the data, 'mean'
+    reduction: the same global batches, masks and shifts on 1 and 8 devices. pmap and shard_map
+    run the same per-device program, so they agree bitwise; 1 device differs from 8 by the order
+    of float sums."""
     one, one_summary = _train(tmp_path, 1, "pmap")
     pmap, pmap_summary = _train(tmp_path, 8, "pmap")
     shard_map, shard_map_summary = _train(tmp_path, 8, "shard_map")
@@ -48,22 +49,23 @@ def test_same_numbers_on_one_and_eight_devices_in_both_modes(tmp_path, mnist_dir
     assert abs(one_summary["test_accuracy"] - pmap_summary["test_accuracy"]) <= 0.0015
 
 
-# Trains configs/mlp.py, configs/cnn.py (as shipped) and the CNN with BatchNorm with the 'tree'
-# reduction and prints, per run, every number of metrics.jsonl and summary.json and a digest of
-# the best variables. argv: train_fraction, num_epochs, parallel mode.
+# Trains one of configs/mlp.py, configs/cnn.py (as shipped) and the CNN with BatchNorm with the
+# 'tree' reduction and prints every number of metrics.jsonl and summary.json and a digest of the
+# best variables. argv: run name (TREE_CONFIGS), train_fraction, num_epochs, parallel mode.
 TREE_RUNS = """
 import hashlib, json, sys, tempfile
 import jax, numpy as np
 from mnist_jax import configuration
+from mnist_jax.configs import default
 from mnist_jax.evaluation import runs
 from mnist_jax.training import train
 
-fraction, epochs, mode = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-runs_to_do = {
-    "mlp": {},
-    "cnn": {},
-    "cnn_bn": {"cnn.batch_norm": True},  # batch statistics: one ghost batch per shard
-}
+name, fraction, epochs, mode = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+path, keys = {
+    "mlp": ("configs/mlp.py", {}),
+    "cnn": ("configs/cnn.py", {}),
+    "cnn_bn": ("configs/cnn.py", {"cnn.batch_norm": True}),  # one ghost batch per shard
+}[name]
 
 def digest(tree):
     h = hashlib.sha256()
@@ -71,55 +73,50 @@ def digest(tree):
         h.update(np.ascontiguousarray(leaf).tobytes())
     return h.hexdigest()
 
-out = {}
-for name, keys in runs_to_do.items():
-    config = configuration.load(f"configs/{name.removesuffix('_bn')}.py")
-    config.data.train_fraction, config.num_epochs = fraction, epochs
-    config.parallel.reduction, config.parallel.mode = "tree", mode
-    config.test_every_epochs = 1  # per-epoch test metrics, compared too
-    for key, value in keys.items():
-        section, leaf = key.split(".")
-        config[section][leaf] = value
-    with tempfile.TemporaryDirectory() as workdir:
-        summary = train.train_and_evaluate(config, workdir)
-        run = runs.open_run(workdir)
-        variables = runs.restore_best(run, runs.build_model(run.config))
-    numbers = lambda r: {k: v for k, v in r.items() if k.endswith(("_loss", "_accuracy", "epoch"))}
-    out[name] = {
-        "variables": digest(variables),
-        "metrics": [numbers(r) for r in run.metrics],
-        "summary": numbers(summary),
-    }
-print(json.dumps(out))
+config = configuration.load(path)
+config.data.train_fraction, config.num_epochs = fraction, epochs
+config.parallel.reduction, config.parallel.mode = "tree", mode
+config.test_every_epochs = 1  # per-epoch test metrics, compared too
+for key, value in keys.items():
+    default.set_key(config, key, value)
+with tempfile.TemporaryDirectory() as workdir:
+    summary = train.train_and_evaluate(config, workdir)
+    run = runs.open_run(workdir)
+    variables = runs.restore_best(run, runs.build_model(run.config))
+numbers = lambda r: {k: v for k, v in r.items() if k.endswith(("_loss", "_accuracy", "epoch"))}
+print(json.dumps({
+    "variables": digest(variables),
+    "metrics": [numbers(r) for r in run.metrics],
+    "summary": numbers(summary),
+}))
 """
+TREE_CONFIGS = ("mlp", "cnn", "cnn_bn")
 
 
-def _tree_runs(devices: int, mode: str) -> dict:
+def _tree_run(name: str, devices: int, mode: str) -> dict:
     fraction, epochs = ("0.3", "2") if FULL else ("0.03", "1")
-    out = run_code(TREE_RUNS, fraction, epochs, mode, devices=devices)
+    out = run_code(TREE_RUNS, name, fraction, epochs, mode, devices=devices)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.determinism
-def test_tree_reduction_is_bitwise_equal_on_1_2_and_8_devices(mnist_dir):
+@pytest.mark.parametrize("name", TREE_CONFIGS)
+def test_tree_reduction_is_bitwise_equal_on_1_2_and_8_devices(name, mnist_dir):
     """8 tree shards: all on one device, four per device, one per device; pmap and shard_map.
     Every loss and accuracy in metrics.jsonl and summary.json, and the best variables, are the
     same bits."""
     results = {
-        (1, "pmap"): _tree_runs(1, "pmap"),
-        (2, "shard_map"): _tree_runs(2, "shard_map"),
-        (8, "pmap"): _tree_runs(8, "pmap"),
+        (1, "pmap"): _tree_run(name, 1, "pmap"),
+        (2, "shard_map"): _tree_run(name, 2, "shard_map"),
+        (8, "pmap"): _tree_run(name, 8, "pmap"),
     }
     reference = results[(1, "pmap")]
-    for name, run in reference.items():  # shown with -s; docs/determinism.md quotes them
-        last = run["metrics"][-1]
-        print(f"{name}: epoch {last['epoch']} val loss {last['val_loss']!r} test accuracy "
-              f"{run['summary']['test_accuracy']} variables {run['variables'][:16]}")  # fmt: skip
-    for name, run in reference.items():
-        assert {"train_loss", "val_loss", "test_loss", "test_accuracy"} <= run["metrics"][0].keys()
-        assert run["summary"]["test_accuracy"] > 0.1, name  # trained, not a constant
+    last, summary = reference["metrics"][-1], reference["summary"]
+    # Shown with -s; docs/determinism.md quotes them.
+    print(f"{name}: epoch {last['epoch']} val loss {last['val_loss']!r}", end=" ")
+    print(f"test accuracy {summary['test_accuracy']} variables {reference['variables'][:16]}")
+    assert {"train_loss", "val_loss", "test_loss", "test_accuracy"} <= last.keys()
+    assert summary["test_accuracy"] > 0.1, name  # trained, not a constant
     for key, result in results.items():
-        for name in reference:
-            assert result[name] == reference[name], (key, name)
-    assert len({run["variables"] for run in reference.values()}) == 3
+        assert result == reference, key

@@ -11,7 +11,9 @@ from mnist_jax.errors import DataError
 from mnist_jax.serving import classify
 from tests.conftest import run_module
 
-pytestmark = pytest.mark.slow  # trains the session's strong runs
+# Trains the session's strong runs; one worker runs both modules, so they are trained once
+# (`./launch.sh test` distributes with --dist loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("strong_runs")]
 
 CELL = re.compile(r"(\d)\s+(\d+\.\d)%")
 
