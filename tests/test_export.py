@@ -32,12 +32,12 @@ print(exported.in_avals, exported.out_avals, ",".join(exported.platforms))
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however tests interleave
 def test_images(mnist_dir):
     return load_mnist(mnist_dir)[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however tests interleave
 def artifacts(strong_runs, test_images, tmp_path_factory):
     """name -> (probabilities of all test images, of the first 7), from the artifact alone."""
     out = tmp_path_factory.mktemp("export")

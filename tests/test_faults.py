@@ -37,6 +37,9 @@ from forkserver import Child, ForkServer
 from mnist_jax.training import faults, rundir
 from mnist_jax.training.loop_state import BestTracker
 
+# Its fixtures (trained runs, the fork server) are built once: one worker runs the whole
+# module (`./launch.sh test` distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("faults")
 BASE = (
     "--config=configs/mlp.py",
     "--config.mlp.hidden_sizes=32,",
@@ -91,7 +94,7 @@ class Binaries:
         return self.start("mnist_jax.main", *BASE, f"--workdir={workdir}", *args, fault=fault)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however tests interleave
 def bins(mnist_dir, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != faults.ENV}
     env |= {
@@ -228,7 +231,7 @@ class Reference:
     typo_left_workdir: bool
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however tests interleave
 def reference(bins, tmp_path_factory) -> Reference:
     workdir = tmp_path_factory.mktemp("reference") / "run"
     typo = bins.train(workdir, "--config.model=resnt")
@@ -238,7 +241,7 @@ def reference(bins, tmp_path_factory) -> Reference:
     return Reference(workdir, outcome(workdir), typo, typo_left_workdir)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however tests interleave
 def interrupted(bins, tmp_path_factory) -> Path:
     """Killed with -9 once the last epoch's checkpoint committed, before the summary."""
     workdir = tmp_path_factory.mktemp("interrupted") / "run"
@@ -416,6 +419,7 @@ def test_no_good_checkpoint_is_one_line_and_nothing_is_deleted(bins, interrupted
 LATE_READ = """
 import asyncio, sys
 import tensorstore as ts
+
 if sys.argv[1] == "hooked":
     from mnist_jax.training import checkpoint  # installs the hook
 loop = asyncio.new_event_loop()

@@ -14,6 +14,10 @@ from mnist_jax.training import logbook, rundir, train, validation
 from tests import events
 from tests.conftest import ROOT
 
+# Its fixtures (trained runs) are built once: one worker runs the whole module
+# (`./launch.sh test` distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("logbook")
+
 
 def quick_config(epochs: int = 2):
     """configs/mlp.py:quick (42 steps an epoch) with the default log_every_steps, and test
@@ -24,7 +28,7 @@ def quick_config(epochs: int = 2):
     return config
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however tests interleave
 def run(tmp_path_factory, mnist_dir):
     workdir = tmp_path_factory.mktemp("logbook") / "mlp"
     summary = train.train_and_evaluate(quick_config(), str(workdir))

@@ -20,7 +20,9 @@ from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.trainer import Trainer
 from tests.conftest import run_module
 
-pytestmark = pytest.mark.core  # also run on the oldest supported JAX (.ci/run)
+# Also run on the oldest supported JAX (.ci/run). Its fixtures (trained runs) are built
+# once: one worker runs the whole module (`./launch.sh test` distributes with --dist loadgroup).
+pytestmark = [pytest.mark.core, pytest.mark.xdist_group("train")]
 
 
 def small_config(**overrides):
@@ -36,7 +38,7 @@ def small_config(**overrides):
     return config
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however tests interleave
 def finished_run(tmp_path_factory, mnist_dir):
     workdir = tmp_path_factory.mktemp("run") / "mlp"
     summary = train.train_and_evaluate(small_config(), str(workdir))
