@@ -17,7 +17,7 @@ Variants:
   all the data, 3 seeds.
 - 'reduced': none, l1 1e-5, l2 1e-4, dropout, shift; 10% of the training data, 2 epochs, one
   seed; the MLP narrowed to 784-256-256-10 and the CNN to conv8-pool-conv16-pool-dense128 so
-  that the whole variant runs in a minute on a 2-core CPU (tests/test_studies.py runs it). In
+  that the whole variant runs in a minute on a 2-core CPU (tests/test_studies.py expands it). In
   so short a run every regulariser mostly costs accuracy; the question needs the full variant.
 """
 
