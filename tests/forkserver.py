@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mnist_jax.training import faults
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # The helper process: imports the libraries, then serves one JSON request per line on stdin.
@@ -217,8 +219,7 @@ _READ_AT_IMPORT = ("JAX_", "MNIST_JAX_", "XLA_PYTHON_", "TF_CPP_")
 
 
 def _read_at_import(env: dict[str, str]) -> dict[str, str]:
-    fault = "MNIST_JAX_TEST_FAULT"
-    return {k: v for k, v in env.items() if k.startswith(_READ_AT_IMPORT) and k != fault}
+    return {k: v for k, v in env.items() if k.startswith(_READ_AT_IMPORT) and k != faults.ENV}
 
 
 class SharedServer:
@@ -243,14 +244,14 @@ class SharedServer:
         """What `subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)`
         returns, for argv = [python, '-m', module, *args] or [python, '-c', code, *args].
         `fresh` runs a new interpreter (for a test of what importing does)."""
+        if fresh or (self._server and _read_at_import(env) != _read_at_import(self._env)):
+            return subprocess.run(
+                argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+            )
         if self._server is None:
             self._env = dict(env)
             self._server = ForkServer(self._env)
             atexit.register(self._server.close)
-        if fresh or _read_at_import(env) != _read_at_import(self._env):
-            return subprocess.run(
-                argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-            )
         flag, target, *args = argv[1:]
         module, code = ("-c", target) if flag == "-c" else (target, None)
         child = self._server.start(module, args, self._out, env, code=code, replace_env=True)

@@ -37,8 +37,8 @@ from mnist_jax.models import layers
 from mnist_jax.training import train
 from tests import events, readme
 
-# Its fixtures (trained runs) are built once: one worker runs the whole module
-# (`./launch.sh test` distributes with --dist loadgroup).
+# One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
+# they are built once even when tests of other modules run in between (docs/testing.md).
 pytestmark = pytest.mark.xdist_group("evaluate")
 
 TINY = {
@@ -64,7 +64,7 @@ def tiny_config(model: str, seed: int = 0, **overrides):
     return config
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def runs(mnist_dir, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     specs = {"mlp_s0": ("mlp", 0), "mlp_s1": ("mlp", 1), "cnn_s0": ("cnn", 0)}
@@ -73,7 +73,7 @@ def runs(mnist_dir, tmp_path_factory) -> dict[str, Path]:
     return {name: root / name for name in specs}
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def npz_test_set(mnist_dir, tmp_path_factory) -> Path:
     """The real test split written as an external .npz test set."""
     test = load_dataset(tiny_config("mlp").data).test
@@ -94,14 +94,14 @@ def full_options(npz_test_set: Path) -> evaluate.Options:
     )
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def comparison(runs, npz_test_set, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("eval")
     workdirs = [str(runs[n]) for n in WORKDIRS]
     return evaluate.evaluate(workdirs, str(out), full_options(npz_test_set)), out
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def plain(runs) -> dict[str, tuple]:
     """Run name -> (model, variables, test logits from a plain jitted model.apply), once."""
     test = load_dataset(tiny_config("mlp").data).test

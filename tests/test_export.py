@@ -13,8 +13,8 @@ from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 from tests.conftest import run_code, run_module
 
-# Trains the session's strong runs; one worker runs both modules, so they are trained once
-# (`./launch.sh test` distributes with --dist loadgroup).
+# The session's strong runs (conftest.py): one worker runs this module and test_predict.py
+# (--dist loadgroup), so they are trained once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("strong_runs")]
 
 # A fresh process that imports only jax and numpy (PYTHONPATH would allow more: it checks).
@@ -32,12 +32,12 @@ print(exported.in_avals, exported.out_avals, ",".join(exported.platforms))
 """
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def test_images(mnist_dir):
     return load_mnist(mnist_dir)[1]
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def artifacts(strong_runs, test_images, tmp_path_factory):
     """name -> (probabilities of all test images, of the first 7), from the artifact alone."""
     out = tmp_path_factory.mktemp("export")

@@ -37,8 +37,8 @@ from forkserver import Child, ForkServer
 from mnist_jax.training import faults, rundir
 from mnist_jax.training.loop_state import BestTracker
 
-# Its fixtures (trained runs, the fork server) are built once: one worker runs the whole
-# module (`./launch.sh test` distributes with --dist loadgroup).
+# One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
+# they are built once even when tests of other modules run in between (docs/testing.md).
 pytestmark = pytest.mark.xdist_group("faults")
 BASE = (
     "--config=configs/mlp.py",
@@ -94,7 +94,7 @@ class Binaries:
         return self.start("mnist_jax.main", *BASE, f"--workdir={workdir}", *args, fault=fault)
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def bins(mnist_dir, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != faults.ENV}
     env |= {
@@ -231,7 +231,7 @@ class Reference:
     typo_left_workdir: bool
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def reference(bins, tmp_path_factory) -> Reference:
     workdir = tmp_path_factory.mktemp("reference") / "run"
     typo = bins.train(workdir, "--config.model=resnt")
@@ -241,7 +241,7 @@ def reference(bins, tmp_path_factory) -> Reference:
     return Reference(workdir, outcome(workdir), typo, typo_left_workdir)
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def interrupted(bins, tmp_path_factory) -> Path:
     """Killed with -9 once the last epoch's checkpoint committed, before the summary."""
     workdir = tmp_path_factory.mktemp("interrupted") / "run"

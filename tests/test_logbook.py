@@ -14,8 +14,8 @@ from mnist_jax.training import logbook, rundir, train, validation
 from tests import events
 from tests.conftest import ROOT
 
-# Its fixtures (trained runs) are built once: one worker runs the whole module
-# (`./launch.sh test` distributes with --dist loadgroup).
+# One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
+# they are built once even when tests of other modules run in between (docs/testing.md).
 pytestmark = pytest.mark.xdist_group("logbook")
 
 
@@ -28,7 +28,7 @@ def quick_config(epochs: int = 2):
     return config
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def run(tmp_path_factory, mnist_dir):
     workdir = tmp_path_factory.mktemp("logbook") / "mlp"
     summary = train.train_and_evaluate(quick_config(), str(workdir))

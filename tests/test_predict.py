@@ -11,14 +11,14 @@ from mnist_jax.errors import DataError
 from mnist_jax.serving import classify
 from tests.conftest import run_module
 
-# Trains the session's strong runs; one worker runs both modules, so they are trained once
-# (`./launch.sh test` distributes with --dist loadgroup).
+# The session's strong runs (conftest.py): one worker runs this module and test_export.py
+# (--dist loadgroup), so they are trained once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("strong_runs")]
 
 CELL = re.compile(r"(\d)\s+(\d+\.\d)%")
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def test_split(mnist_dir):
     return load_mnist(mnist_dir)[1]
 
@@ -51,7 +51,7 @@ def _on_paper(digit: np.ndarray, ink: tuple, paper: tuple, scale: int = 6) -> Im
     return Image.fromarray(np.rint(canvas).astype(np.uint8))
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def predicted(strong_runs, test_split, tmp_path_factory):
     """One run of the binary over 100 test digits as PNG, and 4 of them twice more: black on
     white paper (grayscale PNG) and blue ink on yellow paper (colour JPEG)."""

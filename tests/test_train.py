@@ -20,8 +20,9 @@ from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.trainer import Trainer
 from tests.conftest import run_module
 
-# Also run on the oldest supported JAX (.ci/run). Its fixtures (trained runs) are built
-# once: one worker runs the whole module (`./launch.sh test` distributes with --dist loadgroup).
+# `core`: also run on the oldest supported JAX (.ci/run).
+# One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
+# they are built once even when tests of other modules run in between (docs/testing.md).
 pytestmark = [pytest.mark.core, pytest.mark.xdist_group("train")]
 
 
@@ -38,7 +39,7 @@ def small_config(**overrides):
     return config
 
 
-@pytest.fixture(scope="session")  # once per worker, however tests interleave
+@pytest.fixture(scope="session")
 def finished_run(tmp_path_factory, mnist_dir):
     workdir = tmp_path_factory.mktemp("run") / "mlp"
     summary = train.train_and_evaluate(small_config(), str(workdir))
