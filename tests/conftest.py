@@ -12,6 +12,36 @@ from mnist_jax.launcher.commands import xla_flags_with_devices
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help="also run the tests marked slow (left out unless -m or a test id names them)",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has named each test's group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The default run (README, CI) leaves out the slow tests: they repeat, end to end and at
+    larger sizes, what faster tests check piece by piece. `--slow`, any `-m` expression, or a
+    test named by its id (file::name) selects them."""
+    if getattr(config.option, "loadgroup", False):  # an xdist worker under --dist loadgroup
+        for item in items:
+            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+                raise pytest.UsageError(
+                    f"pytest-xdist did not group {item.nodeid} (--dist loadgroup): its fixtures "
+                    "would be built on every worker; install the pytest that pyproject.toml allows"
+                )
+    if config.getoption("--slow") or config.getoption("markexpr"):
+        return
+    if any("::" in arg for arg in config.args):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Tests compile the same small programs many times, in this process and in subprocesses:
     JAX's persistent compilation cache (platform.py) makes every repeat a load."""

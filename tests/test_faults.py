@@ -281,20 +281,22 @@ def _left(steps: list[int], epochs: list[int], tmp: bool = False, summary: bool 
     return check
 
 
+_SLOW = pytest.mark.slow  # the default run keeps one kill mid-write and one mid-chunk
 KILL_MOMENTS = [
-    ("metrics:1", _left([], [1])),  # epoch 1 logged, its checkpoint not started
+    pytest.param("metrics:1", _left([], [1]), marks=_SLOW),  # epoch 1 logged, no checkpoint yet
     ("checkpoint_writing:1", _left([], [1], tmp=True)),  # Orbax writing epoch 1's checkpoint
-    ("checkpoint_done:1", _left([8], [1])),  # between epoch 1's checkpoint and epoch 2's line
+    pytest.param("checkpoint_done:1", _left([8], [1]), marks=_SLOW),  # before epoch 2's line
     ("chunk:7", _left([8], [1])),  # mid-chunk: epoch 2 computing its third chunk
     # (the end's checkpoint committed, the summary not written: the `interrupted` fixture)
-    ("summary:1", _left([8, 16], [1, 2], summary=True)),  # after the summary
+    pytest.param("summary:1", _left([8, 16], [1, 2], summary=True), marks=_SLOW),
 ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "moment, left", KILL_MOMENTS, ids=[m.replace(":", "-") for m, _ in KILL_MOMENTS]
-)
+def _moment_id(moment) -> str:
+    return (moment.values[0] if hasattr(moment, "values") else moment[0]).replace(":", "-")
+
+
+@pytest.mark.parametrize("moment, left", KILL_MOMENTS, ids=[_moment_id(m) for m in KILL_MOMENTS])
 def test_kill_9_then_rerun_is_bitwise_the_uninterrupted_run(bins, reference, tmp_path, moment,
                                                             left):  # fmt: skip
     workdir = tmp_path / "run"
@@ -325,12 +327,11 @@ def test_kill_9_before_the_summary_then_rerun_is_bitwise_the_uninterrupted_run(
 # --- SIGTERM / SIGINT: a checkpoint at the next chunk boundary, exit status 75 -----------------
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "sig, chunk, step, where",
     [
         (signal.SIGTERM, 3, 6, "epoch 1, after chunk 3 of 4"),
-        (signal.SIGINT, 6, 12, "epoch 2, after chunk 2 of 4"),
+        pytest.param(signal.SIGINT, 6, 12, "epoch 2, after chunk 2 of 4", marks=_SLOW),
     ],
     ids=["SIGTERM", "SIGINT"],
 )

@@ -196,7 +196,6 @@ def _tree_flags() -> tuple[str, ...]:
             "--config.test_every_epochs=1")  # test metrics per epoch, compared too  # fmt: skip
 
 
-@pytest.mark.slow
 @pytest.mark.determinism
 @pytest.mark.parametrize("config", ["configs/cnn.py", *(["configs/mlp.py"] if FULL else [])])
 def test_tree_reduction_two_processes_of_two_devices_equal_one_of_four_bitwise(
