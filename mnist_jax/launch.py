@@ -156,18 +156,19 @@ SUBCOMMANDS = {
         ),
         Subcommand(
             "compare", "[OUTDIR]", "train the MLP and the CNN over seeds, then compare them",
-            "Trains configs/mlp.py and configs/cnn.py (or --configs) with seeds 0..K-1 into "
+            "Runs the study experiments/compare.py (python -m mnist_jax.sweep): trains "
+            "configs/mlp.py and configs/cnn.py (or --configs) with seeds 0..K-1 into "
             "OUTDIR/{mlp,cnn}/seed_<s> (default OUTDIR runs/compare, runs/compare_quick with "
             "--quick), seed by seed, --jobs runs at a time; then evaluates them all: "
-            "OUTDIR/comparison.json, report.md and figures (python -m mnist_jax.evaluate). "
-            "Running it again skips finished runs and resumes an interrupted one. A failed run "
-            "stops it with that run's exit status.",
+            "OUTDIR/comparison.json, report.md and figures. Running it again skips finished "
+            "runs and resumes an interrupted one. A failed run stops it with that run's exit "
+            "status.",
             (Option("seeds", 3, "K", "seeds per model"),
              Option("configs", ",".join(C.MODELS), "NAME,...", "the shipped configs to train "
                     "and compare (configs/NAME.py), each into OUTDIR/NAME/, e.g. "
                     "mlp_best,cnn_best"),
-             Option("jobs", "auto", "N", "training runs at once; with N > 1 their output goes "
-                    "to OUTDIR/logs/ and their progress lines here. 'auto': 2 where JAX can "
+             Option("jobs", "auto", "N", "training runs at once; with N > 1 each worker logs "
+                    "to OUTDIR/logs/ and their progress lines show here. 'auto': 2 where JAX can "
                     "only use the CPU (their numbers are the same bits as one at a time), 1 "
                     "with a GPU or TPU"),
              Option("quick", False, "", "the configs' quick variant (configs/mlp.py:quick): a "
@@ -337,37 +338,16 @@ def run_compare(inv: Invocation, site: C.Site) -> int:
     o = inv.options
     outdir = inv.args[0] if inv.args else "runs/compare" + ("_quick" if o["quick"] else "")
     jobs = C.compare_jobs(o["jobs"], site.environ)
-    plan = C.compare_plan(site, outdir, seeds=o["seeds"], quick=o["quick"],
-                          overrides=inv.overrides, jobs=jobs,
-                          configs=o["configs"].split(","))  # fmt: skip
+    command = C.compare_command(site, outdir, seeds=o["seeds"], quick=o["quick"],
+                                overrides=inv.overrides, jobs=jobs,
+                                configs=o["configs"].split(","), dry_run=o["dry_run"])  # fmt: skip
     if o["dry_run"]:
-        print(f"# {len(plan) - 1} training runs, {jobs} at a time; then the evaluation")
-        for k, command in enumerate(plan, 1):
-            print(f"# [{k}/{len(plan)}] {command.label}\n{command.shell()}")
-        return 0
+        print(f"# {command.label}\n{command.shell()}", flush=True)
     start = time.monotonic()
-    *training, evaluation = plan
-    if jobs > 1:  # side by side, each into its log; then the evaluation alone
-        logging.info("compare: %d training runs, %d at a time; logs in %s", len(training),
-                     jobs, Path(outdir) / "logs")  # fmt: skip
-        status = supervisor.run_pool(training, jobs)
-        if status != 0:
-            logging.error("compare stopped: a training run failed or was interrupted")
-            return status
-        steps = [evaluation]
-    else:  # one after another, on the console
-        steps = plan
-    for command in steps:
-        k = plan.index(command) + 1
-        logging.info("[%d/%d] %s (elapsed %s)", k, len(plan), command.label,
-                     _hms(time.monotonic() - start))  # fmt: skip
-        status = supervisor.run([command])
-        if status != 0:
-            logging.error("compare stopped at [%d/%d] %s", k, len(plan), command.label)
-            return status
-    logging.info("compare: %d runs and their evaluation in %s; results in %s", len(plan) - 1,
-                 _hms(time.monotonic() - start), outdir)  # fmt: skip
-    return 0
+    status = supervisor.run([command])
+    if status == 0 and not o["dry_run"]:
+        logging.info("compare: done in %s; results in %s", _hms(time.monotonic() - start), outdir)
+    return status
 
 
 RUNNERS: dict[str, Callable[[Invocation, C.Site], int]] = {

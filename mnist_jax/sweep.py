@@ -11,15 +11,22 @@ Every trial is an ordinary training run in <output_dir>/trials/<name>/ (name = i
 or trial=007 in a search). Running the same command again skips finished trials and resumes an
 interrupted one from its checkpoint, so a killed sweep or search is finished by repeating the
 command. `--jobs=N` trains N trials at once in worker processes (the same bits as one at a
-time). A search trains random configurations rung by rung (successive halving, selected on
-validation data) and retrains the winner on fresh seeds (<output_dir>/final/seed=N/). At the
-end: <output_dir>/{results.csv,results.json,report.md,figures/}. The formats are described in
-mnist_jax/studies/study.py and search.py; the shipped studies in experiments/README.md.
+time); `--seeds=K` and `--config.KEY=VALUE` change every trial. A study with an evaluation
+(experiments/compare.py, what `./launch.sh compare` runs) ends in comparison.json, report.md and
+figures instead of the grid's tables. A search trains random configurations rung by rung
+(successive halving, selected on validation data) and retrains the winner on fresh seeds
+(<output_dir>/final/seed=N/). At the end: <output_dir>/{results.csv,results.json,report.md,
+figures/}. The formats are described in mnist_jax/studies/study.py and search.py; the shipped
+studies in experiments/README.md.
 """
 
+import sys
+
 from absl import app, flags
+from ml_collections import config_flags
 
 from mnist_jax import cli, platform
+from mnist_jax.configs import default
 from mnist_jax.studies import runner
 
 _STUDY = flags.DEFINE_string(
@@ -51,7 +58,28 @@ _WORKER = flags.DEFINE_integer(
     "results.",
     lower_bound=0,
 )
+_SEEDS = flags.DEFINE_integer(
+    "seeds",
+    0,
+    "Train seeds 0..K-1 in place of the study's own seeds (0: the study's).",
+    lower_bound=0,
+)
+_CONFIG = config_flags.DEFINE_config_dict(
+    "config",
+    default.get_config(),
+    "--config.KEY=VALUE (any key of configs/default.py): set in every trial, over the study's "
+    "own overrides.",
+)
 flags.mark_flags_as_required(["study", "output_dir"])
+
+
+def command_line() -> runner.CommandLine:
+    """The --seeds and --config.* flags as given, for the study and its worker processes."""
+    overrides = config_flags.get_override_values(flags.FLAGS["config"])
+    args = [a for a in sys.argv[1:] if a.startswith(("--config.", "-config."))]
+    if _SEEDS.value:
+        args.append(f"--seeds={_SEEDS.value}")
+    return runner.CommandLine(seeds=_SEEDS.value, overrides=overrides, args=tuple(args))
 
 
 def main(argv: list[str]) -> None:
@@ -68,6 +96,7 @@ def main(argv: list[str]) -> None:
                 aggregate_only=_AGGREGATE_ONLY.value,
                 jobs=_JOBS.value,
                 worker=_WORKER.value,
+                command_line=command_line(),
             )
         except runner.WorkersFailed as e:
             interrupted = e.status == cli.EXIT_INTERRUPTED

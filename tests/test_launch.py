@@ -211,48 +211,27 @@ def test_tpu_config_path_is_relative_to_the_repository(tmp_path):
     assert C.remote_config(elsewhere, "/elsewhere/c.py") == "/elsewhere/c.py"
 
 
-def test_compare_plan_runs_seed_by_seed_then_evaluates():
-    plan = C.compare_plan(SITE, "out", seeds=2, quick=False, overrides=["--config.num_epochs=1"])
-    assert [c.label for c in plan] == [
-        "mlp seed 0 -> out/mlp/seed_0", "cnn seed 0 -> out/cnn/seed_0",
-        "mlp seed 1 -> out/mlp/seed_1", "cnn seed 1 -> out/cnn/seed_1", "evaluate -> out",
-    ]  # fmt: skip
-    assert main_args(plan[1].argv) == ["--config=configs/cnn.py", "--workdir=out/cnn/seed_0",
-                                       "--config.seed=0", "--config.num_epochs=1"]  # fmt: skip
-    assert plan[-1].argv == (PY, "-m", "mnist_jax.evaluate",
-                             "--workdirs=out/mlp/seed_0,out/cnn/seed_0,out/mlp/seed_1,"
-                             "out/cnn/seed_1", "--output_dir=out", "--quantize=int8")  # fmt: skip
-    quick = C.compare_plan(SITE, "o", seeds=1, quick=True, overrides=[])
-    assert main_args(quick[0].argv)[0] == "--config=configs/mlp.py:quick"
+def test_compare_is_the_compare_study_run_by_the_sweep():
+    command = C.compare_command(SITE, "out", seeds=2, quick=False,
+                                overrides=["--config.num_epochs=1"])  # fmt: skip
+    assert command.argv == (PY, "-m", "mnist_jax.sweep", "--study=experiments/compare.py:mlp,cnn",
+                            "--output_dir=out", "--seeds=2", "--jobs=1",
+                            "--config.num_epochs=1")  # fmt: skip
+    assert command.label == "4 training runs, 1 at a time, then their evaluation"
+    quick = C.compare_command(SITE, "o", seeds=1, quick=True, overrides=[], jobs=2, dry_run=True)
+    assert quick.argv[3:] == ("--study=experiments/compare.py:mlp,cnn,quick", "--output_dir=o",
+                              "--seeds=1", "--jobs=2", "--dry_run")  # fmt: skip
+    named = C.compare_command(SITE, "o", seeds=1, quick=False, overrides=[],
+                              configs=["mlp_best", "cnn_best"])  # fmt: skip
+    assert named.argv[3] == "--study=experiments/compare.py:mlp_best,cnn_best"
 
 
-def test_compare_plan_from_another_directory_uses_the_repository_configs(tmp_path):
-    plan = C.compare_plan(C.Site(PY, ROOT, tmp_path, {}), "o", seeds=1, quick=False, overrides=[])
-    config = main_args(plan[0].argv)[0].removeprefix("--config=")
-    assert config == str(ROOT / "configs" / "mlp.py") and Path(config).is_file()
-    assert plan[0].env == {"PYTHONPATH": str(ROOT)}
-
-
-def test_compare_plan_with_jobs_logs_each_training_run_to_a_file():
-    plan = C.compare_plan(SITE, "out", seeds=2, quick=False, overrides=[], jobs=2)
-    assert [str(c.log) for c in plan[:-1]] == [
-        "out/logs/mlp_seed_0.log", "out/logs/cnn_seed_0.log",
-        "out/logs/mlp_seed_1.log", "out/logs/cnn_seed_1.log",
-    ]  # fmt: skip
-    assert plan[-1].log is None  # the evaluation runs alone, on the console
-    assert all(c.log is None for c in C.compare_plan(SITE, "o", seeds=1, quick=False,
-                                                     overrides=[]))  # fmt: skip
-
-
-def test_compare_plan_trains_the_configs_named():
-    plan = C.compare_plan(SITE, "o", seeds=2, quick=False, overrides=[],
-                          configs=["mlp_best", "cnn_best"])  # fmt: skip
-    assert [c.label for c in plan[:-1]] == [
-        "mlp_best seed 0 -> o/mlp_best/seed_0", "cnn_best seed 0 -> o/cnn_best/seed_0",
-        "mlp_best seed 1 -> o/mlp_best/seed_1", "cnn_best seed 1 -> o/cnn_best/seed_1",
-    ]  # fmt: skip
-    assert main_args(plan[1].argv)[0] == "--config=configs/cnn_best.py"
-    assert "--workdirs=o/mlp_best/seed_0,o/cnn_best/seed_0," in plan[-1].argv[3]
+def test_compare_from_another_directory_uses_the_repository_study(tmp_path):
+    command = C.compare_command(C.Site(PY, ROOT, tmp_path, {}), "o", seeds=1, quick=False,
+                                overrides=[])  # fmt: skip
+    study = command.argv[3].removeprefix("--study=").partition(":")[0]
+    assert study == str(ROOT / "experiments" / "compare.py") and Path(study).is_file()
+    assert command.env == {"PYTHONPATH": str(ROOT)}
 
 
 def test_compare_jobs():
@@ -271,16 +250,15 @@ def test_compare_jobs():
     [
         ({"seeds": 0}, "--seeds must be >= 1"),
         ({"overrides": ["--config.seed=4"]}, "compare sets config.seed itself"),
-        ({"outdir": "a,b"}, "must not contain a comma"),
         ({"configs": ["mlp", "cnnn"]}, r"cnnn is not a shipped config; valid: cnn, cnn_best, "),
         ({"configs": []}, "empty is not a shipped config"),
         ({"configs": ["cnn", "cnn"]}, "names a config twice"),
     ],
 )
-def test_compare_plan_rejects(kwargs, message):
+def test_compare_command_rejects(kwargs, message):
     args = {"outdir": "o", "seeds": 1, "quick": False, "overrides": []} | kwargs
     with pytest.raises(UserError, match=message):
-        C.compare_plan(SITE, args.pop("outdir"), **args)
+        C.compare_command(SITE, args.pop("outdir"), **args)
 
 
 def test_split_overrides():
@@ -463,15 +441,15 @@ def test_tpu_dry_run():
 def test_compare_dry_run_from_another_directory(tmp_path):
     result = run_sh("compare", "--quick", "--seeds=1", "--jobs=2", "--dry_run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    header, *lines = result.stdout.strip().splitlines()
-    assert header == "# 2 training runs, 2 at a time; then the evaluation"
-    assert lines[0] == "# [1/3] mlp seed 0 -> runs/compare_quick/mlp/seed_0"
-    assert lines[1].endswith(" > runs/compare_quick/logs/mlp_seed_0.log 2>&1")
-    assert main_args(shlex.split(lines[1]))[:2] == [
-        f"--config={ROOT}/configs/mlp.py:quick",
-        "--workdir=runs/compare_quick/mlp/seed_0",
-    ]
-    assert "--output_dir=runs/compare_quick" in lines[-1] and not (tmp_path / "runs").exists()
+    header, command, *trials, summary = result.stdout.strip().splitlines()
+    assert header == "# 2 training runs, 2 at a time, then their evaluation"
+    assert f"--study={ROOT}/experiments/compare.py:mlp,cnn,quick" in shlex.split(command)
+    assert [line.split() for line in trials] == [
+        ["1/2", "pending", "mlp/seed_0"], ["2/2", "pending", "cnn/seed_0"],
+    ]  # fmt: skip
+    assert summary == ("study compare_quick: 2 trials, 0 done, in runs/compare_quick/, then one "
+                       "evaluation of them all")  # fmt: skip
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize(

@@ -198,8 +198,8 @@ def test_dry_run_lists_trials_and_writes_nothing(tmp_path, capsys, monkeypatch):
     statuses = sweep.run_study(spec, str(tmp_path / "out"), dry_run=True)
     printed = capsys.readouterr().out
     assert len(statuses) == 6 and "6 trials, 1 done" in printed
-    assert "   4/6  done     num_epochs=2,seed=1" in printed
-    assert "   1/6  pending  num_epochs=1,seed=0" in printed
+    assert "   5/6  done     trials/num_epochs=2,seed=1" in printed  # seed by seed
+    assert "   1/6  pending  trials/num_epochs=1,seed=0" in printed
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["trials"]
 
 
@@ -386,7 +386,7 @@ def test_readme_study_example_defines_its_trials(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the study names its config relative to the repository
     trials = sweep.run_study(str(study_file), str(tmp_path / "out"), dry_run=True)
     assert [(t.point["mlp.dropout"], t.seed) for t, _ in trials] == [
-        (d, s) for d in (0.0, 0.1, 0.3) for s in (0, 1, 2)
+        (d, s) for s in (0, 1, 2) for d in (0.0, 0.1, 0.3)
     ]
     assert {status for _, status in trials} == {"pending"}
     assert all(t.config.mlp.dropout == t.point["mlp.dropout"] for t, _ in trials)

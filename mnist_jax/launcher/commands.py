@@ -348,7 +348,7 @@ def check_compare_configs(names: Sequence[str]) -> None:
         raise UserError(f"--configs={','.join(names)!r} names a config twice")
 
 
-def compare_plan(
+def compare_command(
     site: Site,
     outdir: str,
     *,
@@ -357,33 +357,21 @@ def compare_plan(
     overrides: Sequence[str],
     jobs: int = 1,
     configs: Sequence[str] = MODELS,
-) -> list[Command]:
-    """Train configs/NAME.py for every NAME in `configs` and seeds 0..seeds-1, then evaluate
-    them all.
-
-    The evaluation includes the robustness section, the seed ensembles and the int8 models.
-    Seed by seed (mlp 0, cnn 0, mlp 1, ...), so that an interrupted comparison already holds
-    every model. `quick` selects the configs' `quick` variant. With `jobs` > 1 the training
-    runs, which run side by side, log to OUTDIR/logs/<name>_seed_<s>.log instead of the console.
-    """
+    dry_run: bool = False,
+) -> Command:
+    """The study experiments/compare.py run by the sweep: configs/NAME.py for every NAME in
+    `configs` (their `quick` variant with `quick`), seeds 0..seeds-1 into OUTDIR/NAME/seed_<s>,
+    seed by seed, then one evaluation of them all into OUTDIR (robustness, the seed ensembles
+    and the int8 models). `jobs` > 1: that many worker processes, logging to OUTDIR/logs/."""
     check_compare_configs(configs)
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     if any(re.match(r"^--?(no)?config\.seed(=|$)", o) for o in overrides):
         raise UserError("compare sets config.seed itself: --seeds=K trains seeds 0..K-1")
-    if "," in outdir:  # evaluate's --workdirs is a comma-separated list
-        raise UserError(f"OUTDIR {outdir!r} must not contain a comma")
-    plan, workdirs = [], []
-    for seed in range(seeds):
-        for model in configs:
-            config = site.repo_file(f"configs/{model}.py") + (":quick" if quick else "")
-            workdir = str(Path(outdir) / model / f"seed_{seed}")
-            workdirs.append(workdir)
-            argv = main_argv(site, config, workdir, [f"--config.seed={seed}", *overrides])
-            log = Path(outdir) / "logs" / f"{model}_seed_{seed}.log" if jobs > 1 else None
-            label = f"{model} seed {seed} -> {workdir}"
-            plan.append(Command(argv, site.python_path(), log=log, label=label))
-    evaluate = (site.python, "-m", "mnist_jax.evaluate", f"--workdirs={','.join(workdirs)}",
-                f"--output_dir={outdir}", "--quantize=int8")  # fmt: skip
-    plan.append(Command(evaluate, site.python_path(), label=f"evaluate -> {outdir}"))
-    return plan
+    variant = ",".join([*configs, *(["quick"] if quick else [])])
+    argv = (site.python, "-m", "mnist_jax.sweep",
+            f"--study={site.repo_file('experiments/compare.py')}:{variant}",
+            f"--output_dir={outdir}", f"--seeds={seeds}", f"--jobs={jobs}", *overrides,
+            *(["--dry_run"] if dry_run else []))  # fmt: skip
+    label = f"{len(configs) * seeds} training runs, {jobs} at a time, then their evaluation"
+    return Command(argv, site.python_path(), label=label)

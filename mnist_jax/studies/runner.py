@@ -9,12 +9,16 @@ mnist_jax/studies/study.py (grids) and mnist_jax/studies/search.py (searches); t
 studies are listed in experiments/README.md.
 """
 
+import dataclasses
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from absl import logging
 
-from mnist_jax.errors import UserError, WorkdirBusyError
+from mnist_jax.errors import ConfigError, UserError, WorkdirBusyError
+from mnist_jax.evaluation import runner as eval_runner
 from mnist_jax.studies import report as sweep_report
 from mnist_jax.studies import search as search_lib
 from mnist_jax.studies import search_report, workers
@@ -40,11 +44,34 @@ class WorkersFailed(Exception):
         self.status = status
 
 
+@dataclasses.dataclass(frozen=True)
+class CommandLine:
+    """What the sweep's command line changes in the study file's study: `seeds` = K trains
+    seeds 0..K-1 (0: the study's own), `overrides` are set in every trial, and `args` are the
+    flags that say so, repeated to the worker processes."""
+
+    seeds: int = 0
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    args: tuple[str, ...] = ()
+
+    def apply(self, study: Any) -> Any:
+        if isinstance(study, search_lib.Search):
+            if self.seeds:
+                raise UserError(f"--seeds={self.seeds}: a search retrains on its final_seeds; "
+                                "--seeds applies to grid studies")  # fmt: skip
+            return dataclasses.replace(study, overrides={**study.overrides, **self.overrides})
+        seeds = list(range(self.seeds)) if self.seeds else study.seeds
+        return dataclasses.replace(
+            study, seeds=seeds, overrides={**study.overrides, **self.overrides}
+        )
+
+
 def run_study(
     spec: str, output_dir: str, *, dry_run: bool = False, aggregate_only: bool = False,
-    jobs: int = 1, worker: int | None = None,
+    jobs: int = 1, worker: int | None = None, command_line: CommandLine = CommandLine(),
 ) -> dict[str, Path] | list[tuple[study_lib.Trial, str]]:  # fmt: skip
-    """Validates the whole study, then runs its missing trials and writes the results.
+    """Validates the whole study, then runs its missing trials and writes the results (or, for
+    a study with `evaluate`, evaluates them all).
 
     With `jobs` > 1 the trials are trained by that many worker processes (studies/workers.py)
     and this one aggregates them; `worker` = k makes this process worker k, which trains and
@@ -52,22 +79,25 @@ def run_study(
     """
     if jobs < 1 or (worker is not None and not 0 <= worker < jobs):
         raise UserError(f"jobs={jobs}, worker={worker}: need jobs >= 1 and 0 <= worker < jobs")
-    study = study_lib.load(spec)
+    study = command_line.apply(study_lib.load(spec))
     if isinstance(study, search_lib.Search):
         return run_search(study, spec, output_dir, dry_run=dry_run, aggregate_only=aggregate_only,
-                          jobs=jobs, worker=worker)  # fmt: skip
+                          jobs=jobs, worker=worker, args=command_line.args)  # fmt: skip
     trials = study_lib.expand(study)  # raises ConfigError before anything is written
+    options = _evaluation_options(study)
     out = Path(output_dir)
-    statuses = [(t, trial_status(out / "trials" / t.name)) for t in trials]
+    statuses = [(t, trial_status(out / t.run_dir)) for t in trials]
     if dry_run:
         for i, (t, status) in enumerate(statuses, 1):
-            print(f"{i:4d}/{len(trials)}  {status:8s} {t.name}")
+            print(f"{i:4d}/{len(trials)}  {status:8s} {t.run_dir}")
         done = sum(s == "done" for _, s in statuses)
-        print(f"study {study.name}: {len(trials)} trials, {done} done, in {out}/trials/")
+        then = ", then one evaluation of them all" if study.evaluate is not None else ""
+        print(f"study {study.name}: {len(trials)} trials, {done} done, in {out}/{then}")
         return statuses
 
     out.mkdir(parents=True, exist_ok=True)
-    plan = {"study": spec, "name": study.name, "trials": [t.name for t in trials]}
+    plan = {"study": spec, "name": study.name, "command_line": list(command_line.args),
+            "trials": [t.run_dir for t in trials]}  # fmt: skip
     if worker is None:
         rundir.write_atomic(out / "study.json", rundir.to_json(plan, indent=2) + "\n")
     todo = [(i, t) for i, (t, status) in enumerate(statuses, 1) if status != "done"]
@@ -78,7 +108,7 @@ def run_study(
     start = time.perf_counter()
     if not aggregate_only and todo:
         if jobs > 1 and worker is None:
-            _run_workers(spec, output_dir, jobs)
+            _run_workers(spec, output_dir, jobs, command_line.args)
         else:
             _train_grid(study, len(trials), todo, out, worker, jobs)
         logging.info("Ran %d trials in %s", len(todo), hms(time.perf_counter() - start))
@@ -87,17 +117,42 @@ def run_study(
 
     summaries = {}
     for t in trials:
-        summary = rundir.RunDir(out / "trials" / t.name).read_summary()
+        summary = rundir.RunDir(out / t.run_dir).read_summary()
         if summary is not None:
             summaries[t.name] = summary
+    if options is not None:
+        return _evaluate_all(options, trials, summaries, out)
     command = f"python -m mnist_jax.sweep --study={spec} --output_dir={output_dir}"
     paths = sweep_report.write_all(out, study, trials, summaries, command)
     logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))
     return paths
 
 
-def _run_workers(spec: str, output_dir: str, jobs: int) -> None:
-    status = workers.run(spec, output_dir, jobs)
+def _evaluation_options(study: study_lib.Study) -> eval_runner.Options | None:
+    if study.evaluate is None:
+        return None
+    valid = [f.name for f in dataclasses.fields(eval_runner.Options)]
+    if bad := [k for k in study.evaluate if k not in valid]:
+        raise ConfigError(f"study {study.name!r}: evaluate option {bad[0]!r} does not exist; "
+                          f"valid: {', '.join(valid)}")  # fmt: skip
+    return eval_runner.Options(**study.evaluate)
+
+
+def _evaluate_all(
+    options: eval_runner.Options, trials: list[study_lib.Trial], summaries: dict[str, Any],
+    out: Path,
+) -> dict[str, Path]:  # fmt: skip
+    """One evaluation of every trial: comparison.json, report.md and figures in `out`."""
+    if missing := [t.run_dir for t in trials if t.name not in summaries]:
+        raise UserError(f"{len(missing)} trials have not finished (e.g. {out / missing[0]}); "
+                        "run the same command again to finish them")  # fmt: skip
+    logging.info("Evaluating the %d runs into %s", len(trials), out)
+    eval_runner.evaluate([str(out / t.run_dir) for t in trials], str(out), options)
+    return {name: out / name for name in ("comparison.json", "report.md")}
+
+
+def _run_workers(spec: str, output_dir: str, jobs: int, args: Sequence[str]) -> None:
+    status = workers.run(spec, output_dir, jobs, args)
     if status != 0:
         raise WorkersFailed(status, output_dir)
 
@@ -119,7 +174,7 @@ def _train_grid(
             k + 1, len(todo), trial.name, hms(elapsed), eta,
         )  # fmt: skip
         try:
-            summary = train.train_and_evaluate(trial.config, str(out / "trials" / trial.name))
+            summary = train.train_and_evaluate(trial.config, str(out / trial.run_dir))
         except WorkdirBusyError:
             if worker is None:
                 raise
@@ -134,6 +189,7 @@ def _train_grid(
 def run_search(
     search: search_lib.Search, spec: str, output_dir: str, *, dry_run: bool = False,
     aggregate_only: bool = False, jobs: int = 1, worker: int | None = None,
+    args: Sequence[str] = (),
 ) -> dict[str, Path] | list[tuple[search_lib.SearchTrial, str]]:  # fmt: skip
     """Validates every sampled config, runs the rungs, retrains the winner on fresh seeds, and
     writes the results (`jobs` and `worker` as in run_study). Returns the paths written, or for
@@ -171,7 +227,7 @@ def run_search(
     logging.info("%s%s", plan[0].upper() + plan[1:], f"; {jobs} workers" if jobs > 1 else "")
     start = time.perf_counter()
     if jobs > 1 and worker is None and not aggregate_only:
-        _run_workers(spec, output_dir, jobs)
+        _run_workers(spec, output_dir, jobs, args)
         aggregate_only = True  # the workers trained everything; read what they wrote
     shard = None if worker is None else (worker, jobs)
     rungs = search_lib.halve(

@@ -68,11 +68,19 @@ class Study:
     metric: str = "test_accuracy"  # the summary.json value the figures plot
     name: str = ""  # filled from the file name when empty
     description: str = ""  # filled from the module docstring when empty
+    # Each trial's directory under the output directory, formatted with {base}, {seed} and
+    # {name} (the trial's overrides); e.g. "{base}/seed_{seed}".
+    run_dir: str = "trials/{name}"
+    # Options of one evaluation of every trial (evaluation.runner.Options fields, e.g.
+    # {"quantize": "int8"}), written to the output directory in place of the grid's report.md;
+    # None: no evaluation.
+    evaluate: Mapping[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
-    name: str  # its run directory under <output_dir>/trials/
+    name: str  # its overrides as a directory name
+    run_dir: str  # its run directory, relative to the study's output directory
     setting: str  # the name without the seed: trials of one setting are averaged
     base: str
     point: dict[str, Any]  # axis key -> value
@@ -219,7 +227,7 @@ def expand(study: Study) -> list[Trial]:
         raise ConfigError(f"derived value reads {missing[0]!r}, which is not an axis")
     points = _points(study.axes)
 
-    trials = []
+    settings = []  # (base, point, parts, config) in the order bases x points
     for base, path in study.bases.items():
         base_config = configuration.load(path)
         where = f"study {study.name!r}, base {base!r} ({path})"
@@ -227,23 +235,41 @@ def expand(study: Study) -> list[Trial]:
         for point in points:
             config = configure(base_config, study.overrides, point, study.derived, where)
             parts = ([("base", base)] if len(study.bases) > 1 else []) + list(point.items())
-            for seed in seeds:
-                trial_config = config.copy_and_resolve_references()
-                trial_config.seed = seed
-                trials.append(
-                    Trial(
-                        name=_dir_name([*parts, ("seed", seed)]),
-                        setting=_dir_name(parts) or "base",
-                        base=base,
-                        point=dict(point),
-                        seed=seed,
-                        config=trial_config,
-                    )
+            settings.append((base, point, parts, config))
+    trials = []
+    for seed in seeds:  # seed by seed: an interrupted study already holds every setting
+        for base, point, parts, config in settings:
+            trial_config = config.copy_and_resolve_references()
+            trial_config.seed = seed
+            name = _dir_name([*parts, ("seed", seed)])
+            trials.append(
+                Trial(
+                    name=name,
+                    run_dir=_run_dir(study.run_dir, name=name, base=base, seed=seed),
+                    setting=_dir_name(parts) or "base",
+                    base=base,
+                    point=dict(point),
+                    seed=seed,
+                    config=trial_config,
                 )
-    names = [t.name for t in trials]
-    if len(set(names)) != len(names):
+            )
+    dirs = [t.run_dir for t in trials]
+    if len(set(dirs)) != len(dirs):
         raise ConfigError("two trials would share a run directory; make the axis values distinct")
     return trials
+
+
+def _run_dir(template: str, **fields: Any) -> str:
+    try:
+        path = template.format(**fields)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(
+            f"run_dir={template!r} cannot be formatted ({e}); it may use {{base}}, {{seed}} and "
+            "{name}"
+        ) from None
+    if not path or Path(path).is_absolute() or ".." in Path(path).parts:
+        raise ConfigError(f"run_dir={template!r} must give a relative path inside the study")
+    return path
 
 
 def axis_keys(study: Study) -> list[str]:

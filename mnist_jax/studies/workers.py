@@ -26,14 +26,14 @@ def rotated(items: Sequence[T], worker: int, jobs: int) -> list[T]:
     return [*items[start:], *items[:start]]
 
 
-def commands(spec: str, output_dir: str, jobs: int) -> list[Command]:
-    """The worker processes: this sweep again with --worker=k, each logging to
-    <output_dir>/logs/worker_<k>.log."""
+def commands(spec: str, output_dir: str, jobs: int, args: Sequence[str] = ()) -> list[Command]:
+    """The worker processes: this sweep again (with the command line's `args`) and --worker=k,
+    each logging to <output_dir>/logs/worker_<k>.log."""
     site = Site.here()
     argv = (site.python, "-m", "mnist_jax.sweep", f"--study={spec}", f"--output_dir={output_dir}")
     return [
         Command(
-            (*argv, f"--jobs={jobs}", f"--worker={k}"),
+            (*argv, *args, f"--jobs={jobs}", f"--worker={k}"),
             site.python_path(),
             log=Path(output_dir) / "logs" / f"worker_{k}.log",
             label=f"worker {k}",
@@ -42,6 +42,6 @@ def commands(spec: str, output_dir: str, jobs: int) -> list[Command]:
     ]
 
 
-def run(spec: str, output_dir: str, jobs: int) -> int:
+def run(spec: str, output_dir: str, jobs: int, args: Sequence[str] = ()) -> int:
     """Runs `jobs` workers to completion; the exit status of the first to fail, else 0."""
-    return supervisor.run_pool(commands(spec, output_dir, jobs), jobs)
+    return supervisor.run_pool(commands(spec, output_dir, jobs, args), jobs)
