@@ -20,14 +20,18 @@ figures/}. The formats are described in mnist_jax/studies/study.py and search.py
 studies in experiments/README.md.
 """
 
+import re
 import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from mnist_jax import cli, platform
+from mnist_jax.checks import suggest
 from mnist_jax.configs import default
+from mnist_jax.errors import UserError
 from mnist_jax.studies import runner
+from mnist_jax.training import rundir
 
 _STUDY = flags.DEFINE_string(
     "study",
@@ -64,21 +68,45 @@ _SEEDS = flags.DEFINE_integer(
     "Train seeds 0..K-1 in place of the study's own seeds (0: the study's).",
     lower_bound=0,
 )
-_CONFIG = config_flags.DEFINE_config_dict(
-    "config",
-    default.get_config(),
-    "--config.KEY=VALUE (any key of configs/default.py): set in every trial, over the study's "
-    "own overrides.",
-)
 flags.mark_flags_as_required(["study", "output_dir"])
+_CONFIG_ARG = re.compile(r"^--?(no)?config\.([^=]+)")
+_config_args: list[str] = []  # the --config.KEY=VALUE arguments, set aside by parse_command_line
+
+
+def parse_command_line(argv: list[str]) -> list[str]:
+    """absl's flags, with --config.KEY=VALUE (or --config.KEY VALUE) set aside: they are
+    parsed against configs/default.py by `command_line`, once the other flags are valid."""
+    rest, i = [argv[0]], 1
+    while i < len(argv):
+        arg = argv[i]
+        if _CONFIG_ARG.match(arg) and "=" not in arg and i + 1 < len(argv):
+            _config_args.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        (_config_args if _CONFIG_ARG.match(arg) else rest).append(arg)
+        i += 1
+    return cli.parse_flags(rest)
 
 
 def command_line() -> runner.CommandLine:
-    """The --seeds and --config.* flags as given, for the study and its worker processes."""
-    overrides = config_flags.get_override_values(flags.FLAGS["config"])
-    args = [a for a in sys.argv[1:] if a.startswith(("--config.", "-config."))]
-    if _SEEDS.value:
-        args.append(f"--seeds={_SEEDS.value}")
+    """--seeds and the --config.* arguments, typed as configs/default.py types them, for the
+    study and its worker processes; an unknown key or a bad value is one line."""
+    base = default.get_config()
+    keys = rundir.flatten(base.to_dict())
+    for arg in _config_args:
+        key = _CONFIG_ARG.match(arg).group(2)
+        if key not in keys:
+            hint = suggest(key, keys) or " (configs/default.py lists every key)"
+            raise UserError(f"--config.{key}: the config has no key {key!r}{hint}")
+    values = flags.FlagValues()
+    argv = [sys.argv[0], *_config_args]
+    try:
+        config_flags.DEFINE_config_dict("config", base, flag_values=values, sys_argv=argv)
+        values(argv)
+        overrides = config_flags.get_override_values(values["config"])
+    except Exception as e:  # a value the key's type does not accept
+        raise UserError(f"{' '.join(_config_args)}: {str(e).strip().splitlines()[0]}") from None
+    args = [*_config_args, *([f"--seeds={_SEEDS.value}"] if _SEEDS.value else [])]
     return runner.CommandLine(seeds=_SEEDS.value, overrides=overrides, args=tuple(args))
 
 
@@ -104,4 +132,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, flags_parser=parse_command_line)

@@ -390,3 +390,64 @@ def test_readme_study_example_defines_its_trials(tmp_path, monkeypatch):
     ]
     assert {status for _, status in trials} == {"pending"}
     assert all(t.config.mlp.dropout == t.point["mlp.dropout"] for t, _ in trials)
+
+
+# --- The command line over a study: --seeds, --config.KEY=VALUE, run_dir, evaluate -----------
+
+
+def test_command_line_seeds_and_overrides_reach_every_trial_and_the_workers(tmp_path, capsys):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            return Study(bases={{"mlp": {MLP!r}}}, axes=[{{"num_epochs": [1, 2]}}],
+                         overrides={{"batch_size": 64}}, run_dir="{{base}}/e{{name}}")
+        """,
+    )
+    line = sweep.CommandLine(seeds=2, overrides={"batch_size": 32, "mlp.dropout": 0.3},
+                             args=("--config.batch_size=32", "--seeds=2"))  # fmt: skip
+    trials = [t for t, _ in sweep.run_study(spec, str(tmp_path / "o"), dry_run=True,
+                                            command_line=line)]  # fmt: skip
+    assert [(t.seed, t.config.num_epochs) for t in trials] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert {(t.config.batch_size, t.config.mlp.dropout) for t in trials} == {(32, 0.3)}
+    assert trials[0].run_dir == "mlp/enum_epochs=1,seed=0"
+    (worker,) = workers.commands(spec, "o", 1, line.args)
+    assert worker.argv[3:] == (f"--study={spec}", "--output_dir=o", "--config.batch_size=32",
+                               "--seeds=2", "--jobs=1", "--worker=0")  # fmt: skip
+
+
+def test_sweep_binary_parses_seeds_and_config_flags(tmp_path):
+    compare = f"{ROOT}/experiments/compare.py:mlp,quick"
+    out = run_module("mnist_jax.sweep", f"--study={compare}", f"--output_dir={tmp_path / 'o'}",
+                     "--seeds=2", "--config.num_epochs=3", "--dry_run")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [line.split()[-1] for line in out.stdout.splitlines()[:-1]] == [
+        "mlp/seed_0", "mlp/seed_1"
+    ]  # fmt: skip
+    bad = run_module("mnist_jax.sweep", f"--study={compare}", f"--output_dir={tmp_path / 'o'}",
+                     "--config.num_epoch=3", "--dry_run")  # fmt: skip
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "num_epoch" in bad.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        ('run_dir="{base}/{nope}"', "run_dir='{base}/{nope}' cannot be formatted"),
+        ('run_dir="../{name}"', "must give a relative path inside the study"),
+        ('run_dir="{base}"', "two trials would share a run directory"),
+        ('evaluate={"quantise": "int8"}', "evaluate option 'quantise' does not exist; valid: "),
+    ],
+)
+def test_bad_run_dir_or_evaluate_is_one_line_before_anything_runs(tmp_path, field, message):
+    spec = write_study(
+        tmp_path,
+        f"""
+        def get_study(variant):
+            return Study(bases={{"mlp": {MLP!r}}}, axes=[], seeds=[0, 1], {field})
+        """,
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        sweep.run_study(spec, str(tmp_path / "o"), dry_run=True)
+    assert not (tmp_path / "o").exists()
