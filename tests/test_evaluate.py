@@ -30,7 +30,7 @@ from mnist_jax.configs import default
 from mnist_jax.data import corruptions, external, load_dataset, normalize
 from mnist_jax.errors import ConfigError, DataError, UserError
 from mnist_jax.evaluation import comparison as comparison_lib
-from mnist_jax.evaluation import plots, quantize, stats
+from mnist_jax.evaluation import plots, quantize, scores, stats
 from mnist_jax.evaluation import runner as evaluate
 from mnist_jax.evaluation import runs as runs_lib
 from mnist_jax.models import layers
@@ -142,7 +142,7 @@ def test_json_schema(comparison):
         assert m["test_count"] == 10_000
         assert isinstance(m["num_params"], int) and m["num_params"] > 0
         assert isinstance(m["flops_per_example"], float) and m["flops_per_example"] > 0
-        for key in comparison_lib.STATS:
+        for key in (metric.name for metric in scores.METRICS):
             assert set(m[key]) == {"mean", "std", "n", "ci95", "values"}, key
             assert len(m[key]["values"]) == m[key]["n"] == m["num_runs"]
             assert (m[key]["ci95"] is None) == (m["num_runs"] == 1)
@@ -395,6 +395,29 @@ def test_launch_compare_quick_end_to_end_and_rerun(mnist_dir, tmp_path):
     assert printed.returncode == 0, printed.stderr
     mean = data["models"]["mlp"]["accuracy"]["mean"]
     assert printed.stdout.splitlines()[0].startswith(f"mlp {mean}")
+
+
+def test_readme_metric_example_reaches_every_table(runs, plain, tmp_path, monkeypatch):
+    """README's "Add a metric" entry, as written: recorded for every run, summarised per model,
+    for the ensembles and the int8 models, and shown in report.md."""
+    namespace = {"np": np, "Predictions": scores.Predictions, "Metric": scores.Metric,
+                 "METRICS": scores.METRICS}  # fmt: skip
+    exec(readme.block("Add a metric"), namespace)
+    monkeypatch.setattr(scores, "METRICS", namespace["METRICS"])
+    workdirs = [str(runs[n]) for n in WORKDIRS]
+    options = dataclasses.replace(FAST, quantize="int8", reuse=False)
+    result = evaluate.evaluate(workdirs, str(tmp_path), options)
+    labels = load_dataset(tiny_config("mlp").data).test.labels
+    mlp = result["models"]["mlp"]
+    for run, name in zip(mlp["runs"], ("mlp_s0", "mlp_s1"), strict=True):
+        top2 = np.argsort(plain[name][2], -1)[:, -2:]  # from a plain model.apply's logits
+        assert run["top2_accuracy"] == np.mean((top2 == labels[:, None]).any(-1))
+        assert run["top2_accuracy"] > run["accuracy"]
+    assert mlp["top2_accuracy"]["values"] == [r["top2_accuracy"] for r in mlp["runs"]]
+    assert result["ensembles"]["mlp"]["top2_accuracy"] > result["ensembles"]["mlp"]["accuracy"]
+    int8 = result["quantization"]["models"]["cnn"]["int8"]["top2_accuracy"]
+    assert 0.1 < int8["mean"] <= 1
+    assert "top-2 accuracy (%)" in (tmp_path / "report.md").read_text()
 
 
 def test_pca_run_is_evaluated_through_its_projection(mnist_dir, tmp_path):

@@ -3,6 +3,7 @@
 runs.py        open a run directory and restore its verified best variables
 runner.py      evaluate runs and compare them (the evaluate binary's library)
 metrics.py     numpy metrics: confusion matrix, per-class report, ECE, McNemar's test
+scores.py      the table of metrics comparison.json and report.md hold (one entry each)
 comparison.py  groups runs into models (seeds -> statistics), compares pairs, ensembles
 stats.py       t intervals and the seed-aware test of an accuracy difference
 scoring.py     logits of many runs on many image sets, one compiled program per model and set

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from mnist_jax import models
-from mnist_jax.evaluation import inference, metrics, stats
+from mnist_jax.evaluation import inference, metrics, scores, stats
 from mnist_jax.training import rundir
 
 
@@ -45,27 +45,15 @@ def group_runs(runs: list[Any]) -> dict[str, list[int]]:
     }
 
 
-STATS = (
-    "accuracy",
-    "loss",
-    "ece",
-    "macro_f1",
-    "train_seconds",
-    "epochs_run",
-    "throughput_images_per_second",
-    "latency_ms_median",
-    "checkpoint_bytes",
-)
-
-
-def summarize_model(name: str, records: list[dict], arrays: list[dict], ece_bins: int) -> dict:
-    """One model's entry: mean/std over its runs, pooled confusion matrix and calibration."""
-    first = arrays[0]
-    params = first["variables"]["params"]
+def summarize_model(name: str, records: list[dict], outputs: list[Any], ece_bins: int) -> dict:
+    """One model's entry: every metric of scores.METRICS over its runs (mean, std, interval),
+    the pooled confusion matrix and calibration. `outputs`: the runs' runner.RunOutputs."""
+    first = outputs[0]
+    params = first.variables["params"]
     num_params = models.count_params(params)
     cm = np.sum([r["confusion_matrix"] for r in records], axis=0)
-    probs = np.concatenate([a["probs"] for a in arrays])
-    labels = np.concatenate([a["labels"] for a in arrays])
+    probs = np.concatenate([o.predictions.probs for o in outputs])
+    labels = np.concatenate([o.predictions.labels for o in outputs])
     test_counts = {r["test_count"] for r in records}
     return {
         "name": name,
@@ -77,9 +65,9 @@ def summarize_model(name: str, records: list[dict], arrays: list[dict], ece_bins
         "num_params": num_params,
         "params_bytes": int(sum(x.nbytes for x in jax.tree.leaves(params))),
         "flops_per_example": inference.flops_per_example(
-            first["model"], first["variables"], conv_impl=first["conv_impl"]
+            first.model, first.variables, conv_impl=first.conv_impl
         ),
-        **{k: stats.summarize([r[k] for r in records]) for k in STATS},
+        **{m.name: stats.summarize([r[m.name] for r in records]) for m in scores.METRICS},
         "confusion_matrix": cm.astype(int).tolist(),
         "per_class": metrics.per_class_report(cm),
         "calibration": metrics.calibration(probs, labels, ece_bins),
@@ -166,12 +154,9 @@ ENSEMBLE_SELECTION = (
 
 def ensemble(name: str, records: list[dict], probs: list[np.ndarray], labels: np.ndarray,
              ece_bins: int) -> dict[str, Any]:  # fmt: skip
-    """One model's seeds as an ensemble: their predicted probabilities averaged, evaluated."""
-    mean = np.mean(probs, axis=0)
-    predictions = mean.argmax(-1)
-    cm = metrics.confusion_matrix(labels, predictions)
-    calibration = metrics.calibration(mean, labels, ece_bins)
-    per_class = metrics.per_class_report(cm)
+    """One model's seeds as an ensemble: their predicted probabilities averaged, evaluated
+    (every prediction metric of scores.py)."""
+    predictions = scores.Predictions.from_probs(labels, np.mean(probs, axis=0), ece_bins)
     return {
         "name": f"{name} ensemble",
         "model": name,
@@ -180,13 +165,10 @@ def ensemble(name: str, records: list[dict], probs: list[np.ndarray], labels: np
         "seeds": [r["seed"] for r in records],
         "selection": ENSEMBLE_SELECTION,
         "test_count": len(labels),
-        "accuracy": metrics.accuracy(labels, predictions),
-        "loss": metrics.cross_entropy(labels, np.log(np.maximum(mean, 1e-300))),
-        "errors": int(len(labels) - np.trace(cm)),
-        "ece": calibration["ece"],
-        "macro_f1": per_class["macro_avg"]["f1"],
+        **scores.score(predictions),
+        "errors": int(len(labels) - np.trace(predictions.confusion)),
         "members_accuracy": stats.summarize([r["accuracy"] for r in records]),
-        "confusion_matrix": cm.tolist(),
-        "per_class": per_class,
-        "calibration": calibration,
+        "confusion_matrix": predictions.confusion.tolist(),
+        "per_class": predictions.per_class,
+        "calibration": predictions.calibration,
     }

@@ -39,7 +39,7 @@ from qwix._src.core import conv_general as qwix_conv  # the provider's default c
 
 from mnist_jax.data import preprocess
 from mnist_jax.errors import UserError
-from mnist_jax.evaluation import stats
+from mnist_jax.evaluation import inference, scores, scoring, stats
 from mnist_jax.models import layers
 
 MODES = ("none", "int8")
@@ -179,6 +179,58 @@ def size_bytes(variables: dict[str, Any]) -> dict[str, int]:
     return {"total": total, "kernels": kernel}
 
 
+@dataclasses.dataclass
+class Int8Outputs:
+    """A run's int8 model and what evaluating it measured (runner.RunOutputs.int8)."""
+
+    quantized: Quantized
+    variables_dev: Any  # the int8 variables on the evaluation's devices
+    predictions: scores.Predictions  # on the clean test set
+    speed: dict[str, float]  # inference.throughput at the evaluation's batch size
+    wait: dict[str, float]  # inference.latency at batch 1
+    correct_on: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # extra sets
+
+
+def evaluate_int8(outputs: Any, options: Any, scorer: scoring.Scorer) -> Int8Outputs:
+    """The int8 model of a run on the clean test set, timed (`outputs`: runner.RunOutputs,
+    `options`: runner.Options, which import this module)."""
+    q = quantize(outputs.model, outputs.variables)
+    variables_dev = outputs.par.replicate(q.variables)
+    test = outputs.test
+    _, logits = scorer.logits(outputs.par, q.model, variables_dev, "test", test, CONV_IMPL)
+    predictions = scores.Predictions.from_logits(test.labels, logits, options.ece_bins)
+    speed = inference.throughput(
+        q.model, q.variables, test.images, options.throughput_batch_size,
+        options.throughput_min_seconds, conv_impl=CONV_IMPL,
+    )  # fmt: skip
+    wait = inference.latency(q.model, q.variables, test.images, options.latency_calls, CONV_IMPL)
+    return Int8Outputs(q, variables_dev, predictions, speed, wait)
+
+
+def int8_record(record: dict[str, Any], outputs: Any) -> dict[str, Any]:
+    """A run's int8 entry in comparison.json beside its float `record`: every prediction
+    metric (scores.py), size, speed and agreement with the float model."""
+    int8 = outputs.int8
+    float_size = size_bytes(outputs.variables)
+    int8_size = size_bytes(int8.quantized.variables)
+    agreement = np.mean(int8.predictions.predicted == outputs.predictions.predicted)
+    return {
+        "workdir": record["workdir"],
+        "seed": record["seed"],
+        "float_accuracy": record["accuracy"],
+        **scores.score(int8.predictions),
+        "prediction_agreement": float(agreement),
+        "float_bytes": float_size["total"],
+        "int8_bytes": int8_size["total"],
+        "float_kernel_bytes": float_size["kernels"],
+        "int8_kernel_bytes": int8_size["kernels"],
+        "float_throughput_images_per_second": record["throughput_images_per_second"],
+        "throughput_images_per_second": int8.speed["images_per_second"],
+        "float_latency_ms_median": record["latency_ms_median"],
+        "latency_ms_median": int8.wait["median_ms"],
+    }
+
+
 def section(
     records: dict[str, list[dict[str, Any]]],
     float_correct: dict[str, np.ndarray],
@@ -189,7 +241,7 @@ def section(
 ) -> dict[str, Any]:
     """comparison.json's `quantization`: float and int8 side by side for every model.
 
-    `records[m]` are the runs' int8 records (runner.quantize_run); the correctness arrays are
+    `records[m]` are the runs' int8 records (int8_record); the correctness arrays are
     (runs, images); `int8_corrupted[m]` covers `corrupted.split` (robustness.CorruptedTestSet).
     Float against int8 is McNemar's test per run (the same network before and after
     quantization, on the same images), pooled over the runs.
@@ -209,9 +261,7 @@ def section(
                 "latency_ms_median": col("float_latency_ms_median"),
             },
             "int8": {
-                "accuracy": col("accuracy"),
-                "loss": col("loss"),
-                "ece": col("ece"),
+                **{metric.name: col(metric.name) for metric in scores.of_predictions()},
                 "bytes": sizes["int8_bytes"],
                 "kernel_bytes": sizes["int8_kernel_bytes"],
                 "throughput_images_per_second": col("throughput_images_per_second"),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_jax import provenance
+from mnist_jax.evaluation import scores
 
 
 def _stat(stat: dict[str, float], fmt: str, scale: float = 1.0) -> str:
@@ -62,43 +63,22 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def main_table(comparison: dict[str, Any]) -> list[str]:
-    """The headline table: one row per model."""
-    header = [
-        "model",
-        "runs",
-        "test accuracy (%)",
-        "95% interval (%)",
-        "test loss",
-        "ECE (%)",
-        "macro F1",
-        "parameters",
-        "FLOPs / image",
-        "training time (s)",
-        "epochs",
-        "throughput (img/s)",
-        "latency (ms)",
-        "checkpoint (MB)",
-    ]
+    """The headline table: one row per model, a column per metric of scores.METRICS (the
+    prediction metrics, the model's size, then what was measured on the runs)."""
+    header = ["model", "runs"]
+    for m in scores.of_predictions():
+        header += [m.header, "95% interval (%)"] if m.interval else [m.header]
+    header += ["parameters", "FLOPs / image", *(m.header for m in scores.of_runs())]
     rows = []
-    for m in comparison["models"].values():
-        rows.append(
-            [
-                f"**{m['name']}**",
-                str(m["num_runs"]),
-                _stat(m["accuracy"], ".2f", 100),
-                _interval(m["accuracy"]),
-                _stat(m["loss"], ".4f"),
-                _stat(m["ece"], ".2f", 100),
-                _stat(m["macro_f1"], ".4f"),
-                f"{m['num_params']:,}",
-                _si(m["flops_per_example"]),
-                _stat(m["train_seconds"], ".0f"),
-                _stat(m["epochs_run"], ".0f"),
-                _stat(m["throughput_images_per_second"], ",.0f"),
-                _stat(m["latency_ms_median"], ".2f"),
-                _stat(m["checkpoint_bytes"], ".2f", 1e-6),
-            ]
-        )
+    for entry in comparison["models"].values():
+        row = [f"**{entry['name']}**", str(entry["num_runs"])]
+        for m in scores.of_predictions():
+            row.append(_stat(entry[m.name], m.fmt, m.scale))
+            if m.interval:
+                row.append(_interval(entry[m.name], m.fmt, m.scale))
+        row += [f"{entry['num_params']:,}", _si(entry["flops_per_example"])]
+        row += [_stat(entry[m.name], m.fmt, m.scale) for m in scores.of_runs()]
+        rows.append(row)
     return _table(header, rows)
 
 
@@ -174,11 +154,11 @@ def ensemble_lines(comparison: dict[str, Any]) -> list[str]:
     ensembles = comparison.get("ensembles") or {}
     if not ensembles:
         return []
-    header = ["ensemble", "members", "test accuracy (%)", "test loss", "ECE (%)", "macro F1",
-              "members' accuracy (%)"]  # fmt: skip
+    metrics = scores.of_predictions()
+    header = ["ensemble", "members", *(m.header for m in metrics), "members' accuracy (%)"]
     rows = [
-        [f"**{e['name']}**", str(e["members"]), f"{100 * e['accuracy']:.2f}", f"{e['loss']:.4f}",
-         f"{100 * e['ece']:.2f}", f"{e['macro_f1']:.4f}", _stat(e["members_accuracy"], ".2f", 100)]
+        [f"**{e['name']}**", str(e["members"]), *(m.show(e[m.name]) for m in metrics),
+         _stat(e["members_accuracy"], ".2f", 100)]
         for e in ensembles.values()
     ]  # fmt: skip
     return [

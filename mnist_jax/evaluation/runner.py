@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import ml_collections
 import numpy as np
 from absl import logging
@@ -36,6 +37,7 @@ from mnist_jax.evaluation import (
     report,
     robustness,
     runs,
+    scores,
     scoring,
 )
 from mnist_jax.training import logbook, rundir
@@ -168,10 +170,26 @@ def _training(run: runs.Run) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass
+class RunOutputs:
+    """What evaluating one run keeps beyond its JSON record, for grouping, the extra sets, the
+    int8 model and the figures."""
+
+    model: nn.Module
+    variables: Any
+    variables_dev: Any  # `variables` on the evaluation's devices
+    par: Parallel
+    test: Split
+    predictions: scores.Predictions  # on the clean test set
+    conv_impl: str  # the formulation whose FLOPs and speed are measured
+    correct_on: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # extra sets
+    int8: quantize.Int8Outputs | None = None
+
+
 def evaluate_run(
     run: runs.Run, options: Options, scorer: scoring.Scorer | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Everything measured on one run: (JSON record, arrays kept for grouping and plots)."""
+) -> tuple[dict[str, Any], RunOutputs]:
+    """Everything measured on one run: its JSON record, and what later steps need."""
     scorer = scorer or scoring.Scorer(options.eval_batch_size)
     model = runs.build_model(run.config, options.data_dir)
     variables = runs.restore_best(run, model)  # verified: a corrupt checkpoint fails before data
@@ -180,14 +198,11 @@ def evaluate_run(
     variables_dev = par.replicate(variables)
     device_metrics, logits = scorer.logits(par, model, variables_dev, "test", test)
     labels = test.labels
-    probs = metrics.softmax(logits)
-    predictions = probs.argmax(-1)
-    cm = metrics.confusion_matrix(labels, predictions)
-    acc = metrics.accuracy(labels, predictions)
+    predictions = scores.Predictions.from_logits(labels, logits, options.ece_bins)
+    scored = scores.score(predictions)
+    acc = scored["accuracy"]
     if round(acc * len(labels)) != round(device_metrics["accuracy"] * len(labels)):
         raise AssertionError(f"host and device accuracy differ: {acc} vs {device_metrics}")
-    per_class = metrics.per_class_report(cm)
-    calibration = metrics.calibration(probs, labels, options.ece_bins)
     training = _training(run)
     summary_acc = training["summary_test_accuracy"]
     agrees = None if summary_acc is None else bool(abs(summary_acc - acc) < 0.5 / len(labels))
@@ -209,11 +224,8 @@ def evaluate_run(
         "seed": run.config.seed,
         "checkpoint_step": run.step,
         "test_count": len(labels),
-        "accuracy": acc,
-        "loss": metrics.cross_entropy(labels, logits),
-        "errors": int(len(labels) - np.trace(cm)),
-        "ece": calibration["ece"],
-        "macro_f1": per_class["macro_avg"]["f1"],
+        **scored,
+        "errors": int(len(labels) - np.trace(predictions.confusion)),
         "agrees_with_summary": agrees,
         **{k: v for k, v in training.items() if k != "history"},
         "throughput_images_per_second": speed["images_per_second"],
@@ -221,10 +233,12 @@ def evaluate_run(
         "latency_ms_p90": wait["p90_ms"],
         "checkpoint_bytes": _dir_bytes(run.workdir / "checkpoints" / str(run.step)),
         "eval_devices": par.num_devices,
-        "confusion_matrix": cm.tolist(),
-        "per_class": per_class,
-        "calibration": calibration,
-        "confident_mistakes": metrics.confident_mistakes(probs, labels, options.num_mistakes),
+        "confusion_matrix": predictions.confusion.tolist(),
+        "per_class": predictions.per_class,
+        "calibration": predictions.calibration,
+        "confident_mistakes": metrics.confident_mistakes(
+            predictions.probs, labels, options.num_mistakes
+        ),
         "history": training["history"],
     }
     logging.info(
@@ -234,75 +248,25 @@ def evaluate_run(
         len(labels) / device_metrics["seconds"], speed["images_per_second"],
         options.throughput_batch_size, wait["median_ms"],
     )  # fmt: skip
-    arrays = {
-        "model": model,
-        "variables": variables,
-        "variables_dev": variables_dev,
-        "par": par,
-        "probs": probs,
-        "labels": labels,
-        "test": test,
-        "conv_impl": impl,
-    }
-    return record, arrays
-
-
-def _correct(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return np.asarray(logits).argmax(-1) == labels
+    outputs = RunOutputs(model, variables, variables_dev, par, test, predictions, impl)
+    return record, outputs
 
 
 def score_run(
-    arrays: dict[str, Any], sets: dict[str, Split], scorer: scoring.Scorer, int8: bool = False
+    outputs: RunOutputs, sets: dict[str, Split], scorer: scoring.Scorer, int8: bool = False
 ) -> dict[str, np.ndarray]:
     """Set name -> per-image correctness of one run (its float or int8 model) on extra sets."""
-    model, variables_dev, conv_impl = arrays["model"], arrays["variables_dev"], "auto"
+    model, variables_dev, conv_impl = outputs.model, outputs.variables_dev, "auto"
     if int8:
-        model, variables_dev = arrays["int8"].model, arrays["int8_dev"]
+        assert outputs.int8 is not None
+        model, variables_dev = outputs.int8.quantized.model, outputs.int8.variables_dev
         conv_impl = quantize.CONV_IMPL
-    par = arrays["par"]
     return {
-        name: _correct(
-            scorer.logits(par, model, variables_dev, name, split, conv_impl)[1], split.labels
-        )
+        name: np.asarray(
+            scorer.logits(outputs.par, model, variables_dev, name, split, conv_impl)[1]
+        ).argmax(-1)
+        == split.labels
         for name, split in sets.items()
-    }
-
-
-def quantize_run(
-    record: dict[str, Any], arrays: dict[str, Any], options: Options, scorer: scoring.Scorer
-) -> dict[str, Any]:
-    """The run's int8 model on the clean test set: accuracy, size, speed, agreement with float."""
-    q = quantize.quantize(arrays["model"], arrays["variables"])
-    par, test = arrays["par"], arrays["test"]
-    arrays["int8"], arrays["int8_dev"] = q, par.replicate(q.variables)
-    _, logits = scorer.logits(par, q.model, arrays["int8_dev"], "test", test, quantize.CONV_IMPL)
-    labels = test.labels
-    probs = metrics.softmax(logits)
-    arrays["int8_correct"] = probs.argmax(-1) == labels
-    impl = quantize.CONV_IMPL
-    speed = inference.throughput(
-        q.model, q.variables, test.images, options.throughput_batch_size,
-        options.throughput_min_seconds, conv_impl=impl,
-    )  # fmt: skip
-    wait = inference.latency(q.model, q.variables, test.images, options.latency_calls, impl)
-    float_size = quantize.size_bytes(arrays["variables"])
-    int8_size = quantize.size_bytes(q.variables)
-    return {
-        "workdir": record["workdir"],
-        "seed": record["seed"],
-        "float_accuracy": record["accuracy"],
-        "accuracy": metrics.accuracy(labels, probs.argmax(-1)),
-        "loss": metrics.cross_entropy(labels, logits),
-        "ece": metrics.calibration(probs, labels, options.ece_bins)["ece"],
-        "prediction_agreement": float(np.mean(probs.argmax(-1) == arrays["probs"].argmax(-1))),
-        "float_bytes": float_size["total"],
-        "int8_bytes": int8_size["total"],
-        "float_kernel_bytes": float_size["kernels"],
-        "int8_kernel_bytes": int8_size["kernels"],
-        "float_throughput_images_per_second": record["throughput_images_per_second"],
-        "throughput_images_per_second": speed["images_per_second"],
-        "float_latency_ms_median": record["latency_ms_median"],
-        "latency_ms_median": wait["median_ms"],
     }
 
 
@@ -344,27 +308,28 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
             results.append(evaluate_run(run, options, scorer))
     for run, (record, _) in zip(all_runs, results, strict=True):
         record["config"] = run.config_dict
-    test = results[0][1]["test"]
+    test = results[0][1].test
     names = corruptions.parse_names(options.corruptions)
     corrupted = robustness.corrupt_test_set(test, names) if names else None
     sets = {f"set:{t.name}": Split(t.images, t.labels) for t in test_sets}
     if corrupted:
         sets["corrupted"] = corrupted.split
     int8_records = []
-    for record, arrays in results:
-        arrays["correct_on"] = score_run(arrays, sets, scorer)
+    for record, outputs in results:
+        outputs.correct_on = score_run(outputs, sets, scorer)
         if options.quantize == "int8":
-            int8_records.append(quantize_run(record, arrays, options, scorer))
+            outputs.int8 = quantize.evaluate_int8(outputs, options, scorer)
+            int8_records.append(quantize.int8_record(record, outputs))
             int8_sets = {"corrupted": corrupted.split} if corrupted else {}
-            arrays["int8_correct_on"] = score_run(arrays, int8_sets, scorer, int8=True)
+            outputs.int8.correct_on = score_run(outputs, int8_sets, scorer, int8=True)
     models_out, gallery, seeds, correct = {}, {}, {}, {}
     for name, idx in groups.items():
-        records, arrays = [results[i][0] for i in idx], [results[i][1] for i in idx]
-        models_out[name] = comparison_lib.summarize_model(name, records, arrays, options.ece_bins)
+        records, outs = [results[i][0] for i in idx], [results[i][1] for i in idx]
+        models_out[name] = comparison_lib.summarize_model(name, records, outs, options.ece_bins)
         seeds[name] = models_out[name]["seeds"]
-        correct[name] = np.stack([a["probs"].argmax(-1) == a["labels"] for a in arrays])
+        correct[name] = np.stack([o.predictions.correct for o in outs])
         mistakes = [m["index"] for m in records[0]["confident_mistakes"]]
-        gallery[name] = arrays[0]["test"].images[mistakes]
+        gallery[name] = outs[0].test.images[mistakes]
     comparisons = [
         comparison_lib.compare_models(models_out[x], models_out[y], correct)
         for x, y in itertools.combinations(models_out, 2)
@@ -382,7 +347,7 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
             n: comparison_lib.ensemble(
                 n,
                 [results[i][0] for i in idx],
-                [results[i][1]["probs"] for i in idx],
+                [results[i][1].predictions.probs for i in idx],
                 test.labels,
                 options.ece_bins,
             )
@@ -390,27 +355,24 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
             if len(idx) >= 2
         }
 
-    def on(key: str, set_name: str) -> dict[str, np.ndarray]:
-        return _stack(groups, results, lambda a: a[key][set_name])
+    def on(set_name: str, int8: bool = False) -> dict[str, np.ndarray]:
+        return _stack(groups, results, lambda o: (o.int8 if int8 else o).correct_on[set_name])
 
     if corrupted:
-        comparison["robustness"] = robustness.section(
-            corrupted, on("correct_on", "corrupted"), seeds, models_out
-        )
+        comparison["robustness"] = robustness.section(corrupted, on("corrupted"), seeds, models_out)
     if test_sets:
         comparison["test_sets"] = {
-            t.name: t.describe()
-            | comparison_lib.score_set(on("correct_on", f"set:{t.name}"), seeds)
+            t.name: t.describe() | comparison_lib.score_set(on(f"set:{t.name}"), seeds)
             for t in test_sets
         }
     if options.quantize == "int8":
         comparison["quantization"] = quantize.section(
             {n: [int8_records[i] for i in idx] for n, idx in groups.items()},
             correct,
-            _stack(groups, results, lambda a: a["int8_correct"]),
+            _stack(groups, results, lambda o: o.int8.predictions.correct),
             seeds,
             corrupted,
-            on("int8_correct_on", "corrupted") if corrupted else None,
+            on("corrupted", int8=True) if corrupted else None,
         )
         for name, entry in comparison["quantization"]["models"].items() if corrupted else ():
             mean = comparison["robustness"]["mean_over_corruptions"][name]["accuracy"]
@@ -432,5 +394,5 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
 
 
 def _stack(groups: dict[str, list[int]], results: list, get) -> dict[str, np.ndarray]:
-    """Model name -> get(run arrays) of each of its runs, stacked (runs, ...)."""
+    """Model name -> get(run outputs) of each of its runs, stacked (runs, ...)."""
     return {n: np.stack([get(results[i][1]) for i in idx]) for n, idx in groups.items()}
