@@ -15,11 +15,11 @@ def test_mlp_trains_from_the_command_line(tmp_path, mnist_dir):
     workdir = tmp_path / "mlp"
     out = run_module(
         "mnist_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
-        "--config.num_epochs=1",
+        "--config.num_epochs=1", "--config.data.train_fraction=0.3",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["test_accuracy"] >= 0.96 and summary["test_count"] == 10_000  # measured 97.35%
+    assert summary["test_accuracy"] >= 0.94 and summary["test_count"] == 10_000  # measured 95.49%
     assert summary["epochs_run"] == 1 and summary["model"] == "mlp"
     assert "img/s" in out.stderr and "Test accuracy" in out.stderr
 
@@ -50,6 +50,7 @@ def test_help_names_the_flags():
         assert text in out.stdout
 
 
+@pytest.mark.slow  # test_faults.py kills runs at five moments and checks the rerun's bits
 def test_sigkill_after_first_checkpoint_then_rerun_completes(tmp_path, mnist_dir):
     workdir = tmp_path / "run"
     command = [

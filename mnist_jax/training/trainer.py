@@ -18,7 +18,7 @@ import optax
 from mnist_jax import logs, models
 from mnist_jax.data import Dataset, Split, augment
 from mnist_jax.errors import ConfigError
-from mnist_jax.training import optim, steps, validation
+from mnist_jax.training import optim, steps
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 
@@ -86,8 +86,9 @@ class Trainer:
 
     @classmethod
     def build(cls, config: ml_collections.ConfigDict, par: Parallel, dataset: Dataset) -> "Trainer":
-        """Checks every setting against the data and the devices; compiles nothing yet."""
-        validation.validate(config)
+        """Checks the settings against the data and the devices (each value on its own was
+        checked by validation.validate, which train.train_and_evaluate runs first); compiles
+        nothing yet."""
         model = models.create_model(config)
         model = models.project_inputs(model, dataset.projection)
         models.check_contract(model, config.model)
