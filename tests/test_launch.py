@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from mnist_jax import launch
 from mnist_jax.errors import UserError
 from mnist_jax.launcher import commands as C
-from mnist_jax.launcher import supervisor
+from mnist_jax.launcher import subcommands, supervisor
 
 PY = "/venv/bin/python"
 HOSTILE = 'it\'s a $HOME "dir"'  # a quote, a dollar, double quotes and spaces
@@ -262,7 +261,7 @@ def test_compare_command_rejects(kwargs, message):
 
 
 def test_split_overrides():
-    rest, overrides = launch.split_overrides(
+    rest, overrides = subcommands.split_overrides(
         ["configs/m.py", "--config.a=1", "w", "--config.b", "2", "--dry_run", "--config.c"]
     )
     assert rest == ["configs/m.py", "w", "--dry_run"]

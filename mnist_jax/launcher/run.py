@@ -1,0 +1,142 @@
+"""What each launcher subcommand does with its parsed arguments: build its commands
+(commands.py), then print them (--dry_run), or run them (supervisor.py), or submit them.
+"""
+
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from absl import logging
+
+from mnist_jax.errors import UserError
+from mnist_jax.launcher import commands as C
+from mnist_jax.launcher import supervisor
+from mnist_jax.launcher.subcommands import Invocation
+
+
+def _check_config(config: str) -> None:
+    path = config.partition(":")[0]
+    if not Path(path).is_file():
+        raise UserError(f"CONFIG {config!r}: no such file (e.g. configs/mlp.py)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def run_local(inv: Invocation, site: C.Site) -> int:
+    config, workdir = inv.args
+    _check_config(config)
+    command = C.local_command(site, config, workdir, inv.overrides, inv.options["cpu_devices"])
+    if inv.options["dry_run"]:
+        print(command.shell())
+        return 0
+    return supervisor.run([command])
+
+
+def run_multiprocess(inv: Invocation, site: C.Site) -> int:
+    n, config, workdir = inv.args
+    if not n.isdigit() or int(n) < 1:
+        raise UserError(f"N, the number of processes, must be a positive integer, got {n!r}")
+    _check_config(config)
+    o = inv.options
+    commands = C.multiprocess_commands(
+        site, int(n), config, workdir, inv.overrides, cpu_devices=o["cpu_devices"],
+        port=o["port"] or _free_port(), heartbeat_timeout=o["heartbeat_timeout"],
+    )  # fmt: skip
+    if o["dry_run"]:
+        print(shlex.join(["mkdir", "-p", str(Path(workdir) / "logs")]))
+        print("\n".join(f"{c.shell()} &" for c in commands) + "\nwait")
+        return 0
+    return supervisor.run(commands, grace_seconds=o["heartbeat_timeout"] + 30)
+
+
+def run_slurm(inv: Invocation, site: C.Site) -> int:
+    config, workdir = inv.args
+    _check_config(config)
+    job = C.SlurmJob(**{k: v for k, v in inv.options.items() if k != "dry_run"})
+    script = C.slurm_script(site, job, config, workdir, inv.overrides)
+    path, submit = C.slurm_script_path(workdir), C.sbatch_argv(workdir)
+    if inv.options["dry_run"]:
+        print(f"# {path}\n{script}# submit with:\n{shlex.join(submit)}")
+        return 0
+    if shutil.which("sbatch") is None:
+        raise UserError("sbatch not found: submit from a SLURM login node (or use --dry_run)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(script)
+    return subprocess.run(submit).returncode
+
+
+def _git(site: C.Site, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(site.root), *args], capture_output=True, text=True)
+
+
+def run_tpu(inv: Invocation, site: C.Site) -> int:
+    config, workdir = inv.args
+    _check_config(config)
+    o = inv.options
+    target = C.TpuTarget(
+        o["name"], o["zone"], o["project"], o["remote_dir"], o["mnist_dir"], not o["no_copy"],
+        o["heartbeat_timeout"],
+    )  # fmt: skip
+    head = _git(site, "rev-parse", "--short", "HEAD")
+    commit = head.stdout.strip() if head.returncode == 0 else "src"
+    tmpdir = os.environ.get("TMPDIR", "/tmp")
+    steps = C.tpu_commands(site, target, config, workdir, inv.overrides, commit=commit,
+                           tmpdir=tmpdir)  # fmt: skip
+    if o["dry_run"]:
+        print("\n".join(shlex.join(step) for step in steps))
+        return 0
+    if shutil.which("gcloud") is None:
+        raise UserError("gcloud not found: install the Google Cloud CLI (or use --dry_run)")
+    if target.copy and _git(site, "diff", "--quiet", "HEAD").returncode != 0:
+        logging.warning("uncommitted changes are not copied to the TPU workers (git HEAD is)")
+    for step in steps:
+        status = subprocess.run(step).returncode
+        if status != 0:
+            logging.error("%s exited with status %d", shlex.join(step[:5]), status)
+            return status
+    return 0
+
+
+def run_compare(inv: Invocation, site: C.Site) -> int:
+    o = inv.options
+    outdir = inv.args[0] if inv.args else "runs/compare" + ("_quick" if o["quick"] else "")
+    jobs = C.compare_jobs(o["jobs"], site.environ)
+    command = C.compare_command(site, outdir, seeds=o["seeds"], quick=o["quick"],
+                                overrides=inv.overrides, jobs=jobs,
+                                configs=o["configs"].split(","), dry_run=o["dry_run"])  # fmt: skip
+    if o["dry_run"]:
+        print(f"# {command.label}\n{command.shell()}", flush=True)
+    start = time.monotonic()
+    status = supervisor.run([command])
+    if status == 0 and not o["dry_run"]:
+        logging.info("compare: done in %s; results in %s", _hms(time.monotonic() - start), outdir)
+    return status
+
+
+RUNNERS: dict[str, Callable[[Invocation, C.Site], int]] = {
+    "local": run_local,
+    "train": run_local,
+    "multiprocess": run_multiprocess,
+    "slurm": run_slurm,
+    "tpu": run_tpu,
+    "compare": run_compare,
+}
+
+
+def run(inv: Invocation) -> int:
+    """Runs a parsed invocation from here; its exit status."""
+    return RUNNERS[inv.subcommand.name](inv, C.Site.here())

@@ -1,0 +1,224 @@
+"""The launcher's command line: its subcommands, their options and help, as data.
+
+`python -m mnist_jax.launch` (and ./launch.sh) parse their arguments here; launcher/run.py runs
+the parsed invocation, and launcher/commands.py builds the commands it starts.
+"""
+
+import dataclasses
+import os
+import shlex
+import textwrap
+from typing import Any
+
+from absl import flags
+
+from mnist_jax import cli
+from mnist_jax.checks import closest
+from mnist_jax.launcher import commands as C
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any  # its type makes the flag's type: bool, int, str (None: an int, unset)
+    metavar: str
+    help: str
+
+    def define(self, fv: flags.FlagValues) -> None:
+        if isinstance(self.default, bool):
+            flags.DEFINE_bool(self.name, self.default, self.help, flag_values=fv)
+        elif isinstance(self.default, int) or self.default is None:
+            upper = 65535 if self.name == "port" else None
+            flags.DEFINE_integer(self.name, self.default, self.help, lower_bound=1,
+                                 upper_bound=upper, flag_values=fv)  # fmt: skip
+        else:
+            flags.DEFINE_string(self.name, self.default, self.help, flag_values=fv)
+
+
+WIDTH = 96  # columns of the help text
+DRY_RUN = Option("dry_run", False, "", "print the commands instead of running them")
+
+
+def _heartbeat(default: int) -> Option:
+    return Option(
+        "heartbeat_timeout", default, "S",
+        "a process silent (dead, hung) for S seconds stops every other one with an error",
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Subcommand:
+    name: str
+    args: str  # positional arguments, as the usage line shows them
+    summary: str
+    description: str
+    options: tuple[Option, ...]
+    example: str
+
+    def flag_values(self) -> flags.FlagValues:
+        fv = flags.FlagValues()
+        for option in self.options:
+            option.define(fv)
+        return fv
+
+    def help(self) -> str:
+        description = textwrap.fill(self.description, WIDTH, break_on_hyphens=False)
+        lines = [f"usage: {prog()} {self.name} {self.args} [options] [--config.key=value ...]",
+                 "", description, "", "options:"]  # fmt: skip
+        for o in self.options:
+            spec = f"--{o.name}" + (f"={o.metavar}" if o.metavar else "")
+            default = "" if o.default in (None, "", False) else f" (default {o.default})"
+            text = f"  {spec:26s}{o.help}{default}"
+            lines.append(
+                textwrap.fill(text, WIDTH, subsequent_indent=" " * 28, break_on_hyphens=False)
+            )
+        lines += ["  --config.key=value        any config override, passed to mnist_jax.main",
+                  "", f"e.g. {prog()} {self.name} {self.example}", ""]  # fmt: skip
+        return "\n".join(lines)
+
+
+LOCAL = Subcommand(
+    "local", "CONFIG WORKDIR", "train in one process on every device of this machine",
+    "Trains in one process on every device of this machine (GPUs, TPUs, else the CPU).",
+    (Option("cpu_devices", None, "N", "run on N simulated CPU devices instead (XLA_FLAGS), "
+            "e.g. to compare with 'multiprocess'"), DRY_RUN),
+    "configs/mlp.py runs/mlp --cpu_devices=4 --config.num_epochs=3",
+)  # fmt: skip
+SUBCOMMANDS = {
+    s.name: s
+    for s in (
+        LOCAL,
+        dataclasses.replace(LOCAL, name="train", summary="the same as local"),
+        Subcommand(
+            "multiprocess", "N CONFIG WORKDIR", "train in N processes on this machine (CPU)",
+            "N processes on this machine, each with K CPU devices, connected by jax.distributed "
+            "(coordinator localhost:P) and JAX's CPU collectives (gloo): the multi-host code "
+            "path without a cluster, with the numbers of one process with N*K devices. Process "
+            "0 prints here; the others log to WORKDIR/logs/process_<i>.log. If one fails, the "
+            "others stop within S seconds; the exit status is that of the first failure, and "
+            "its log's tail is shown. SIGINT/SIGTERM reach every process.",
+            (Option("cpu_devices", 2, "K", "CPU devices per process"),
+             Option("port", None, "P", "coordinator port on localhost (default: a free one)"),
+             _heartbeat(60), DRY_RUN),
+            "2 configs/mlp.py runs/mlp_2proc --config.num_epochs=3",
+        ),
+        Subcommand(
+            "slurm", "CONFIG WORKDIR", "submit an sbatch job: one process per GPU (srun)",
+            "Writes WORKDIR/slurm_job.sbatch and submits it: N nodes x G GPUs, one process per "
+            "GPU started by srun; jax.distributed finds its peers from the SLURM environment. "
+            "The job runs in this directory; WORKDIR must be on a filesystem every node shares. "
+            "The job log is WORKDIR/slurm-<jobid>.out. A dead process stops the others within S "
+            "seconds, and srun --kill-on-bad-exit ends the step.",
+            (Option("nodes", 1, "N", "nodes"), Option("gpus_per_node", 8, "G", "GPUs per node"),
+             Option("time", "01:00:00", "T", "time limit, HH:MM:SS, MM or D-HH:MM:SS"),
+             Option("partition", "", "P", "partition"), Option("account", "", "A", "account"),
+             Option("cpus_per_task", 8, "C", "CPUs per process"),
+             Option("job_name", "mnist_jax", "NAME", "job name"), _heartbeat(120),
+             dataclasses.replace(DRY_RUN, help="print the sbatch script and command instead")),
+            "configs/cnn.py /shared/runs/cnn --nodes=2 --gpus_per_node=4 --partition=gpu "
+            "--time=00:30:00",
+        ),
+        Subcommand(
+            "tpu", "CONFIG WORKDIR", "run on every worker of a Cloud TPU VM pod (gcloud)",
+            "Runs the same command on every worker of the Cloud TPU VM (pod slice) --name with "
+            "'gcloud compute tpus tpu-vm ssh --worker=all': copies this checkout (git HEAD) to "
+            "DIR, creates its .venv with jax[tpu], and trains with --distributed=on (JAX finds "
+            "the workers from the TPU metadata). WORKDIR must be a directory every worker "
+            "shares (e.g. an NFS/Filestore mount).",
+            (Option("name", "", "TPU", "the TPU VM (required)"),
+             Option("zone", "", "ZONE", "its zone (required)"),
+             Option("project", "", "P", "Google Cloud project"),
+             Option("remote_dir", "mnist_jax", "DIR", "checkout on the workers, under ~ unless "
+                    "absolute"),
+             Option("mnist_dir", "", "DIR", "the MNIST files on the workers (default: each "
+                    "worker downloads them)"),
+             Option("no_copy", False, "", "the code is already in DIR: only ssh"),
+             _heartbeat(120),
+             dataclasses.replace(DRY_RUN, help="print the git and gcloud commands instead")),
+            "configs/cnn.py /mnt/shared/runs/cnn --name=my-v4-32 --zone=us-central2-b",
+        ),
+        Subcommand(
+            "compare", "[OUTDIR]", "train the MLP and the CNN over seeds, then compare them",
+            "Runs the study experiments/compare.py (python -m mnist_jax.sweep): trains "
+            "configs/mlp.py and configs/cnn.py (or --configs) with seeds 0..K-1 into "
+            "OUTDIR/{mlp,cnn}/seed_<s> (default OUTDIR runs/compare, runs/compare_quick with "
+            "--quick), seed by seed, --jobs runs at a time; then evaluates them all: "
+            "OUTDIR/comparison.json, report.md and figures. Running it again skips finished "
+            "runs and resumes an interrupted one. A failed run stops it with that run's exit "
+            "status.",
+            (Option("seeds", 3, "K", "seeds per model"),
+             Option("configs", ",".join(C.MODELS), "NAME,...", "the shipped configs to train "
+                    "and compare (configs/NAME.py), each into OUTDIR/NAME/, e.g. "
+                    "mlp_best,cnn_best"),
+             Option("jobs", "auto", "N", "training runs at once; with N > 1 each worker logs "
+                    "to OUTDIR/logs/ and their progress lines show here. 'auto': 2 where JAX can "
+                    "only use the CPU (their numbers are the same bits as one at a time), 1 "
+                    "with a GPU or TPU"),
+             Option("quick", False, "", "the configs' quick variant (configs/mlp.py:quick): a "
+                    "smoke test of the whole pipeline"), DRY_RUN),
+            "runs/compare --seeds=2 --config.num_epochs=5",
+        ),
+    )
+}  # fmt: skip
+
+
+def prog() -> str:
+    """How the user called the launcher (./launch.sh sets MNIST_JAX_PROG)."""
+    return os.environ.get("MNIST_JAX_PROG", "python -m mnist_jax.launch")
+
+
+def top_help(doc: str) -> str:
+    """The launcher's help: `doc` (the binary's docstring) and one line per subcommand."""
+    width = max(len(f"{s.name} {s.args}") for s in SUBCOMMANDS.values()) + 2
+    rows = [f"  {f'{s.name} {s.args}':{width}s}{s.summary}" for s in SUBCOMMANDS.values()]
+    doc = doc.replace("python -m mnist_jax.launch", prog())
+    return f"{doc.strip()}\n\nsubcommands:\n" + "\n".join(rows) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    subcommand: Subcommand
+    args: list[str]  # the positional arguments
+    options: dict[str, Any]
+    overrides: list[str]  # --config.key=value, passed on to mnist_jax.main
+
+
+def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
+    """(other arguments, --config.key=value overrides); `--config.key value` becomes one."""
+    rest, overrides = [], []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith(("--config.", "-config.", "--noconfig.")):
+            if "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                arg, i = f"{arg}={args[i + 1]}", i + 1
+            overrides.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def parse_command_line(argv: list[str], doc: str) -> Invocation:
+    """The subcommand, its positional arguments, options and overrides; exits on bad input.
+    `doc`: the launcher's own description, shown by --help."""
+    flags.FLAGS(argv[:1])  # absl's own flags keep their defaults
+    if len(argv) < 2:
+        cli.exit_with(f"error: give a subcommand: {', '.join(SUBCOMMANDS)} (see --help)")
+    if cli.help_requested(argv[:2]):
+        cli.print_help(top_help(doc))
+    name = argv[1]
+    if name not in SUBCOMMANDS:
+        guess = closest(name, list(SUBCOMMANDS))
+        hint = f"did you mean {guess!r}? " if guess else ""
+        cli.exit_with(f"error: unknown subcommand {name!r}; {hint}valid: {', '.join(SUBCOMMANDS)}")
+    sub = SUBCOMMANDS[name]
+    rest, overrides = split_overrides(argv[2:])
+    fv = sub.flag_values()
+    positional = cli.parse_flags([f"{argv[0]} {name}", *rest], fv, lambda _: sub.help())[1:]
+    want = [a for a in sub.args.split() if not a.startswith("[")]
+    optional = len(sub.args.split()) - len(want)
+    if not len(want) <= len(positional) <= len(want) + optional:
+        got = shlex.join(positional) if positional else "nothing"
+        cli.exit_with(f"error: {name} takes {sub.args}, got {got} (see {name} --help)")
+    return Invocation(sub, positional, {o.name: fv[o.name].value for o in sub.options}, overrides)
