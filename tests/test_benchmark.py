@@ -6,12 +6,15 @@ RESULTS.md), not by timed tests: timings on a shared CPU are not reproducible en
 
 import json
 
+import pytest
+
 from mnist_jax import configuration
 from mnist_jax.evaluation import speed
 from mnist_jax.training import validation
 from tests.conftest import run_module
 
 
+@pytest.mark.slow  # the benchmark binary end to end, about 17 s on 2 cores
 def test_tiny_benchmark_writes_every_section(tmp_path, mnist_dir):
     out = tmp_path / "bench"
     result = run_module(

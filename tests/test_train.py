@@ -20,10 +20,11 @@ from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.trainer import Trainer
 from tests.conftest import run_module
 
-# `core`: also run on the oldest supported JAX (.ci/run).
 # One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
 # they are built once even when tests of other modules run in between (docs/testing.md).
-pytestmark = [pytest.mark.core, pytest.mark.xdist_group("train")]
+# `core` (also run on the oldest supported JAX, .ci/run): training, checkpoints and resumption
+# across versions; the other tests here check options that older versions run the same way.
+pytestmark = pytest.mark.xdist_group("train")
 
 
 def small_config(**overrides):
@@ -61,6 +62,7 @@ def checkpoint_steps(workdir) -> list[int]:
     return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
+@pytest.mark.core
 def test_loss_falls_and_accuracy_is_reached(finished_run):
     workdir, summary = finished_run
     records = rundir.RunDir(workdir).read_metrics()
@@ -75,6 +77,7 @@ def test_loss_falls_and_accuracy_is_reached(finished_run):
     assert json.loads((workdir / "config.json").read_text())["model"] == "mlp"
 
 
+@pytest.mark.core
 def test_checkpoint_restores_the_same_test_metrics(finished_run):
     workdir, summary = finished_run
     metrics = evaluate_checkpoint(workdir)
@@ -83,6 +86,7 @@ def test_checkpoint_restores_the_same_test_metrics(finished_run):
     assert metrics["loss"] == pytest.approx(summary["test_loss"], abs=1e-6)
 
 
+@pytest.mark.core
 def test_finished_run_is_not_trained_again(finished_run):
     workdir, summary = finished_run
     before = (workdir / "metrics.jsonl").read_text()
@@ -96,6 +100,7 @@ def test_changed_config_in_an_existing_workdir_is_refused(finished_run):
         train.train_and_evaluate(small_config(**{"optimizer.learning_rate": 0.1}), str(workdir))
 
 
+@pytest.mark.core
 def test_resume_continues_exactly(finished_run, tmp_path):
     """Lose the last checkpoint and summary (a crash after epoch 3's metrics line): the rerun
     restarts from epoch 2 and writes the same numbers, each epoch once."""
@@ -152,6 +157,7 @@ def test_bad_config_fails_before_training(tmp_path, mnist_dir, overrides, messag
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.core
 @pytest.mark.multidevice
 def test_checkpoints_move_between_device_counts(tmp_path, mnist_dir):
     """Written on 8 devices: evaluates on 1 to the same accuracy. Then the run, cut back to
@@ -260,6 +266,7 @@ def test_identity_is_the_own_section_and_the_shared_keys_away_from_their_default
     assert rundir.fingerprint(other) != rundir.fingerprint(cnn)
 
 
+@pytest.mark.core
 def test_checkpoints_of_the_earlier_identity_still_resume(finished_run, tmp_path):
     """A run directory written when the fingerprint covered every key resumes and evaluates:
     its checkpoints carry the earlier fingerprint, which `accepted_fingerprints` names."""
