@@ -95,7 +95,7 @@ _COMPILATION_CACHE = flags.DEFINE_string(
 
 
 def enable_compilation_cache(directory: str) -> None:
-    """Keep compiled programs on disk across processes (programs taking over 0.5 s to build)."""
+    """Keep compiled programs on disk across processes (programs taking over 0.1 s to build)."""
     if directory:
         jax.config.update("jax_compilation_cache_dir", directory)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
