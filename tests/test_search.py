@@ -19,7 +19,6 @@ from conftest import ROOT, run_module
 from mnist_jax.errors import ConfigError
 from mnist_jax.studies import runner
 from mnist_jax.studies import search as search_lib
-from mnist_jax.studies import study as study_lib
 from mnist_jax.training import guards, rundir, train
 
 MLP = str(ROOT / "configs" / "mlp.py")
@@ -181,7 +180,7 @@ def test_successive_halving_promotes_by_validation_and_retrains_the_winner(tmp_p
     out = tmp_path / "out"
     paths = runner.run_study(spec, str(out))
 
-    trials = search_lib.expand(study_lib.load(spec))
+    trials = search_lib.expand(runner.load(spec))
     rung1 = {t.index: fake_score(t.config, 1) for t in trials}
     top3 = sorted(sorted(rung1, key=lambda i: -rung1[i])[:3])
     # At rung 2 a trial scores its better epoch of the two (the lower validation loss).
@@ -251,7 +250,7 @@ def test_search_resumes_without_retraining(tmp_path, monkeypatch):
 
 def test_a_diverged_trial_ranks_last_and_is_not_retrained(tmp_path, monkeypatch):
     spec = _write_spec(tmp_path)
-    trials = search_lib.expand(study_lib.load(spec))
+    trials = search_lib.expand(runner.load(spec))
     rung1 = {t.index: fake_score(t.config, 1) for t in trials}
     first = max(rung1, key=lambda i: rung1[i])  # promoted at rung 1, diverges in epoch 2
     fake = FakeTrainer(diverge=trials[first].name)

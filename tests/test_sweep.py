@@ -58,7 +58,7 @@ def test_product_zip_bases_and_seeds(tmp_path):
             )
         """,
     )
-    study = study_lib.load(spec)
+    study = sweep.load(spec)
     assert study.name == "s"
     trials = study_lib.expand(study)
     assert len(trials) == 2 * (2 * 2) * 2 * 2  # bases x product x zip x seeds
@@ -96,13 +96,13 @@ def test_derived_axes_and_variants(tmp_path):
             )
         """,
     )
-    trials = study_lib.expand(study_lib.load(spec))
+    trials = study_lib.expand(sweep.load(spec))
     assert trials[1].config.mlp.hidden_sizes == (8, 8, 8)
     assert trials[1].name == "base=mlp,width=8,depth=3,seed=0"
-    small = study_lib.load(spec + ":small")
+    small = sweep.load(spec + ":small")
     assert small.name == "s_small" and len(study_lib.expand(small)) == 4
     with pytest.raises(ConfigError, match="unknown study variant 'big'"):
-        study_lib.load(spec + ":big")
+        sweep.load(spec + ":big")
 
 
 def test_long_names_are_shortened_stably(tmp_path):
@@ -114,8 +114,8 @@ def test_long_names_are_shortened_stably(tmp_path):
                          axes=[{{"mlp.hidden_sizes": [(1000,) * 40, (1000,) * 41]}}])
         """,
     )
-    a = study_lib.expand(study_lib.load(spec))
-    b = study_lib.expand(study_lib.load(spec))
+    a = study_lib.expand(sweep.load(spec))
+    b = study_lib.expand(sweep.load(spec))
     assert [t.name for t in a] == [t.name for t in b]
     assert all(len(t.name) <= study_lib.MAX_NAME for t in a) and a[0].name != a[1].name
 
@@ -178,7 +178,7 @@ def test_shipped_studies_dry_run(path, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(train, "train_and_evaluate", _must_not_train)
     full = sweep.run_study(str(path), str(tmp_path / "full"), dry_run=True)
     reduced = sweep.run_study(f"{path}:reduced", str(tmp_path / "reduced"), dry_run=True)
-    assert study_lib.load(str(path)).description  # every study states its question
+    assert sweep.load(str(path)).description  # every study states its question
     assert len(full) >= len(reduced) > 0
     assert all(status == "pending" for _, status in full + reduced)
     assert not any(tmp_path.iterdir())

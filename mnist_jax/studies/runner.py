@@ -17,6 +17,7 @@ from typing import Any
 
 from absl import logging
 
+from mnist_jax import configuration
 from mnist_jax.errors import ConfigError, UserError, WorkdirBusyError
 from mnist_jax.evaluation import runner as eval_runner
 from mnist_jax.studies import report as sweep_report
@@ -25,6 +26,26 @@ from mnist_jax.studies import search_report, workers
 from mnist_jax.studies import study as study_lib
 from mnist_jax.training import rundir, train
 from mnist_jax.training.progress import hms
+
+
+def load(spec: str) -> study_lib.Study | search_lib.Search:
+    """`path/to/study.py[:variant]` -> the Study (or Search) its `get_study(variant)` returns,
+    its name and description filled in."""
+    path_str, _, variant = spec.partition(":")
+    path = Path(path_str)
+    if not path.is_file():
+        raise ConfigError(f"study file {path_str!r} does not exist (e.g. experiments/dropout.py)")
+    module = configuration.import_file(path, "_study")
+    if not hasattr(module, "get_study"):
+        raise ConfigError(f"{path_str} defines no get_study(variant) function")
+    study = configuration.call_file_function(path, module.get_study, variant)
+    if not isinstance(study, study_lib.Study | search_lib.Search):
+        raise ConfigError(
+            f"{path_str}: get_study() returned {type(study).__name__}, not a Study or a Search"
+        )
+    name = study.name or path.stem + (f"_{variant}" if variant else "")
+    doc = study.description or (module.__doc__ or "").strip()
+    return dataclasses.replace(study, name=name, description=doc)
 
 
 def trial_status(workdir: Path) -> str:
@@ -79,7 +100,7 @@ def run_study(
     """
     if jobs < 1 or (worker is not None and not 0 <= worker < jobs):
         raise UserError(f"jobs={jobs}, worker={worker}: need jobs >= 1 and 0 <= worker < jobs")
-    study = command_line.apply(study_lib.load(spec))
+    study = command_line.apply(load(spec))
     if isinstance(study, search_lib.Search):
         return run_search(study, spec, output_dir, dry_run=dry_run, aggregate_only=aggregate_only,
                           jobs=jobs, worker=worker, args=command_line.args)  # fmt: skip

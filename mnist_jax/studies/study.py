@@ -88,28 +88,6 @@ class Trial:
     config: ml_collections.ConfigDict
 
 
-def load(spec: str) -> Any:
-    """`path/to/study.py[:variant]` -> the Study (or search.Search) its `get_study(variant)`
-    returns, its name and description filled in."""
-    from mnist_jax.studies.search import Search  # search builds on this module
-
-    path_str, _, variant = spec.partition(":")
-    path = Path(path_str)
-    if not path.is_file():
-        raise ConfigError(f"study file {path_str!r} does not exist (e.g. experiments/dropout.py)")
-    module = configuration.import_file(path, "_study")
-    if not hasattr(module, "get_study"):
-        raise ConfigError(f"{path_str} defines no get_study(variant) function")
-    study = configuration.call_file_function(path, module.get_study, variant)
-    if not isinstance(study, Study | Search):
-        raise ConfigError(
-            f"{path_str}: get_study() returned {type(study).__name__}, not a Study or a Search"
-        )
-    name = study.name or path.stem + (f"_{variant}" if variant else "")
-    doc = study.description or (module.__doc__ or "").strip()
-    return dataclasses.replace(study, name=name, description=doc)
-
-
 def _has_key(config: ml_collections.ConfigDict, key: str) -> bool:
     node: Any = config
     for part in key.split("."):
