@@ -67,19 +67,23 @@ def train(config_or_spec: ConfigLike, workdir: str | os.PathLike, variant: str =
 
 
 @dataclasses.dataclass
-class Run:
-    """A trained run: its config, summary and best variables (by validation loss), ready to
-    classify uint8 MNIST-form digits (white on black, 28x28) on the default device."""
+class Run(runs.Run):
+    """A trained run: the run directory evaluation opens (config, summary, metrics, newest
+    checkpoint step) with its model and best variables (by validation loss), ready to classify
+    uint8 MNIST-form digits (white on black, 28x28) on the default device."""
 
-    name: str
-    workdir: Path
-    config: ml_collections.ConfigDict
-    summary: dict[str, Any] | None  # None while the run has not finished
-    metrics: list[dict[str, Any]]  # metrics.jsonl: one record per epoch
-    checkpoint_step: int
-    model: nn.Module
-    variables: Any
+    model: nn.Module | None = None
+    variables: Any = None
     batch_size: int = 2048
+
+    @property
+    def name(self) -> str:
+        """`parent/seed_<k>` for a seed directory, else the directory's name (run_name)."""
+        return run_name(self.workdir)
+
+    @property
+    def checkpoint_step(self) -> int:
+        return self.step
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """float32 logits (N, 10) of uint8 images (N, 28, 28)."""
@@ -123,13 +127,5 @@ def load_run(workdir: str | os.PathLike, data_dir: str = "") -> Run:
     model = runs.build_model(opened.config, data_dir)
     variables = runs.restore_best(opened, model)
     logging.info("Loaded %s: %s, checkpoint step %d", workdir, opened.config.model, opened.step)
-    return Run(
-        name=run_name(workdir),
-        workdir=opened.workdir,
-        config=opened.config,
-        summary=opened.summary,
-        metrics=opened.metrics,
-        checkpoint_step=opened.step,
-        model=model,
-        variables=variables,
-    )
+    fields = {f.name: getattr(opened, f.name) for f in dataclasses.fields(opened)}
+    return Run(**fields, model=model, variables=variables)
