@@ -20,7 +20,6 @@ from mnist_jax import configuration
 from mnist_jax.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: configs/, launch.sh, mnist_jax/
-MODELS = ("mlp", "cnn")  # what `compare` trains by default, in this order for every seed
 _SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{2}){0,2}$")
 _DIRECTIVE = re.compile(r"^[\w.,:+@%-]+$")  # a value an #SBATCH line carries unquoted
 
@@ -356,22 +355,24 @@ def compare_command(
     quick: bool,
     overrides: Sequence[str],
     jobs: int = 1,
-    configs: Sequence[str] = MODELS,
+    configs: Sequence[str] = (),
     dry_run: bool = False,
 ) -> Command:
     """The study experiments/compare.py run by the sweep: configs/NAME.py for every NAME in
-    `configs` (their `quick` variant with `quick`), seeds 0..seeds-1 into OUTDIR/NAME/seed_<s>,
-    seed by seed, then one evaluation of them all into OUTDIR (robustness, the seed ensembles
-    and the int8 models). `jobs` > 1: that many worker processes, logging to OUTDIR/logs/."""
-    check_compare_configs(configs)
+    `configs` (empty: the study's own, mlp and cnn; their `quick` variant with `quick`), seeds
+    0..seeds-1 into OUTDIR/NAME/seed_<s>, seed by seed, then one evaluation of them all into
+    OUTDIR (robustness, the seed ensembles and the int8 models). `jobs` > 1: that many worker
+    processes, logging to OUTDIR/logs/."""
+    if configs:
+        check_compare_configs(configs)
     if seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     if any(re.match(r"^--?(no)?config\.seed(=|$)", o) for o in overrides):
         raise UserError("compare sets config.seed itself: --seeds=K trains seeds 0..K-1")
     variant = ",".join([*configs, *(["quick"] if quick else [])])
     argv = (site.python, "-m", "mnist_jax.sweep",
-            f"--study={site.repo_file('experiments/compare.py')}:{variant}",
+            f"--study={site.repo_file('experiments/compare.py')}{':' * bool(variant)}{variant}",
             f"--output_dir={outdir}", f"--seeds={seeds}", f"--jobs={jobs}", *overrides,
             *(["--dry_run"] if dry_run else []))  # fmt: skip
-    label = f"{len(configs) * seeds} training runs, {jobs} at a time, then their evaluation"
+    label = f"seeds 0-{seeds - 1} of each config, {jobs} at a time, then their evaluation"
     return Command(argv, site.python_path(), label=label)

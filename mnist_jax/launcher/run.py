@@ -115,9 +115,10 @@ def run_compare(inv: Invocation, site: C.Site) -> int:
     o = inv.options
     outdir = inv.args[0] if inv.args else "runs/compare" + ("_quick" if o["quick"] else "")
     jobs = C.compare_jobs(o["jobs"], site.environ)
+    configs = [name for name in o["configs"].split(",") if name]
     command = C.compare_command(site, outdir, seeds=o["seeds"], quick=o["quick"],
-                                overrides=inv.overrides, jobs=jobs,
-                                configs=o["configs"].split(","), dry_run=o["dry_run"])  # fmt: skip
+                                overrides=inv.overrides, jobs=jobs, configs=configs,
+                                dry_run=o["dry_run"])  # fmt: skip
     if o["dry_run"]:
         print(f"# {command.label}\n{command.shell()}", flush=True)
     start = time.monotonic()

@@ -14,7 +14,6 @@ from absl import flags
 
 from mnist_jax import cli
 from mnist_jax.checks import closest
-from mnist_jax.launcher import commands as C
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,8 +146,9 @@ SUBCOMMANDS = {
             "runs and resumes an interrupted one. A failed run stops it with that run's exit "
             "status.",
             (Option("seeds", 3, "K", "seeds per model"),
-             Option("configs", ",".join(C.MODELS), "NAME,...", "the shipped configs to train "
-                    "and compare (configs/NAME.py), each into OUTDIR/NAME/, e.g. "
+             Option("configs", "", "NAME,...", "the shipped configs to train and compare "
+                    "(configs/NAME.py; default: experiments/compare.py's, mlp,cnn), each into "
+                    "OUTDIR/NAME/, e.g. "
                     "mlp_best,cnn_best"),
              Option("jobs", "auto", "N", "training runs at once; with N > 1 each worker logs "
                     "to OUTDIR/logs/ and their progress lines show here. 'auto': 2 where JAX can "
