@@ -11,7 +11,7 @@ from typing import Any
 
 import ml_collections
 
-from mnist_jax.errors import ConfigError
+from mnist_jax.core.errors import ConfigError
 
 # Variant name -> the keys it overrides, applied after the config's own settings.
 VARIANTS: dict[str, dict[str, Any]] = {

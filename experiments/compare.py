@@ -10,8 +10,8 @@ Variant: comma-separated shipped config names in place of `mlp,cnn`, and/or `qui
 e.g. `experiments/compare.py:lenet,cnn,quick`.
 """
 
-from mnist_jax import configuration
-from mnist_jax.errors import ConfigError
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.studies.study import Study
 
 DEFAULT_CONFIGS = ("mlp", "cnn")

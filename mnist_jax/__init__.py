@@ -43,7 +43,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "log_to_stderr":
-        from mnist_jax import logs
+        from mnist_jax.core import logs
 
         return logs.log_to_stderr
     raise AttributeError(f"module 'mnist_jax' has no attribute {name!r}")

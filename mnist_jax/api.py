@@ -22,9 +22,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import configuration, logs
+from mnist_jax.core import configuration, logs
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import images as images_lib
-from mnist_jax.errors import ConfigError
 from mnist_jax.evaluation import metrics, runs
 from mnist_jax.training import rundir
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from mnist_jax import cli, platform
+from mnist_jax.core import cli, platform
 from mnist_jax.evaluation import speed
 from mnist_jax.training import rundir
 

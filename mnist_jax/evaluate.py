@@ -26,7 +26,7 @@ README.md.
 
 from absl import app, flags
 
-from mnist_jax import cli, platform
+from mnist_jax.core import cli, platform
 from mnist_jax.evaluation import robustness, runner
 
 _WORKDIRS = flags.DEFINE_list(

@@ -16,7 +16,7 @@ the run, its checkpoint, input, output, platforms, JAX version and sha256.
 
 from absl import app, flags
 
-from mnist_jax import cli, platform
+from mnist_jax.core import cli, platform
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (from python -m mnist_jax.main) whose best model is exported."

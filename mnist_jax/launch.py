@@ -13,7 +13,7 @@ otherwise the exit status of the command that failed (in a multi-process launch,
 process to fail).
 """
 
-from mnist_jax import cli
+from mnist_jax.core import cli
 from mnist_jax.launcher import run, subcommands
 
 

@@ -14,7 +14,7 @@ meaning, is in configs/default.py.
 from absl import app, flags
 from ml_collections import config_flags
 
-from mnist_jax import cli, platform
+from mnist_jax.core import cli, platform
 from mnist_jax.training import guards, train, validation
 
 _CONFIG = config_flags.DEFINE_config_file(

@@ -12,7 +12,7 @@ image with no digit (no contrast) stops it with a one-line error naming the file
 
 from absl import flags
 
-from mnist_jax import cli, platform
+from mnist_jax.core import cli, platform
 
 _WORKDIRS = flags.DEFINE_list(
     "workdirs", None, "Comma-separated run directories (from python -m mnist_jax.main)."
@@ -23,7 +23,7 @@ flags.mark_flags_as_required(["workdirs"])
 
 def main(argv: list[str]) -> None:
     with platform.user_errors_exit():
-        from mnist_jax import logs
+        from mnist_jax.core import logs
         from mnist_jax.serving import classify
 
         logs.log_to_stderr("warning")  # the table is the output; loading needs no commentary

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
 
+from mnist_jax.core.errors import ConfigError, UserError
 from mnist_jax.data import Split, load_mnist
-from mnist_jax.errors import ConfigError, UserError
 
 Params = dict[str, jax.Array]  # w1 (784, H), b1 (H,), w2 (H, 10), b2 (10,)
 

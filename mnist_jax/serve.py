@@ -14,8 +14,8 @@ unless --host says otherwise (e.g. --host=0.0.0.0 to reach it from other machine
 
 from absl import app, flags, logging
 
-from mnist_jax import cli, platform
-from mnist_jax.errors import UserError
+from mnist_jax.core import cli, platform
+from mnist_jax.core.errors import UserError
 from mnist_jax.serving import server as server_lib
 
 _WORKDIRS = flags.DEFINE_list(

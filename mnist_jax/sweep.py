@@ -26,10 +26,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from mnist_jax import cli, platform
-from mnist_jax.checks import suggest
 from mnist_jax.configs import default
-from mnist_jax.errors import UserError
+from mnist_jax.core import cli, platform
+from mnist_jax.core.checks import suggest
+from mnist_jax.core.errors import UserError
 from mnist_jax.studies import runner
 from mnist_jax.training import rundir
 

@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_configure(config: pytest.Config) -> None:
     """Tests compile the same small programs many times, in this process and in subprocesses:
     JAX's persistent compilation cache (platform.py) makes every repeat a load."""
-    from mnist_jax import platform
+    from mnist_jax.core import platform
 
     platform.enable_compilation_cache(platform._COMPILATION_CACHE.default)
 
@@ -93,7 +93,7 @@ STRONG = {"mlp": "configs/speedrun_mlp.py", "cnn": "configs/speedrun.py"}
 
 @pytest.fixture(scope="session")
 def strong_runs(mnist_dir, tmp_path_factory) -> dict[str, Path]:
-    from mnist_jax import configuration
+    from mnist_jax.core import configuration
     from mnist_jax.training import train
 
     root = tmp_path_factory.mktemp("strong_runs")

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _SERVER = r"""
 import atexit, json, os, runpy, sys, time, traceback
 import jax, flax, optax, orbax.checkpoint, ml_collections  # noqa: F401  (the slow imports)
-from mnist_jax import cli, platform  # noqa: F401
+from mnist_jax.core import cli, platform  # noqa: F401
 from mnist_jax.training import train  # noqa: F401
 from mnist_jax.evaluation import runner  # noqa: F401
 from mnist_jax.studies import runner as study_runner  # noqa: F401

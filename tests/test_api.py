@@ -11,7 +11,7 @@ import pytest
 
 import mnist_jax
 from mnist_jax import api, scripts
-from mnist_jax.errors import ConfigError
+from mnist_jax.core.errors import ConfigError
 from tests import readme
 from tests.conftest import ROOT, run_code
 
@@ -81,7 +81,7 @@ def test_run_names_keep_seed_directories_apart(tmp_path):
 
 LOGGING = """
 from absl import logging
-from mnist_jax import logs
+from mnist_jax.core import logs
 logs.default_to_info()
 logging.info("shown by default")
 logs.log_to_stderr("warning")

@@ -9,8 +9,8 @@ import pytest
 import scipy.ndimage
 
 from mnist_jax.configs import default
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import augment, load_mnist
-from mnist_jax.errors import ConfigError
 
 
 def test_random_shift_translates_within_bounds(mnist_dir):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from mnist_jax import configuration
+from mnist_jax.core import configuration
 from mnist_jax.evaluation import speed
 from mnist_jax.training import validation
 from tests.conftest import run_module

@@ -18,7 +18,7 @@ from conftest import ROOT, run_module
 SYNTAX_ERROR = "import ml_collections\n\ndef get_config(:\n    pass\n"
 RAISES_ON_IMPORT = "import os\nraise RuntimeError('no GPU here')\n"
 REJECTS_VARIANT = (
-    "from mnist_jax.errors import ConfigError\n\n"
+    "from mnist_jax.core.errors import ConfigError\n\n"
     "def get_config(variant=''):\n"
     "    raise ConfigError(f'unknown variant {variant!r}; valid: quick')\n"
 )
@@ -136,7 +136,7 @@ INTERRUPTIBLE = """
 import signal, sys, time
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from mnist_jax import cli
+from mnist_jax.core import cli
 
 def main(argv):
     print("ready", flush=True)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import corruptions, load_mnist
-from mnist_jax.errors import ConfigError
 
 NAMES = list(corruptions.CORRUPTIONS)
 MNIST_C = [

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from mnist_jax.core.errors import ConfigError, DataError
 from mnist_jax.data import dataset, preprocess, sources
-from mnist_jax.errors import ConfigError, DataError
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -27,8 +27,8 @@ from conftest import ROOT, run_module
 from sklearn import metrics as skm
 
 from mnist_jax.configs import default
+from mnist_jax.core.errors import ConfigError, DataError, UserError
 from mnist_jax.data import corruptions, external, load_dataset, normalize
-from mnist_jax.errors import ConfigError, DataError, UserError
 from mnist_jax.evaluation import comparison as comparison_lib
 from mnist_jax.evaluation import plots, quantize, scores, stats
 from mnist_jax.evaluation import runner as evaluate

@@ -4,7 +4,7 @@ README's "Add a study" and "Add a metric" run in test_sweep.py and test_evaluate
 tests of what they extend.
 """
 
-from mnist_jax import configuration
+from mnist_jax.core import configuration
 
 
 def test_add_a_model_example_trains_evaluates_and_keeps_other_fingerprints(

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from mnist_jax import api
+from mnist_jax.core.errors import UserError
 from mnist_jax.data import load_mnist
-from mnist_jax.errors import UserError
 from mnist_jax.serving import exported
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel

@@ -8,7 +8,7 @@ import pytest
 
 from mnist_jax import models
 from mnist_jax.configs import default, hybrid, mlp
-from mnist_jax.errors import ConfigError
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.evaluation import runs
 from mnist_jax.training import optim, train, validation
 

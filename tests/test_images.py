@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 from simple_models import NearestCentroid
 
+from mnist_jax.core.errors import DataError
 from mnist_jax.data import images, load_mnist
-from mnist_jax.errors import DataError
 
 NUM_DIGITS = 100
 

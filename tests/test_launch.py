@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from mnist_jax.errors import UserError
+from mnist_jax.core.errors import UserError
 from mnist_jax.launcher import commands as C
 from mnist_jax.launcher import subcommands, supervisor
 

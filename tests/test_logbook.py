@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from mnist_jax import configuration
-from mnist_jax.errors import ConfigError
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.training import logbook, rundir, train, validation
 from tests import events
 from tests.conftest import ROOT

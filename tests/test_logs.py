@@ -1,7 +1,7 @@
-"""mnist_jax.logs: the stdout filter that drops gloo's healthy connection summary, and nothing
+"""mnist_jax.core.logs: the stdout filter that drops gloo's healthy connection summary, and nothing
 else, in a fresh process (it rewires file descriptor 1)."""
 
-from mnist_jax import logs
+from mnist_jax.core import logs
 from tests.conftest import run_code
 
 SUMMARY = (
@@ -11,7 +11,7 @@ HEALTHY, SHORT = SUMMARY.format(3), SUMMARY.format(2)
 
 FILTERED = f"""
 import os, sys
-from mnist_jax import logs
+from mnist_jax.core import logs
 print("before")
 logs.filter_stdout()
 print("python line")

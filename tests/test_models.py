@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_jax import configuration, models
+from mnist_jax import models
 from mnist_jax.configs import cnn, default, lenet, mlp, resnet
-from mnist_jax.errors import ConfigError
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.models import layers
 from mnist_jax.training import validation
 

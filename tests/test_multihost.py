@@ -65,7 +65,7 @@ import json
 import jax, jax.numpy as jnp, numpy as np
 from absl import app
 from jax import lax
-from mnist_jax import platform
+from mnist_jax.core import platform
 from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.steps import AXIS
 

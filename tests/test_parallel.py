@@ -55,7 +55,7 @@ def test_same_numbers_on_one_and_eight_devices_in_both_modes(tmp_path, mnist_dir
 TREE_RUNS = """
 import hashlib, json, sys, tempfile
 import jax, numpy as np
-from mnist_jax import configuration
+from mnist_jax.core import configuration
 from mnist_jax.configs import default
 from mnist_jax.evaluation import runs
 from mnist_jax.training import train

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_jax.core.errors import DataError
 from mnist_jax.data import load_mnist
-from mnist_jax.errors import DataError
 from mnist_jax.serving import classify
 from tests.conftest import run_module
 

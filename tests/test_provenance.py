@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from mnist_jax import provenance
+from mnist_jax.core import provenance
 
 
 def test_cpu_kind_names_the_extensions_and_the_xla_isa_limit(monkeypatch):

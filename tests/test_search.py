@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_module
 
-from mnist_jax.errors import ConfigError
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.studies import runner
 from mnist_jax.studies import search as search_lib
 from mnist_jax.training import guards, rundir, train

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_module
 
-from mnist_jax import configuration, models
+from mnist_jax import models
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import ConfigError, UserError
 from mnist_jax.data import load_dataset, normalize, pca
-from mnist_jax.errors import ConfigError, UserError
 from mnist_jax.studies import runner as sweep
 from mnist_jax.studies import study as study_lib
 from mnist_jax.studies import workers

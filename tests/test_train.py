@@ -9,10 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from mnist_jax import configuration
 from mnist_jax.configs import mlp
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import CheckpointError, ConfigError
 from mnist_jax.data import load_dataset
-from mnist_jax.errors import CheckpointError, ConfigError
 from mnist_jax.evaluation import runs
 from mnist_jax.training import optim, rundir, train
 from mnist_jax.training.evaluator import SplitEvaluator

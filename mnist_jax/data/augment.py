@@ -20,8 +20,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import filters
-from mnist_jax.errors import ConfigError
 
 SHIFT_STREAM, AFFINE_STREAM, ELASTIC_STREAM = 1, 2, 3
 

@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import filters, patterns
 from mnist_jax.data.augment import bilinear, draw, elastic_field, to_uint8, warp
-from mnist_jax.errors import ConfigError
 
 SIZE = 28
 

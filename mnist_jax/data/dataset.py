@@ -12,9 +12,9 @@ from collections.abc import Callable
 import ml_collections
 import numpy as np
 
+from mnist_jax.core.errors import ConfigError, DataError
 from mnist_jax.data import pca, sources
 from mnist_jax.data.preprocess import IMAGE_SHAPE
-from mnist_jax.errors import ConfigError, DataError
 
 NUM_CLASSES = 10
 

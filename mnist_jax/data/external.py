@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from mnist_jax.core.errors import DataError, UserError
 from mnist_jax.data import sources
-from mnist_jax.errors import DataError, UserError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from mnist_jax.errors import DataError
+from mnist_jax.core.errors import DataError
 
 SIZE = 28  # the output field
 BOX = 20  # the longer side of the digit in that field

@@ -10,8 +10,8 @@ import dataclasses
 
 import numpy as np
 
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data.preprocess import MNIST_MEAN, MNIST_STD
-from mnist_jax.errors import ConfigError
 
 NUM_PIXELS = 28 * 28
 _FIT_CHUNK = 8192  # rows per block of the covariance sum: bounds host memory at ~50 MB

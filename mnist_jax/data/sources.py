@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from mnist_jax.errors import DataError
+from mnist_jax.core.errors import DataError
 
 # Key -> (file name, sha256 of the .gz file), as published alongside the data (SHA256SUMS) and in
 # TFDS's url_checksums/mnist.txt.

@@ -37,8 +37,8 @@ import numpy as np
 import qwix
 from qwix._src.core import conv_general as qwix_conv  # the provider's default convolution
 
+from mnist_jax.core.errors import UserError
 from mnist_jax.data import preprocess
-from mnist_jax.errors import UserError
 from mnist_jax.evaluation import inference, scores, scoring, stats
 from mnist_jax.models import layers
 

@@ -6,7 +6,7 @@ A pure function of the comparison dict (the content of comparison.json).
 from pathlib import Path
 from typing import Any
 
-from mnist_jax import provenance
+from mnist_jax.core import provenance
 from mnist_jax.evaluation import scores
 
 

@@ -25,9 +25,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import logs, provenance
+from mnist_jax.core import logs, provenance
+from mnist_jax.core.errors import UserError
 from mnist_jax.data import Dataset, Split, corruptions, external, load_dataset
-from mnist_jax.errors import UserError
 from mnist_jax.evaluation import comparison as comparison_lib
 from mnist_jax.evaluation import (
     inference,

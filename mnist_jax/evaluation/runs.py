@@ -16,8 +16,8 @@ import ml_collections
 import numpy as np
 
 from mnist_jax import models
+from mnist_jax.core.errors import CheckpointError, UserError
 from mnist_jax.data import load_dataset, preprocess
-from mnist_jax.errors import CheckpointError, UserError
 from mnist_jax.models import layers
 from mnist_jax.training import checkpoint, rundir
 

@@ -32,7 +32,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import configuration, logs, models, provenance
+from mnist_jax import models
+from mnist_jax.core import configuration, logs, provenance
 from mnist_jax.data import Dataset, load_dataset
 from mnist_jax.training import train
 from mnist_jax.training.parallel import Parallel

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mnist_jax import configuration
-from mnist_jax.errors import UserError
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: configs/, launch.sh, mnist_jax/
 _SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{2}){0,2}$")

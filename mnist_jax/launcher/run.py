@@ -13,7 +13,7 @@ from pathlib import Path
 
 from absl import logging
 
-from mnist_jax.errors import UserError
+from mnist_jax.core.errors import UserError
 from mnist_jax.launcher import commands as C
 from mnist_jax.launcher import supervisor
 from mnist_jax.launcher.subcommands import Invocation

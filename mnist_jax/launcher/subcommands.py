@@ -12,8 +12,8 @@ from typing import Any
 
 from absl import flags
 
-from mnist_jax import cli
-from mnist_jax.checks import closest
+from mnist_jax.core import cli
+from mnist_jax.core.checks import closest
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from absl import logging
 
-from mnist_jax.errors import UserError
+from mnist_jax.core.errors import UserError
 from mnist_jax.launcher.commands import Command
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

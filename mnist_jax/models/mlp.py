@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mnist_jax.checks import check_rate, check_sizes
+from mnist_jax.core.checks import check_rate, check_sizes
 from mnist_jax.models import layers
 from mnist_jax.models.registry import NUM_CLASSES, choice, register
 

@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mnist_jax.checks import check_choice, suggest
-from mnist_jax.errors import ConfigError
+from mnist_jax.core.checks import check_choice, suggest
+from mnist_jax.core.errors import ConfigError
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28, 1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_jax.errors import UserError
+from mnist_jax.core.errors import UserError
 
 
 def top_k(probs: np.ndarray, k: int) -> list[list[tuple[int, float]]]:

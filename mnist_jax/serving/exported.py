@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from mnist_jax import logs
+from mnist_jax.core import logs
+from mnist_jax.core.errors import UserError
 from mnist_jax.data import preprocess
-from mnist_jax.errors import UserError
 from mnist_jax.models import layers
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")

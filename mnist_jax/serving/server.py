@@ -34,8 +34,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from absl import logging
 
+from mnist_jax.core.errors import DataError, UserError
 from mnist_jax.data import images
-from mnist_jax.errors import DataError, UserError
 
 MAX_BODY = 2 * 1024 * 1024  # bytes; a 280x280 drawing is ~250 KB of JSON
 MIN_SIDE, MAX_SIDE = 8, 1024  # accepted width and height of a drawing, pixels

@@ -17,8 +17,8 @@ from typing import Any
 
 from absl import logging
 
-from mnist_jax import configuration
-from mnist_jax.errors import ConfigError, UserError, WorkdirBusyError
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import ConfigError, UserError, WorkdirBusyError
 from mnist_jax.evaluation import runner as eval_runner
 from mnist_jax.studies import report as sweep_report
 from mnist_jax.studies import search as search_lib

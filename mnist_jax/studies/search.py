@@ -45,8 +45,8 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import configuration
-from mnist_jax.errors import ConfigError, WorkdirBusyError
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import ConfigError, WorkdirBusyError
 from mnist_jax.studies import study as study_lib
 from mnist_jax.studies import workers
 from mnist_jax.training import guards, rundir, train

@@ -28,10 +28,10 @@ from typing import Any
 
 import ml_collections
 
-from mnist_jax import configuration
-from mnist_jax.checks import suggest
 from mnist_jax.configs import default
-from mnist_jax.errors import ConfigError
+from mnist_jax.core import configuration
+from mnist_jax.core.checks import suggest
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.training import rundir, validation
 
 MAX_NAME = 120  # characters of a trial directory name before it is shortened with a hash

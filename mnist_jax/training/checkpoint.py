@@ -24,7 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from mnist_jax.errors import CheckpointError
+from mnist_jax.core.errors import CheckpointError
 
 
 def _not_read_only_notice(record: Any) -> bool:

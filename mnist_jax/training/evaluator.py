@@ -13,9 +13,9 @@ from typing import Any
 import flax.linen as nn
 import numpy as np
 
-from mnist_jax import logs
+from mnist_jax.core import logs
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import Split
-from mnist_jax.errors import ConfigError
 from mnist_jax.training import steps
 from mnist_jax.training.parallel import Parallel
 

@@ -20,7 +20,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
-from mnist_jax.errors import UserError
+from mnist_jax.core.errors import UserError
 
 # EX_TEMPFAIL: "temporary failure; the user is invited to retry", i.e. rerun to resume.
 PREEMPTED_EXIT_STATUS = 75

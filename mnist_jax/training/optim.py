@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from mnist_jax.checks import check_choice, check_range
-from mnist_jax.errors import ConfigError
+from mnist_jax.core.checks import check_choice, check_range
+from mnist_jax.core.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "warmup_cosine", "onecycle")

@@ -25,7 +25,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mnist_jax.errors import CheckpointError, ConfigError
+from mnist_jax.core.errors import CheckpointError, ConfigError
 from mnist_jax.training.steps import AXIS
 
 MODES = ("pmap", "shard_map")

@@ -27,7 +27,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from mnist_jax.errors import CheckpointError, UserError, WorkdirBusyError
+from mnist_jax.core.errors import CheckpointError, UserError, WorkdirBusyError
 
 # Keys that never change a run's numbers: a run may be resumed with other values, and runs that
 # differ only in them are the same model in a comparison.

@@ -24,9 +24,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax import logs, models, provenance
+from mnist_jax import models
+from mnist_jax.core import logs, provenance
+from mnist_jax.core.errors import CheckpointError
 from mnist_jax.data import Dataset, load_dataset
-from mnist_jax.errors import CheckpointError
 from mnist_jax.training import checkpoint, faults, guards, logbook, parallel, rundir, validation
 from mnist_jax.training.loop_state import LoopState
 from mnist_jax.training.parallel import Parallel

@@ -15,9 +15,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from mnist_jax import logs, models
+from mnist_jax import models
+from mnist_jax.core import logs
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import Dataset, Split, augment
-from mnist_jax.errors import ConfigError
 from mnist_jax.training import optim, steps
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel

@@ -9,10 +9,10 @@ split over the devices) are checked by the trainer once those are known.
 import ml_collections
 
 from mnist_jax import models
-from mnist_jax.checks import check_choice, check_range
+from mnist_jax.core.checks import check_choice, check_range
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import augment, sources
 from mnist_jax.data.pca import check_components
-from mnist_jax.errors import ConfigError
 from mnist_jax.models import layers
 from mnist_jax.training import optim, parallel, steps
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import jax
 from absl import flags, logging
 
-from mnist_jax import logs
-from mnist_jax.cli import exit_with
-from mnist_jax.errors import ConfigError, UserError
+from mnist_jax.core import logs
+from mnist_jax.core.cli import exit_with
+from mnist_jax.core.errors import ConfigError, UserError
 
 DISTRIBUTED_MODES = ("auto", "on", "off")
 

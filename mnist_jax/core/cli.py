@@ -22,13 +22,13 @@ from absl import app, flags, logging
 from ml_collections import config_dict
 from ml_collections.config_flags import config_flags
 
-from mnist_jax import logs
-from mnist_jax.checks import closest
-from mnist_jax.errors import UserError
+from mnist_jax.core import logs
+from mnist_jax.core.checks import closest
+from mnist_jax.core.errors import UserError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
-CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 _SHORT_HELP = {"-h", "-?", "--help", "-help", "--helpshort", "-helpshort"}
 _FULL_HELP = {"--helpfull", "-helpfull"}

@@ -13,7 +13,7 @@ from typing import Any
 
 import ml_collections
 
-from mnist_jax.errors import ConfigError
+from mnist_jax.core.errors import ConfigError
 
 
 def import_file(path: Path, prefix: str) -> types.ModuleType:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mnist_jax.errors import ConfigError
+from mnist_jax.core.errors import ConfigError
 
 
 def closest(value: str, valid: Iterable[str]) -> str | None:
