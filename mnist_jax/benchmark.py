@@ -7,15 +7,15 @@
 Writes <output_dir>/benchmark.json (every number) and <output_dir>/benchmark.md (the tables).
 What each section measures, and how timings on a shared CPU are made comparable (a matrix-product
 ceiling measured in the same process, interleaved rounds), is described in
-mnist_jax/evaluation/speed.py and benchmarks/RESULTS.md.
+mnist_jax/benchmarks/speed.py and benchmarks/RESULTS.md.
 """
 
 from pathlib import Path
 
 from absl import app, flags
 
+from mnist_jax.benchmarks import speed
 from mnist_jax.core import cli, platform
-from mnist_jax.evaluation import speed
 from mnist_jax.training import rundir
 
 _DEFAULTS = speed.Options()

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from mnist_jax.benchmarks import speed
 from mnist_jax.core import configuration
-from mnist_jax.evaluation import speed
 from mnist_jax.training import validation
 from tests.conftest import run_module
 

@@ -11,5 +11,4 @@ robustness.py  the test set under corruptions (generated once) and its compariso
 quantize.py    post-training int8 quantization (qwix) and its comparison section
 inference.py   FLOPs, throughput and latency of the forward pass
 report.py      report.md; plots.py the figures
-speed.py       the training-speed benchmark's measurements
 """
