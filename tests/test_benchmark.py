@@ -10,6 +10,7 @@ import pytest
 
 from mnist_jax.benchmarks import speed
 from mnist_jax.core import configuration
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.training import validation
 from tests.conftest import run_module
 
@@ -55,3 +56,17 @@ def test_speedrun_configs_have_targets_and_build():
         config = configuration.load(f"configs/{name}")
         assert config.data.validation_fraction == 0.0  # all 60,000 training images
         validation.validate(config)
+
+
+def test_benchmarked_configs_are_validated_as_training_validates_them(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from mnist_jax.configs import mlp\n\n"
+        "def get_config():\n    config = mlp.get_config()\n    config.num_epochs = 0\n"
+        "    return config\n"
+    )
+    with pytest.raises(ConfigError, match="num_epochs"):
+        speed.load_config(str(bad), tiny=False)
+    config = speed.load_config("configs/cnn.py", tiny=True, layer_keys={"conv_impl": "xla"},
+                               batch_size=16)  # fmt: skip
+    assert (config.batch_size, config.layers.conv_impl, config.num_epochs) == (16, "xla", 1)

@@ -35,7 +35,7 @@ from absl import logging
 from mnist_jax import models
 from mnist_jax.core import configuration, logs, provenance
 from mnist_jax.data import Dataset, load_dataset
-from mnist_jax.training import train
+from mnist_jax.training import train, validation
 from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.trainer import Trainer
 
@@ -71,6 +71,21 @@ def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.data.train_fraction = 0.02
     config.num_epochs = 1
     config.batch_size = min(config.batch_size, 32)
+    return config
+
+
+def load_config(
+    path: str, tiny: bool, layer_keys: dict[str, str] | None = None, batch_size: int = 0
+) -> ml_collections.ConfigDict:
+    """A config file as the benchmark trains it (--tiny: shrunk; formulation keys and the
+    batch size set), validated as training validates it."""
+    config = configuration.load(path)
+    config.layers.update(layer_keys or {})
+    if tiny:
+        config = shrink(config)
+    if batch_size:
+        config.batch_size = batch_size
+    validation.validate(config)
     return config
 
 
@@ -144,11 +159,7 @@ def throughput(options: Options, par: Parallel, calib: Calibration, datasets: di
             )
         for form, layer_keys, batches, images in forms:
             for batch in map(int, batches):
-                config = configuration.load(path)
-                config.layers.update(layer_keys)
-                if tiny:
-                    config = shrink(config)
-                config.batch_size = batch
+                config = load_config(path, tiny, layer_keys, batch)
                 data = _dataset(datasets, config, par)
                 num_steps = max(1, (16 if tiny else images) // batch)
                 prog = TrainProgram(config, par, data, num_steps)  # Trainer logs the compile
@@ -207,9 +218,7 @@ def time_to_accuracy(
     """Whole training runs of each speedrun config, one per seed, in a scratch directory."""
     results = []
     for path in options.speedrun_configs:
-        base = configuration.load(path)
-        if options.tiny:
-            base = shrink(base)
+        base = load_config(path, options.tiny)
         data = _dataset(datasets, base, par)
         flops = TrainProgram(base, par, data, 1).flops_per_step
         steps_run = base.num_epochs * (data["num_train"] // base.batch_size)
@@ -268,9 +277,7 @@ def inference(options: Options, par: Parallel, datasets: dict) -> list[dict]:
     """Images/s of the test-set evaluation program and the latency of one image."""
     results = []
     for path in options.throughput_configs:
-        config = configuration.load(path)
-        if options.tiny:
-            config = shrink(config)
+        config = load_config(path, options.tiny)
         data = _dataset(datasets, config, par)
         trainer = Trainer.build(config, Parallel.from_config(config.parallel), data["raw"])
         variables = jax.device_get(models.init_variables(trainer.model, jax.random.key(0)))
