@@ -412,6 +412,9 @@ def test_command_line_seeds_and_overrides_reach_every_trial_and_the_workers(tmp_
     assert [(t.seed, t.config.num_epochs) for t in trials] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert {(t.config.batch_size, t.config.mlp.dropout) for t in trials} == {(32, 0.3)}
     assert trials[0].run_dir == "mlp/enum_epochs=1,seed=0"
+    assert line.command(spec, "o") == (
+        f"python -m mnist_jax.sweep --study={spec} --output_dir=o --config.batch_size=32 --seeds=2"
+    )  # the reports' command
     (worker,) = workers.commands(spec, "o", 1, line.args)
     assert worker.argv[3:] == (f"--study={spec}", "--output_dir=o", "--config.batch_size=32",
                                "--seeds=2", "--jobs=1", "--worker=0")  # fmt: skip

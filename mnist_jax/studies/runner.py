@@ -10,6 +10,7 @@ studies are listed in experiments/README.md.
 """
 
 import dataclasses
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -76,15 +77,18 @@ class CommandLine:
     args: tuple[str, ...] = ()
 
     def apply(self, study: Any) -> Any:
-        if isinstance(study, search_lib.Search):
-            if self.seeds:
+        changes: dict[str, Any] = {"overrides": {**study.overrides, **self.overrides}}
+        if self.seeds:
+            if isinstance(study, search_lib.Search):
                 raise UserError(f"--seeds={self.seeds}: a search retrains on its final_seeds; "
                                 "--seeds applies to grid studies")  # fmt: skip
-            return dataclasses.replace(study, overrides={**study.overrides, **self.overrides})
-        seeds = list(range(self.seeds)) if self.seeds else study.seeds
-        return dataclasses.replace(
-            study, seeds=seeds, overrides={**study.overrides, **self.overrides}
-        )
+            changes["seeds"] = list(range(self.seeds))
+        return dataclasses.replace(study, **changes)
+
+    def command(self, spec: str, output_dir: str) -> str:
+        """The sweep command that reproduces the study, for its report."""
+        return shlex.join(["python", "-m", "mnist_jax.sweep", f"--study={spec}",
+                           f"--output_dir={output_dir}", *self.args])  # fmt: skip
 
 
 def run_study(
@@ -103,7 +107,7 @@ def run_study(
     study = command_line.apply(load(spec))
     if isinstance(study, search_lib.Search):
         return run_search(study, spec, output_dir, dry_run=dry_run, aggregate_only=aggregate_only,
-                          jobs=jobs, worker=worker, args=command_line.args)  # fmt: skip
+                          jobs=jobs, worker=worker, command_line=command_line)  # fmt: skip
     trials = study_lib.expand(study)  # raises ConfigError before anything is written
     options = _evaluation_options(study)
     out = Path(output_dir)
@@ -143,7 +147,7 @@ def run_study(
             summaries[t.name] = summary
     if options is not None:
         return _evaluate_all(options, trials, summaries, out)
-    command = f"python -m mnist_jax.sweep --study={spec} --output_dir={output_dir}"
+    command = command_line.command(spec, output_dir)
     paths = sweep_report.write_all(out, study, trials, summaries, command)
     logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))
     return paths
@@ -210,7 +214,7 @@ def _train_grid(
 def run_search(
     search: search_lib.Search, spec: str, output_dir: str, *, dry_run: bool = False,
     aggregate_only: bool = False, jobs: int = 1, worker: int | None = None,
-    args: Sequence[str] = (),
+    command_line: CommandLine = CommandLine(),
 ) -> dict[str, Path] | list[tuple[search_lib.SearchTrial, str]]:  # fmt: skip
     """Validates every sampled config, runs the rungs, retrains the winner on fresh seeds, and
     writes the results (`jobs` and `worker` as in run_study). Returns the paths written, or for
@@ -248,7 +252,7 @@ def run_search(
     logging.info("%s%s", plan[0].upper() + plan[1:], f"; {jobs} workers" if jobs > 1 else "")
     start = time.perf_counter()
     if jobs > 1 and worker is None and not aggregate_only:
-        _run_workers(spec, output_dir, jobs, args)
+        _run_workers(spec, output_dir, jobs, command_line.args)
         aggregate_only = True  # the workers trained everything; read what they wrote
     shard = None if worker is None else (worker, jobs)
     rungs = search_lib.halve(
@@ -277,7 +281,7 @@ def run_search(
     logging.info("Search ran for %s", hms(time.perf_counter() - start))
     if worker is not None:
         return {}
-    command = f"python -m mnist_jax.sweep --study={spec} --output_dir={output_dir}"
+    command = command_line.command(spec, output_dir)
     paths = search_report.write_all(out, search, trials, rungs, best, finals, command)
     logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))
     return paths
