@@ -12,6 +12,7 @@
 #   ./launch.sh setup                            only create .venv and install
 #   ./launch.sh local|multiprocess N|slurm|tpu CONFIG WORKDIR [...]  one process, N local
 #       processes, a SLURM job, a Cloud TPU pod (docs/multihost.md)
+#   ./launch.sh status DIR                       the SLURM jobs of a run or study directory
 #   ./launch.sh BINARY [flags]                   python -m mnist_jax.BINARY: evaluate, benchmark...
 #   compare, train, local, multiprocess, slurm, tpu (python -m mnist_jax.launch) take --dry_run
 #   and --config.key=value overrides. Every command takes --help. Paths are relative to the
@@ -75,7 +76,7 @@ case $cmd in
     setup
     exec "$PY" -m mnist_jax.sweep --study="$1" --output_dir="$2" "${@:3}"
     ;;
-  compare | train | local | multiprocess | slurm | tpu)
+  compare | train | local | multiprocess | slurm | tpu | status)
     setup
     exec "$PY" -m mnist_jax.launch "$cmd" "$@"
     ;;

@@ -20,8 +20,10 @@ figures/}. The formats are described in mnist_jax/studies/study.py and search.py
 studies in experiments/README.md.
 """
 
+import dataclasses
 import re
 import sys
+from pathlib import Path
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -30,8 +32,9 @@ from mnist_jax.configs import default
 from mnist_jax.core import cli, platform
 from mnist_jax.core.checks import suggest
 from mnist_jax.core.errors import UserError
+from mnist_jax.launcher import commands, slurm, subcommands
 from mnist_jax.studies import runner
-from mnist_jax.training import rundir
+from mnist_jax.training import guards, rundir
 
 _STUDY = flags.DEFINE_string(
     "study",
@@ -68,6 +71,19 @@ _SEEDS = flags.DEFINE_integer(
     "Train seeds 0..K-1 in place of the study's own seeds (0: the study's).",
     lower_bound=0,
 )
+_SLURM = flags.DEFINE_bool(
+    "slurm",
+    False,
+    "Submit the study to SLURM instead: a job array of --workers tasks that share the trials "
+    "(each trial trained once, the same bits as here), then one job after them that trains "
+    "any trial left unfinished and writes the results. Submit from the repository; "
+    "--output_dir must be on a filesystem every node shares. 'launch.sh status OUTPUT_DIR' "
+    "shows the jobs.",
+)
+_WORKERS = flags.DEFINE_integer("workers", 2, "With --slurm: array tasks.", lower_bound=1)
+for _option in subcommands.SLURM_OPTIONS:
+    if _option.name in subcommands.STUDY_SLURM_OPTIONS:
+        dataclasses.replace(_option, help=f"With --slurm: {_option.help}.").define(flags.FLAGS)
 flags.mark_flags_as_required(["study", "output_dir"])
 _CONFIG_ARG = re.compile(r"^--?(no)?config\.([^=]+)")
 _config_args: list[str] = []  # the --config.KEY=VALUE arguments, set aside by parse_command_line
@@ -110,10 +126,30 @@ def command_line() -> runner.CommandLine:
     return runner.CommandLine(seeds=_SEEDS.value, overrides=overrides, args=tuple(args))
 
 
+def submit(spec: str, output_dir: str, line: runner.CommandLine) -> None:
+    """The study as a SLURM job array and its final job, after checking every trial's config."""
+    trials = runner.check(spec, line)
+    job = slurm.SlurmJob(
+        **{name: flags.FLAGS[name].value for name in subcommands.STUDY_SLURM_OPTIONS}
+    )
+    site = commands.Site.here()
+    workers = min(_WORKERS.value, trials)
+    worker = slurm.worker_script(site, job, spec, output_dir, line.args, workers)
+    final = slurm.final_script(site, job, spec, output_dir, line.args)
+    ids = slurm.submit_study(Path(output_dir), workers, worker, final, dry_run=_DRY_RUN.value)
+    if ids[0]:
+        print(f"Submitted {trials} trials: worker array {ids[0]} ({workers} tasks), then job "
+              f"{ids[1]} to finish and aggregate; logs in {output_dir}/logs/; "
+              f"'./launch.sh status {output_dir}' shows them")  # fmt: skip
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with platform.user_errors_exit():
+        if _SLURM.value:
+            submit(_STUDY.value, _OUTPUT_DIR.value, command_line())
+            return
         if not _DRY_RUN.value:
             platform.initialize()
         try:
@@ -126,6 +162,8 @@ def main(argv: list[str]) -> None:
                 worker=_WORKER.value,
                 command_line=command_line(),
             )
+        except guards.Preempted as e:  # a worker's trial: checkpoint saved
+            cli.exit_with(f"preempted: {e}", e.exit_status)
         except runner.WorkersFailed as e:
             interrupted = e.status == cli.EXIT_INTERRUPTED
             cli.exit_with("interrupted" if interrupted else f"error: {e}", e.status)

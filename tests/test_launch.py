@@ -20,7 +20,7 @@ from conftest import ROOT
 
 from mnist_jax.core.errors import UserError
 from mnist_jax.launcher import commands as C
-from mnist_jax.launcher import subcommands, supervisor
+from mnist_jax.launcher import slurm, subcommands, supervisor
 
 PY = "/venv/bin/python"
 HOSTILE = 'it\'s a $HOME "dir"'  # a quote, a dollar, double quotes and spaces
@@ -99,59 +99,6 @@ def test_multiprocess_commands():
     words = shlex.split(cmds[1].shell())  # the --dry_run line parses back to the same command
     assert words[0] == "env" and words[-3:] == [">", f"{HOSTILE}/logs/process_1.log", "2>&1"]
     assert tuple(words[1 + len(cmds[1].env) : -3]) == cmds[1].argv
-
-
-def test_slurm_script_directives_and_srun_line():
-    job = C.SlurmJob(nodes=2, gpus_per_node=4, time="00:30:00", partition="gpu")
-    script = C.slurm_script(SITE, job, "configs/cnn.py", "/shared/cnn", ["--config.x=(64, 64)"])
-    lines = script.splitlines()
-    assert lines[0] == "#!/bin/bash" and bash_syntax_ok(script)
-    sbatch = dict(line.removeprefix("#SBATCH ").split("=", 1) for line in lines
-                  if line.startswith("#SBATCH "))  # fmt: skip
-    assert sbatch == {"--job-name": "mnist_jax", "--nodes": "2", "--ntasks-per-node": "4",
-                      "--gpus-per-node": "4", "--cpus-per-task": "8", "--time": "00:30:00",
-                      "--partition": "gpu"}  # fmt: skip
-    (srun,) = [shlex.split(line) for line in lines if line.startswith("srun ")]
-    assert srun[:4] == ["srun", "--kill-on-bad-exit=1", PY, "-u"]
-    assert main_args(srun) == ["--config=configs/cnn.py", "--workdir=/shared/cnn",
-                               "--config.x=(64, 64)"]  # fmt: skip
-    assert "export MNIST_DIR='/data/m nist'" in lines
-    assert "export MNIST_JAX_HEARTBEAT_TIMEOUT=120" in lines
-    assert C.sbatch_argv("/shared/cnn") == ["sbatch", "--output=/shared/cnn/slurm-%j.out",
-                                            "/shared/cnn/slurm_job.sbatch"]  # fmt: skip
-
-
-def test_slurm_script_runs_with_hostile_paths(tmp_path):
-    """Run the script itself, with an `srun` that records what it was given."""
-    cwd = tmp_path / HOSTILE
-    cwd.mkdir()
-    out = tmp_path / "srun.json"
-    dump_argv_program(tmp_path / "bin" / "srun", out)
-    site = C.Site(PY, ROOT, cwd, {"MNIST_DIR": HOSTILE})
-    overrides = ["--config.data.dir=$HOME `x`", "--config.mlp.hidden_sizes=(64, 64)"]
-    script = C.slurm_script(site, C.SlurmJob(), HOSTILE + ".py", HOSTILE, overrides)
-    env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
-    subprocess.run(["bash", "-c", script], env=env, check=True, timeout=60)
-    got = json.loads(out.read_text())
-    assert got["cwd"] == str(cwd)
-    assert got["env"]["MNIST_DIR"] == HOSTILE
-    assert got["argv"] == ["--kill-on-bad-exit=1", PY, "-u", "-m", "mnist_jax.main",
-                           f"--config={HOSTILE}.py", f"--workdir={HOSTILE}",
-                           *overrides]  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    "options, message",
-    [
-        ({"time": "soon"}, "--time must look like"),
-        ({"nodes": 0}, "--nodes must be a positive integer"),
-        ({"job_name": "my job"}, "--job_name='my job'"),
-        ({"partition": "gpu\n#SBATCH --x"}, "--partition="),
-    ],
-)
-def test_slurm_rejects_bad_options(options, message):
-    with pytest.raises(UserError, match=message):
-        C.SlurmJob(**options)
 
 
 def test_tpu_commands():
@@ -357,7 +304,7 @@ def run_sh(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
-SUBCOMMANDS = ["local", "train", "multiprocess", "slurm", "tpu", "compare"]
+SUBCOMMANDS = ["local", "train", "multiprocess", "slurm", "status", "tpu", "compare"]
 
 
 @pytest.mark.parametrize("cmd", ["setup", "test", "sweep", *SUBCOMMANDS])
@@ -419,7 +366,9 @@ def test_slurm_dry_run():
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "# /shared/runs/cnn/slurm_job.sbatch"
     assert lines[-2] == "# submit with:"
-    assert shlex.split(lines[-1]) == C.sbatch_argv("/shared/runs/cnn")
+    assert shlex.split(lines[-1]) == slurm.sbatch(
+        Path("/shared/runs/cnn/slurm_job.sbatch"), "/shared/runs/cnn/slurm-%j.out"
+    )
     script = "\n".join(lines[1:-2])
     assert "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=4" in script
     assert "export MNIST_DIR=/data/mnist" in script and bash_syntax_ok(script)
@@ -457,6 +406,11 @@ def test_compare_dry_run_from_another_directory(tmp_path):
         (("slurm", "configs/cnn.py"), "slurm takes CONFIG WORKDIR, got configs/cnn.py"),
         (("slurm", "configs/cnn.py", "w", "--time=soon", "--dry_run"), "--time must look like"),
         (("slurm", "configs/cnn.py", "w", "--node=2"), "did you mean --nodes?"),
+        (
+            ("slurm", "configs/cnn.py", "w", "--gpus_per_node=1", "--cpu_devices=2"),
+            "--cpu_devices=2 is for CPU-only jobs",
+        ),
+        (("compare", "--slurm", "--time=1", "--dry_run"), "--signal_seconds=120 is not shorter"),
         (("tpu", "configs/cnn.py", "w", "--dry_run"), "--name=TPU and --zone=ZONE"),
         (("multiprocess", "two", "configs/mlp.py", "w"), "positive integer, got 'two'"),
         (("multiprocess", "2", "configs/mlp.py", "w", "--cpu_devices=0"), "--cpu_devices=0"),

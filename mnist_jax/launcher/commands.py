@@ -20,8 +20,6 @@ from mnist_jax.core import configuration
 from mnist_jax.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: configs/, launch.sh, mnist_jax/
-_SLURM_TIME = re.compile(r"^(\d+-)?\d+(:\d{2}){0,2}$")
-_DIRECTIVE = re.compile(r"^[\w.,:+@%-]+$")  # a value an #SBATCH line carries unquoted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,74 +138,6 @@ def multiprocess_commands(
             Command(main_argv(site, config, workdir, overrides), env, log, f"process {i}")
         )
     return commands
-
-
-@dataclasses.dataclass(frozen=True)
-class SlurmJob:
-    """The resources of a SLURM launch: one task (process) per GPU."""
-
-    nodes: int = 1
-    gpus_per_node: int = 8
-    time: str = "01:00:00"
-    partition: str = ""
-    account: str = ""
-    cpus_per_task: int = 8
-    job_name: str = "mnist_jax"
-    heartbeat_timeout: int = 120
-
-    def __post_init__(self):
-        for name in ("nodes", "gpus_per_node", "cpus_per_task", "heartbeat_timeout"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        if not _SLURM_TIME.match(self.time):
-            raise UserError(f"--time must look like HH:MM:SS, MM or D-HH:MM:SS, got {self.time!r}")
-        for name in ("partition", "account", "job_name"):  # sbatch reads #SBATCH lines unquoted
-            value = getattr(self, name)
-            if value and not _DIRECTIVE.match(value):
-                raise UserError(
-                    f"--{name}={value!r}: use letters, digits and . , : + @ % - _ only "
-                    "(the value goes on an #SBATCH line)"
-                )
-
-
-def slurm_script_path(workdir: str) -> Path:
-    return Path(workdir) / "slurm_job.sbatch"
-
-
-def slurm_script(
-    site: Site, job: SlurmJob, config: str, workdir: str, overrides: Sequence[str]
-) -> str:
-    """The sbatch script: N nodes x G tasks, one per GPU, started by srun in this directory."""
-    lines = [
-        "#!/bin/bash",
-        f"#SBATCH --job-name={job.job_name}",
-        f"#SBATCH --nodes={job.nodes}",
-        f"#SBATCH --ntasks-per-node={job.gpus_per_node}",
-        f"#SBATCH --gpus-per-node={job.gpus_per_node}",
-        f"#SBATCH --cpus-per-task={job.cpus_per_task}",
-        f"#SBATCH --time={job.time}",
-    ]
-    lines += [f"#SBATCH --partition={job.partition}"] if job.partition else []
-    lines += [f"#SBATCH --account={job.account}"] if job.account else []
-    lines += [
-        "# One process per GPU; jax.distributed reads the SLURM_* variables srun sets.",
-        "# The job log: sbatch --output (see the submit command), WORKDIR/slurm-<jobid>.out.",
-        "set -euo pipefail",
-        f"cd {shlex.quote(str(site.cwd))}",
-    ]
-    env = site.python_path()
-    if site.environ.get("MNIST_DIR"):
-        env["MNIST_DIR"] = site.environ["MNIST_DIR"]
-    env["MNIST_JAX_HEARTBEAT_TIMEOUT"] = str(job.heartbeat_timeout)
-    lines += [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
-    srun = ["srun", "--kill-on-bad-exit=1", *main_argv(site, config, workdir, overrides, True)]
-    lines.append(shlex.join(srun))
-    return "\n".join(lines) + "\n"
-
-
-def sbatch_argv(workdir: str) -> list[str]:
-    """Submits the script; the log path goes here, not on an #SBATCH line, as it may hold spaces."""
-    return ["sbatch", f"--output={Path(workdir) / 'slurm-%j.out'}", str(slurm_script_path(workdir))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,6 +287,7 @@ def compare_command(
     jobs: int = 1,
     configs: Sequence[str] = (),
     dry_run: bool = False,
+    extra: Sequence[str] = (),
 ) -> Command:
     """The study experiments/compare.py run by the sweep: configs/NAME.py for every NAME in
     `configs` (empty: the study's own, mlp and cnn; their `quick` variant with `quick`), seeds
@@ -373,6 +304,6 @@ def compare_command(
     argv = (site.python, "-m", "mnist_jax.sweep",
             f"--study={site.repo_file('experiments/compare.py')}{':' * bool(variant)}{variant}",
             f"--output_dir={outdir}", f"--seeds={seeds}", f"--jobs={jobs}", *overrides,
-            *(["--dry_run"] if dry_run else []))  # fmt: skip
+            *extra, *(["--dry_run"] if dry_run else []))  # fmt: skip
     label = f"seeds 0-{seeds - 1} of each config, {jobs} at a time, then their evaluation"
     return Command(argv, site.python_path(), label=label)

@@ -15,7 +15,7 @@ from absl import logging
 
 from mnist_jax.core.errors import UserError
 from mnist_jax.launcher import commands as C
-from mnist_jax.launcher import supervisor
+from mnist_jax.launcher import slurm, subcommands, supervisor
 from mnist_jax.launcher.subcommands import Invocation
 
 
@@ -66,17 +66,18 @@ def run_multiprocess(inv: Invocation, site: C.Site) -> int:
 def run_slurm(inv: Invocation, site: C.Site) -> int:
     config, workdir = inv.args
     _check_config(config)
-    job = C.SlurmJob(**{k: v for k, v in inv.options.items() if k != "dry_run"})
-    script = C.slurm_script(site, job, config, workdir, inv.overrides)
-    path, submit = C.slurm_script_path(workdir), C.sbatch_argv(workdir)
-    if inv.options["dry_run"]:
-        print(f"# {path}\n{script}# submit with:\n{shlex.join(submit)}")
-        return 0
-    if shutil.which("sbatch") is None:
-        raise UserError("sbatch not found: submit from a SLURM login node (or use --dry_run)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(script)
-    return subprocess.run(submit).returncode
+    job = slurm.SlurmJob(**{k: v for k, v in inv.options.items() if k != "dry_run"})
+    script = slurm.training_script(site, job, config, workdir, inv.overrides)
+    job_id = slurm.submit_training(Path(workdir), script, dry_run=inv.options["dry_run"])
+    if job_id:
+        print(f"Submitted job {job_id}; log {Path(workdir) / f'slurm-{job_id}.out'}; "
+              f"'{subcommands.prog()} status {workdir}' shows it")  # fmt: skip
+    return 0
+
+
+def run_status(inv: Invocation, site: C.Site) -> int:
+    print(slurm.status(Path(inv.args[0])))
+    return 0
 
 
 def _git(site: C.Site, *args: str) -> subprocess.CompletedProcess:
@@ -111,6 +112,21 @@ def run_tpu(inv: Invocation, site: C.Site) -> int:
     return 0
 
 
+def _slurm_flags(options: dict) -> list[str]:
+    """compare's --slurm and its resources, as the sweep takes them."""
+    if not options["slurm"]:
+        return []
+    slurm.SlurmJob(**{n: options[n] for n in subcommands.STUDY_SLURM_OPTIONS})  # checked here
+    args = ["--slurm", f"--workers={options['workers']}"]
+    for name in subcommands.STUDY_SLURM_OPTIONS:
+        value = options[name]
+        if isinstance(value, bool):
+            args.append(f"--{'' if value else 'no'}{name}")
+        elif value not in (None, ""):
+            args.append(f"--{name}={value}")
+    return args
+
+
 def run_compare(inv: Invocation, site: C.Site) -> int:
     o = inv.options
     outdir = inv.args[0] if inv.args else "runs/compare" + ("_quick" if o["quick"] else "")
@@ -118,12 +134,12 @@ def run_compare(inv: Invocation, site: C.Site) -> int:
     configs = [name for name in o["configs"].split(",") if name]
     command = C.compare_command(site, outdir, seeds=o["seeds"], quick=o["quick"],
                                 overrides=inv.overrides, jobs=jobs, configs=configs,
-                                dry_run=o["dry_run"])  # fmt: skip
+                                dry_run=o["dry_run"], extra=_slurm_flags(o))  # fmt: skip
     if o["dry_run"]:
         print(f"# {command.label}\n{command.shell()}", flush=True)
     start = time.monotonic()
     status = supervisor.run([command])
-    if status == 0 and not o["dry_run"]:
+    if status == 0 and not o["dry_run"] and not o["slurm"]:
         logging.info("compare: done in %s; results in %s", _hms(time.monotonic() - start), outdir)
     return status
 
@@ -133,6 +149,7 @@ RUNNERS: dict[str, Callable[[Invocation, C.Site], int]] = {
     "train": run_local,
     "multiprocess": run_multiprocess,
     "slurm": run_slurm,
+    "status": run_status,
     "tpu": run_tpu,
     "compare": run_compare,
 }

@@ -22,13 +22,14 @@ class Option:
     default: Any  # its type makes the flag's type: bool, int, str (None: an int, unset)
     metavar: str
     help: str
+    lower: int = 1  # an integer option's least value
 
     def define(self, fv: flags.FlagValues) -> None:
         if isinstance(self.default, bool):
             flags.DEFINE_bool(self.name, self.default, self.help, flag_values=fv)
         elif isinstance(self.default, int) or self.default is None:
             upper = 65535 if self.name == "port" else None
-            flags.DEFINE_integer(self.name, self.default, self.help, lower_bound=1,
+            flags.DEFINE_integer(self.name, self.default, self.help, lower_bound=self.lower,
                                  upper_bound=upper, flag_values=fv)  # fmt: skip
         else:
             flags.DEFINE_string(self.name, self.default, self.help, flag_values=fv)
@@ -76,6 +77,34 @@ class Subcommand:
         return "\n".join(lines)
 
 
+# The resources a study's --slurm takes (its workers are single processes).
+STUDY_SLURM_OPTIONS = (
+    "gpus_per_node",
+    "cpus_per_task",
+    "cpu_devices",
+    "time",
+    "partition",
+    "account",
+    "job_name",
+    "signal_seconds",
+    "requeue",
+)
+SLURM_OPTIONS = (
+    Option("nodes", 1, "N", "nodes"),
+    Option("gpus_per_node", 0, "G", "GPUs per node, one process each; 0: CPU only, no GRES",
+           lower=0),
+    Option("tasks_per_node", None, "T", "processes per node (default: G, or 1 without GPUs)"),
+    Option("cpus_per_task", 2, "C", "CPUs per process"),
+    Option("cpu_devices", None, "K", "without GPUs: simulated JAX CPU devices per process "
+           "(default 1)"),
+    Option("time", "01:00:00", "T", "time limit, HH:MM:SS, MM or D-HH:MM:SS"),
+    Option("partition", "", "P", "partition"), Option("account", "", "A", "account"),
+    Option("job_name", "mnist_jax", "NAME", "job name"), _heartbeat(120),
+    Option("signal_seconds", 120, "S", "SIGTERM this long before the time limit: checkpoint, "
+           "exit 75, requeue; 0: none", lower=0),
+    Option("requeue", True, "", "requeue the job when it stopped with a checkpoint (exit 75)"),
+    dataclasses.replace(DRY_RUN, help="print the sbatch script and command instead"),
+)  # fmt: skip
 LOCAL = Subcommand(
     "local", "CONFIG WORKDIR", "train in one process on every device of this machine",
     "Trains in one process on every device of this machine (GPUs, TPUs, else the CPU).",
@@ -102,20 +131,30 @@ SUBCOMMANDS = {
             "2 configs/mlp.py runs/mlp_2proc --config.num_epochs=3",
         ),
         Subcommand(
-            "slurm", "CONFIG WORKDIR", "submit an sbatch job: one process per GPU (srun)",
-            "Writes WORKDIR/slurm_job.sbatch and submits it: N nodes x G GPUs, one process per "
-            "GPU started by srun; jax.distributed finds its peers from the SLURM environment. "
-            "The job runs in this directory; WORKDIR must be on a filesystem every node shares. "
-            "The job log is WORKDIR/slurm-<jobid>.out. A dead process stops the others within S "
-            "seconds, and srun --kill-on-bad-exit ends the step.",
-            (Option("nodes", 1, "N", "nodes"), Option("gpus_per_node", 8, "G", "GPUs per node"),
-             Option("time", "01:00:00", "T", "time limit, HH:MM:SS, MM or D-HH:MM:SS"),
-             Option("partition", "", "P", "partition"), Option("account", "", "A", "account"),
-             Option("cpus_per_task", 8, "C", "CPUs per process"),
-             Option("job_name", "mnist_jax", "NAME", "job name"), _heartbeat(120),
-             dataclasses.replace(DRY_RUN, help="print the sbatch script and command instead")),
+            "slurm", "CONFIG WORKDIR", "submit an sbatch job: N nodes x T processes (srun)",
+            "Writes WORKDIR/slurm_job.sbatch and submits it: N nodes x T processes started by "
+            "srun; jax.distributed finds its peers from the SLURM environment. With "
+            "--gpus_per_node=G > 0 the job asks for G GPUs per node (GRES) and runs one process "
+            "per GPU; with G = 0 (the default, for CPU-only clusters or ones without GRES) it "
+            "runs T processes per node on --cpu_devices simulated CPU devices each. The job runs "
+            "in this directory; WORKDIR must be on a filesystem every node shares. SIGTERM "
+            "--signal_seconds before the time limit, or from a preemption or 'scontrol "
+            "requeue', makes the processes checkpoint and exit 75; the job then requeues itself "
+            "(--norequeue: it ends) and resumes from that checkpoint. The job log, appended "
+            "over requeues, is WORKDIR/slurm-<jobid>.out; 'status WORKDIR' shows the job. A "
+            "dead process stops the others within S seconds, and srun --kill-on-bad-exit ends "
+            "the step.",
+            SLURM_OPTIONS,
             "configs/cnn.py /shared/runs/cnn --nodes=2 --gpus_per_node=4 --partition=gpu "
-            "--time=00:30:00",
+            "--time=00:30:00  (CPU cluster: --tasks_per_node=2 --cpu_devices=2)",
+        ),
+        Subcommand(
+            "status", "DIR", "the SLURM jobs submitted for a run or study directory",
+            "Shows every job submitted from DIR (by 'slurm', 'compare --slurm' or 'sweep "
+            "--slurm'): its state, exit code and log (array tasks one by one), and the last "
+            "lines of the log of each failed one; from scontrol, or sacct for jobs the "
+            "controller has forgotten.",
+            (), "/shared/runs/cnn",
         ),
         Subcommand(
             "tpu", "CONFIG WORKDIR", "run on every worker of a Cloud TPU VM pod (gcloud)",
@@ -155,8 +194,16 @@ SUBCOMMANDS = {
                     "only use the CPU (their numbers are the same bits as one at a time), 1 "
                     "with a GPU or TPU"),
              Option("quick", False, "", "the configs' quick variant (configs/mlp.py:quick): a "
-                    "smoke test of the whole pipeline"), DRY_RUN),
-            "runs/compare --seeds=2 --config.num_epochs=5",
+                    "smoke test of the whole pipeline"),
+             Option("slurm", False, "", "submit to SLURM instead (sweep --slurm): a job array "
+                    "of --workers tasks trains the runs, then one job evaluates them; OUTDIR on "
+                    "a shared filesystem; 'status OUTDIR' shows the jobs"),
+             Option("workers", 2, "W", "with --slurm: array tasks"),
+             *(dataclasses.replace(o, help=f"with --slurm: {o.help}") for o in SLURM_OPTIONS
+               if o.name in STUDY_SLURM_OPTIONS),
+             DRY_RUN),
+            "runs/compare --seeds=2 --config.num_epochs=5  (SLURM: /shared/compare --slurm "
+            "--workers=6 --gpus_per_node=1)",
         ),
     )
 }  # fmt: skip

@@ -91,6 +91,15 @@ class CommandLine:
                            f"--output_dir={output_dir}", *self.args])  # fmt: skip
 
 
+def check(spec: str, command_line: CommandLine = CommandLine()) -> int:
+    """Loads the study and builds every trial's config (a bad one raises); the trial count."""
+    study = command_line.apply(load(spec))
+    if isinstance(study, search_lib.Search):
+        return len(search_lib.expand(study)) + len(study.final_seeds)
+    _evaluation_options(study)
+    return len(study_lib.expand(study))
+
+
 def run_study(
     spec: str, output_dir: str, *, dry_run: bool = False, aggregate_only: bool = False,
     jobs: int = 1, worker: int | None = None, command_line: CommandLine = CommandLine(),
