@@ -205,7 +205,7 @@ def test_a_two_task_job_gives_the_bits_of_multiprocess_2(cluster, multiprocess_r
     assert len(metrics(workdir)) == 2 and summary["test_accuracy"] > 0.9
     status = run_module("mnist_jax.launch", "status", str(workdir), SLURM_CONF=str(cluster.conf))
     assert status.returncode == 0, status.stderr
-    assert f"job {job_id} (train): COMPLETED, exit 0:0" in status.stdout
+    assert f"job {job_id} (train): COMPLETED, exit 0:0 after " in status.stdout
     assert str(workdir / f"slurm-{job_id}.out") in status.stdout
 
 
@@ -288,3 +288,31 @@ def test_a_study_on_a_job_array_matches_one_process_and_survives_a_killed_task(
     assert f"job {array_id}_1 (workers): CANCELLED" in status.stdout, status.stdout
     assert "    | preempted: stopped by SIGTERM: checkpoint saved at epoch 1" in status.stdout
     assert f"job {final_id} (final): COMPLETED" in status.stdout
+
+
+@real
+@pytest.mark.slow
+def test_a_job_at_its_time_limit_checkpoints_requeues_itself_and_finishes(
+    cluster, multiprocess_run, tmp_path
+):
+    """--time=2 (minutes) with SIGTERM 100 s before the limit: each start pauses in its third
+    chunk (the test hook) until SLURM's signal arrives, checkpoints, exits 75 and requeues the
+    job, until the run is done: every epoch once, the bits of an uninterrupted run."""
+    workdir = tmp_path / "run"
+    result = run_module("mnist_jax.launch", "slurm", "configs/mlp.py", str(workdir),
+                        "--tasks_per_node=2", "--cpu_devices=2", "--cpus_per_task=1",
+                        "--time=2", "--signal_seconds=100", *FLAGS, SLURM_CONF=str(cluster.conf),
+                        MNIST_JAX_TEST_FAULT="pause=600@chunk:3")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    job_id = result.stdout.split("Submitted job ")[1].split(";")[0]
+    deadline = time.monotonic() + 900
+    while (job := cluster.job(job_id)).get("JobState") != "COMPLETED":
+        assert job.get("JobState") in ("RUNNING", "PENDING", "REQUEUED", "COMPLETING"), job
+        assert time.monotonic() < deadline, job
+        if job.get("JobState") == "PENDING" and job.get("Reason") == "BeginTime":
+            cluster.start_now(job_id)
+        time.sleep(1)
+    assert int(job["Restarts"]) >= 1
+    log = (workdir / f"slurm-{job_id}.out").read_text()
+    assert "mnist_jax: preempted; requeueing job" in log, log[-3000:]
+    assert metrics(workdir) == metrics(multiprocess_run)

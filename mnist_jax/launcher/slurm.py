@@ -280,11 +280,14 @@ def status(directory: Path) -> str:
             log = t.get("StdOut") or record["log"].replace("%a", task or "")
             state = t.get("JobState", "?")
             reason = f" ({t['Reason']})" if t.get("Reason", "None") != "None" else ""
-            exit_code, ran = t.get("ExitCode", "?"), t.get("RunTime", "?")
-            lines.append(
-                f"job {name} ({record['kind']}): {state}{reason}, exit {exit_code}, ran {ran}; "
-                f"log {log}"
-            )
+            ran = t.get("RunTime", "?")
+            if state in ("PENDING", "REQUEUED"):
+                what = f"{state}{reason}"
+            elif state in ("RUNNING", "COMPLETING", "SUSPENDED"):
+                what = f"{state} for {ran}"
+            else:
+                what = f"{state}{reason}, exit {t.get('ExitCode', '?')} after {ran}"
+            lines.append(f"job {name} ({record['kind']}): {what}; log {log}")
             if state in _FAILED:
                 lines += [f"    | {line}" for line in _log_tail(log)]
     return "\n".join(lines)

@@ -201,6 +201,9 @@ def _train_grid(
     if worker is not None:
         todo = workers.rotated(todo, worker, jobs)
     for k, (index, trial) in enumerate(todo):
+        if worker is not None and trial_status(out / trial.run_dir) == "done":
+            logging.info("Trial %d was trained by another worker; next", index)
+            continue
         elapsed = time.perf_counter() - start
         eta = f"ETA {hms(elapsed / k * (len(todo) - k))}" if k else "ETA -"
         logging.info(
