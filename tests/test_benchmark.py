@@ -5,6 +5,9 @@ RESULTS.md), not by timed tests: timings on a shared CPU are not reproducible en
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -12,7 +15,7 @@ from mnist_jax.benchmarks import speed
 from mnist_jax.core import configuration
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.training import validation
-from tests.conftest import run_module
+from tests.conftest import ROOT, run_module
 
 
 @pytest.mark.slow  # the benchmark binary end to end, about 17 s on 2 cores
@@ -70,3 +73,21 @@ def test_benchmarked_configs_are_validated_as_training_validates_them(tmp_path):
     config = speed.load_config("configs/cnn.py", tiny=True, layer_keys={"conv_impl": "xla"},
                                batch_size=16)  # fmt: skip
     assert (config.batch_size, config.layers.conv_impl, config.num_epochs) == (16, "xla", 1)
+
+
+def test_the_gpu_check_runs_every_step_on_the_cpu(tmp_path, mnist_dir):
+    """benchmarks/gpu/check.sh with CHECK_CPU=1 (smoke-test sizes, this venv, no wheels): every
+    step runs and succeeds, so the script a GPU machine runs has not rotted."""
+    out = tmp_path / "check"
+    env = dict(os.environ, CHECK_CPU="1", VENV=sys.prefix, PYTHONPATH=str(ROOT))
+    result = subprocess.run([str(ROOT / "benchmarks" / "gpu" / "check.sh"), str(out)], env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("\t") for line in (out / "steps.tsv").read_text().splitlines()[1:]]
+    assert [(r[0], r[1]) for r in rows] == [
+        (name, "0") for name in ("setup", "devices", "tests", "benchmark", "train_mlp",
+                                 "train_cnn", "evaluate")
+    ]  # fmt: skip
+    assert json.loads((out / "benchmark" / "benchmark.json").read_text())["throughput"]
+    comparison = json.loads((out / "comparison" / "comparison.json").read_text())
+    assert sorted(comparison["models"]) == ["cnn", "mlp"]
