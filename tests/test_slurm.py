@@ -158,8 +158,10 @@ def cluster(tmp_path_factory):
 
 
 # 2 epochs on 10% of the data with the 'tree' reduction: the same bits on any process count.
-FLAGS = ("--config.num_epochs=2", "--config.data.train_fraction=0.1",
-         "--config.parallel.reduction=tree",
+# 2 epochs of 3 chunks (21 steps of 128 images) with the tree reduction: the same bits on any
+# process count.
+FLAGS = ("--config.num_epochs=2", "--config.data.train_fraction=0.05",
+         "--config.mlp.hidden_sizes=(128, 128)", "--config.parallel.reduction=tree",
          "--config.test_every_epochs=1", "--config.steps_per_chunk=8")  # fmt: skip
 NUMBERS = ("epoch", "train_loss", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 
@@ -169,11 +171,11 @@ def metrics(workdir: Path, keys: tuple[str, ...] = NUMBERS) -> list[list[float]]
     return [[row[k] for k in keys] for row in rows if "train_loss" in row]
 
 
-def submit(cluster: LocalCluster, workdir: Path, *options: str) -> str:
+def submit(cluster: LocalCluster, workdir: Path, *options: str, **env: str) -> str:
     result = run_module("mnist_jax.launch", "slurm", "configs/mlp.py", str(workdir),
                         "--tasks_per_node=2", "--cpu_devices=2", "--cpus_per_task=1",
                         "--time=00:10:00", "--signal_seconds=60", *options, *FLAGS,
-                        SLURM_CONF=str(cluster.conf))  # fmt: skip
+                        SLURM_CONF=str(cluster.conf), **env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.split("Submitted job ")[1].split(";")[0]
 
@@ -202,7 +204,7 @@ def test_a_two_task_job_gives_the_bits_of_multiprocess_2(cluster, multiprocess_r
     summary = json.loads((workdir / "summary.json").read_text())
     assert (summary["num_processes"], summary["num_devices"]) == (2, 4)
     assert metrics(workdir) == metrics(multiprocess_run)
-    assert len(metrics(workdir)) == 2 and summary["test_accuracy"] > 0.9
+    assert len(metrics(workdir)) == 2 and summary["test_accuracy"] > 0.8
     status = run_module("mnist_jax.launch", "status", str(workdir), SLURM_CONF=str(cluster.conf))
     assert status.returncode == 0, status.stderr
     assert f"job {job_id} (train): COMPLETED, exit 0:0 after " in status.stdout
@@ -213,12 +215,13 @@ def test_a_two_task_job_gives_the_bits_of_multiprocess_2(cluster, multiprocess_r
 def test_a_requeued_job_resumes_with_every_epoch_once_and_the_same_bits(
     cluster, multiprocess_run, tmp_path
 ):
-    """`scontrol requeue` once the first epoch is recorded: SIGTERM reaches both tasks, which
-    checkpoint mid-epoch and exit 75; the job starts again and resumes there."""
+    """`scontrol requeue` in the second epoch, where the test hook (faults.py) holds both tasks
+    in their fifth chunk: SIGTERM reaches them, they checkpoint mid-epoch and exit 75; the job
+    starts again and resumes there (its processes never reach a fifth chunk)."""
     workdir = tmp_path / "run"
-    job_id = submit(cluster, workdir)
-    deadline = time.monotonic() + 240
-    while not (workdir / "metrics.jsonl").exists() or not metrics(workdir):
+    job_id = submit(cluster, workdir, MNIST_JAX_TEST_FAULT="pause=60@chunk:5")
+    log, deadline = workdir / f"slurm-{job_id}.out", time.monotonic() + 240
+    while not log.exists() or "test hook: pid" not in log.read_text():
         assert time.monotonic() < deadline, cluster.job(job_id)
         time.sleep(0.2)
     assert cluster.run("scontrol", "requeue", job_id).returncode == 0
@@ -227,7 +230,7 @@ def test_a_requeued_job_resumes_with_every_epoch_once_and_the_same_bits(
     job = finished(cluster, job_id, workdir)
     assert job["Restarts"] == "1"
     log = (workdir / f"slurm-{job_id}.out").read_text()
-    assert "stopped by SIGTERM: checkpoint saved at" in log, log[-3000:]
+    assert "stopped by SIGTERM: checkpoint saved at epoch 2, after chunk 2 of 3" in log, log[-3000:]
     assert metrics(workdir) == metrics(multiprocess_run)  # epochs 1 and 2, once each
 
 
