@@ -399,6 +399,24 @@ def test_compare_dry_run_from_another_directory(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_compare_on_slurm_dry_run_prints_the_worker_array_and_the_final_job(tmp_path):
+    result = run_sh("compare", "out", "--quick", "--slurm", "--workers=3", "--gpus_per_node=1",
+                    "--time=02:00:00", "--dry_run", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    command = shlex.split(result.stdout.splitlines()[1])
+    assert command[command.index("--slurm") :] == [
+        "--slurm", "--workers=3", "--gpus_per_node=1", "--cpus_per_task=2", "--time=02:00:00",
+        "--job_name=mnist_jax", "--signal_seconds=120", "--requeue", "--dry_run",
+    ]  # fmt: skip
+    text = result.stdout
+    assert text.count("#SBATCH --gpus-per-node=1") == 2 and "XLA_FLAGS" not in text
+    *_, array, after = text.strip().splitlines()
+    assert shlex.split(array)[-2:] == ["--array=0-2", "out/logs/slurm_workers.sbatch"]
+    assert "--dependency=afterany:<array job id>" in shlex.split(after)
+    assert '--jobs=3 --worker="$SLURM_ARRAY_TASK_ID"' in text
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
