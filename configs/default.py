@@ -130,7 +130,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.early_stopping.min_delta = 0.0  # smallest val-loss decrease that counts
 
     config.parallel = ml_collections.ConfigDict()
-    config.parallel.mode = "pmap"  # 'pmap' or 'shard_map' (jax.jit + jax.shard_map)
+    config.parallel.mode = "shard_map"  # jax.jit + jax.shard_map (JAX recommends it), or "pmap"
     config.parallel.reduction = "mean"  # 'mean' (pmean) or 'tree' (bitwise on any device count)
     config.parallel.tree_shards = 8  # 'tree': shards of each global batch; devices must divide it
     config.parallel.cpu_kernels = "stable"  # XLA:CPU 'stable' (thread-count independent), 'fast'
