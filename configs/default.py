@@ -42,7 +42,7 @@ def set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
-    config.model = "cnn"  # registered model: 'mlp', 'cnn', 'lenet5', 'resnet', 'hybrid' (models/)
+    config.model = "cnn"  # registered: 'mlp', 'cnn', 'cnn_nnx', 'lenet5', 'resnet', 'hybrid'
     config.seed = 0  # initialisation, batch order and dropout are all derived from this
     config.dtype = "float32"  # compute dtype of activations: 'float32' or 'bfloat16'
 
@@ -77,6 +77,9 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.cnn.dropout = 0.5  # dropout rate before each dense layer
     config.cnn.stem_patch = 1  # >1: b x b patches to channels first (28x28x1 -> 14x14x4 for 2)
     config.cnn.batch_norm = False  # BatchNorm after every convolution (before the activation)
+
+    # The same network written in Flax NNX (models/cnn_nnx.py): the same keys as `cnn`.
+    config.cnn_nnx = ml_collections.ConfigDict(config.cnn.to_dict())
 
     config.lenet5 = ml_collections.ConfigDict()
     config.lenet5.activation = "tanh"  # LeCun et al. 1998 use a scaled tanh

@@ -36,3 +36,32 @@ def test_add_a_model_example_trains_evaluates_and_keeps_other_fingerprints(
     before = rundir.fingerprint(shipped.to_dict())
     shipped.tiny = ml_collections.ConfigDict({"features": 16})  # as if default.py gained it
     assert rundir.fingerprint(shipped.to_dict()) == before
+
+
+def test_add_a_model_nnx_example_trains_like_the_linen_one(mnist_dir, tmp_path, monkeypatch):
+    """docs/architecture.md's NNX form of the example, as written, with the tiny config file
+    pointed at it: the registry bridges it, it trains, its BatchNorm statistics are kept, and
+    README's short form of it is the same class."""
+    import numpy as np
+
+    from mnist_jax.models import registry
+    from mnist_jax.training import train
+    from tests import readme
+
+    page = "docs/architecture.md"
+    monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
+    exec(readme.block("Add a model", page=page, index=2), {"__name__": "tiny_nnx"})
+    (tmp_path / "tiny.py").write_text(readme.block("Add a model", page=page, index=1))
+    config = configuration.load(f"{tmp_path / 'tiny.py'}:quick")
+    config.model = "tiny_nnx"
+    config.tiny_nnx = config.tiny
+    config.data.train_fraction = 0.05
+    summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert summary["test_accuracy"] > 0.5
+    from mnist_jax import api
+
+    run = api.load_run(tmp_path / "run")
+    stats = run.variables["batch_stats"]["norm"]
+    assert stats["mean"].shape == (16,) and not np.allclose(stats["mean"], 0)  # trained
+    short = readme.block("Add a model", index=1)
+    assert "class TinyNNX(nnx.Module):" in short and "nnx_layers.BatchNorm(features)" in short

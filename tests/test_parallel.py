@@ -49,9 +49,10 @@ def test_same_numbers_on_one_and_eight_devices_in_both_modes(tmp_path, mnist_dir
     assert abs(one_summary["test_accuracy"] - pmap_summary["test_accuracy"]) <= 0.0015
 
 
-# Trains one of configs/mlp.py, configs/cnn.py (as shipped) and the CNN with BatchNorm with the
-# 'tree' reduction and prints every number of metrics.jsonl and summary.json and a digest of the
-# best variables. argv: run name (TREE_CONFIGS), train_fraction, num_epochs, parallel mode.
+# Trains one of configs/mlp.py, configs/cnn.py (as shipped), the CNN with BatchNorm and its NNX
+# twin with the 'tree' reduction and prints every number of metrics.jsonl and summary.json and a
+# digest of the best variables. argv: run name (TREE_CONFIGS), train_fraction, num_epochs,
+# parallel mode.
 TREE_RUNS = """
 import hashlib, json, sys, tempfile
 import jax, numpy as np
@@ -65,6 +66,7 @@ path, keys = {
     "mlp": ("configs/mlp.py", {}),
     "cnn": ("configs/cnn.py", {}),
     "cnn_bn": ("configs/cnn.py", {"cnn.batch_norm": True}),  # one ghost batch per shard
+    "cnn_nnx_bn": ("configs/cnn_nnx.py", {"cnn_nnx.batch_norm": True}),  # the NNX CNN
 }[name]
 
 def digest(tree):
@@ -90,7 +92,7 @@ print(json.dumps({
     "summary": numbers(summary),
 }))
 """
-TREE_CONFIGS = ("mlp", "cnn", "cnn_bn")
+TREE_CONFIGS = ("mlp", "cnn", "cnn_bn", "cnn_nnx_bn")
 
 
 def _tree_run(name: str, devices: int, mode: str) -> dict:
@@ -103,8 +105,11 @@ def _tree_run(name: str, devices: int, mode: str) -> dict:
 @pytest.mark.parametrize(
     "name",
     # The main configs are `determinism` tests (CI: natively and under AVX2); the BatchNorm
-    # variant runs in the default set, natively.
-    [pytest.param(n, marks=pytest.mark.determinism) if n != "cnn_bn" else n for n in TREE_CONFIGS],
+    # variants (Linen and NNX) run in the default set, natively.
+    [
+        pytest.param(n, marks=pytest.mark.determinism) if n in ("mlp", "cnn") else n
+        for n in TREE_CONFIGS
+    ],
 )
 def test_tree_reduction_is_bitwise_equal_on_1_2_and_8_devices(name, mnist_dir):
     """8 tree shards: all on one device, four per device, one per device; pmap and shard_map.

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import qwix
+from flax import nnx
 from qwix._src.core import conv_general as qwix_conv  # the provider's default convolution
 
 from mnist_jax.core.errors import UserError
@@ -136,6 +137,12 @@ def _is_kernel(path: tuple) -> bool:
 
 def quantize(model: nn.Module, variables: dict[str, Any]) -> Quantized:
     """The int8 version of a trained float32 model; raises if a kernel stayed in float."""
+    if isinstance(model, nnx.bridge.ToLinen):
+        raise UserError(
+            f"--quantize=int8 quantizes Linen models; {model.nnx_class.__name__} is a Flax NNX "
+            "model (qwix's Linen interception does not reach into it); evaluate it without "
+            "--quantize"
+        )
     dtypes = {str(x.dtype) for x in jax.tree.leaves(variables["params"])}
     if getattr(model, "dtype", jnp.float32) != jnp.float32 or dtypes != {"float32"}:
         raise UserError(

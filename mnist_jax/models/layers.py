@@ -203,20 +203,31 @@ class Conv(nn.Module):
         kernel = self.param(
             "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features)
         )
-        x = x.astype(self.dtype)
-        if kernel.dtype != self.dtype:  # a no-op cast would break qwix's quantized kernels
-            kernel = kernel.astype(self.dtype)
-        if conv_impl() == "im2col":
-            y = im2col_conv(x, kernel, self.padding, s)
-        else:
-            pads = _explicit_padding(self.padding, x.shape, k, s)
-            y = lax.conv_general_dilated(
-                x, kernel, (s, s), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
-        if self.use_bias:
-            bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-            y = y + bias.astype(self.dtype)
-        return y
+        bias = (
+            self.param("bias", nn.initializers.zeros_init(), (self.features,))
+            if self.use_bias
+            else None
+        )
+        return conv(x, kernel, bias, self.padding, s, self.dtype)
+
+
+def conv(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array | None, padding: Padding, strides: int,
+    dtype: Any,
+) -> jax.Array:  # fmt: skip
+    """The convolution of `Conv` (and of nnx_layers.Conv) in the context's formulation."""
+    k, s = kernel.shape[0], strides
+    x = x.astype(dtype)
+    if kernel.dtype != dtype:  # a no-op cast would break qwix's quantized kernels
+        kernel = kernel.astype(dtype)
+    if conv_impl() == "im2col":
+        y = im2col_conv(x, kernel, padding, s)
+    else:
+        pads = _explicit_padding(padding, x.shape, k, s)
+        y = lax.conv_general_dilated(
+            x, kernel, (s, s), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+    return y if bias is None else y + bias.astype(dtype)
 
 
 # Pooling.
@@ -269,13 +280,18 @@ class Dropout(nn.Module):
     def __call__(self, x: jax.Array, *, deterministic: bool) -> jax.Array:
         if deterministic or self.rate == 0.0:
             return x
-        positions = current().positions
-        if positions is None:
-            positions = jnp.arange(x.shape[0])
-        keys = jax.vmap(jax.random.fold_in, (None, 0))(self.make_rng("dropout"), positions)
-        keep_prob = 1.0 - self.rate
-        keep = jax.vmap(lambda k: jax.random.bernoulli(k, keep_prob, x.shape[1:]))(keys)
-        return jnp.where(keep, x / keep_prob, jnp.zeros((), x.dtype)).astype(x.dtype)
+        return dropout(x, self.rate, self.make_rng("dropout"))
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    """Inverted dropout, each example's mask from `key` folded with its global position."""
+    positions = current().positions
+    if positions is None:
+        positions = jnp.arange(x.shape[0])
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, positions)
+    keep_prob = 1.0 - rate
+    keep = jax.vmap(lambda k: jax.random.bernoulli(k, keep_prob, x.shape[1:]))(keys)
+    return jnp.where(keep, x / keep_prob, jnp.zeros((), x.dtype)).astype(x.dtype)
 
 
 class BatchNorm(nn.Module):
@@ -299,23 +315,34 @@ class BatchNorm(nn.Module):
         scale = self.param("scale", nn.initializers.ones_init(), (features,))
         bias = self.param("bias", nn.initializers.zeros_init(), (features,))
         if train:
-            # Per-example statistics, gathered from every device in global order, then averaged:
-            # the global batch's statistics, summed in the same order on any device count.
-            xf = x.astype(jnp.float32).reshape(x.shape[0], -1, x.shape[-1])
-            stats = xf.mean(1), (xf * xf).mean(1)
-            if (axis := current().axis_name) is not None:
-                stats = lax.all_gather(stats, axis, axis=0, tiled=True)
-            mean, mean_sq = stats[0].mean(0), stats[1].mean(0)
-            # One materialised copy: the compiler may not recompute the reduction separately
-            # for the normalisation and for the running averages (differently rounded).
-            mean, mean_sq = lax.optimization_barrier((mean, mean_sq))
-            var = jnp.maximum(mean_sq - mean * mean, 0.0)
+            mean, var = batch_statistics(x)
             if not self.is_initializing():
                 m = self.momentum
                 ra_mean.value = m * ra_mean.value + (1.0 - m) * mean
                 ra_var.value = m * ra_var.value + (1.0 - m) * var
         else:
             mean, var = ra_mean.value, ra_var.value
-        inv = lax.rsqrt(var + self.epsilon) * scale
-        y = (x.astype(jnp.float32) - mean) * inv + bias
-        return y.astype(self.dtype)
+        return normalize(x, mean, var, scale, bias, self.epsilon, self.dtype)
+
+
+def batch_statistics(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(mean, variance) per channel of the global batch, on any device count."""
+    # Per-example statistics, gathered from every device in global order, then averaged: the
+    # global batch's statistics, summed in the same order on any device count.
+    xf = x.astype(jnp.float32).reshape(x.shape[0], -1, x.shape[-1])
+    stats = xf.mean(1), (xf * xf).mean(1)
+    if (axis := current().axis_name) is not None:
+        stats = lax.all_gather(stats, axis, axis=0, tiled=True)
+    mean, mean_sq = stats[0].mean(0), stats[1].mean(0)
+    # One materialised copy: the compiler may not recompute the reduction separately for the
+    # normalisation and for the running averages (differently rounded).
+    mean, mean_sq = lax.optimization_barrier((mean, mean_sq))
+    return mean, jnp.maximum(mean_sq - mean * mean, 0.0)
+
+
+def normalize(
+    x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array, bias: jax.Array,
+    epsilon: float, dtype: Any,
+) -> jax.Array:  # fmt: skip
+    inv = lax.rsqrt(var + epsilon) * scale
+    return ((x.astype(jnp.float32) - mean) * inv + bias).astype(dtype)

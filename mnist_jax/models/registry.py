@@ -11,9 +11,16 @@ The contract (README, "Add a model"):
 - It is registered under a name with `@register("name")` and built from `config.<name>` by one
   rule: `Class(**config.<name>)` (plus `dtype=config.dtype` when the class has a `dtype` field).
   It checks its own fields in `__post_init__`, raising `ConfigError("field=value ...")`.
+- Or it is a Flax NNX `nnx.Module` class with the same call and keyword-only constructor
+  arguments (plus `rngs`), using nnx_layers.py's layers and checking its arguments in
+  `__init__`. `create_model` wraps it in Flax's Linen bridge (`nnx.bridge.ToLinen`), here and
+  nowhere else: everything downstream (training, checkpoints, evaluation, export) sees a Linen
+  module whose variables hold the NNX module's state ('params', and its BatchStats as
+  'batch_stats').
 """
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -21,6 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import nnx
+from flax.core import FrozenDict
 
 from mnist_jax.core.checks import check_choice, suggest
 from mnist_jax.core.errors import ConfigError
@@ -31,8 +40,8 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Collections a model may create that the trainer does not keep (Flax's own diagnostics).
 _IGNORED_COLLECTIONS = frozenset({"intermediates"})
 
-MODELS: dict[str, type[nn.Module]] = {}
-M = TypeVar("M", bound=type[nn.Module])
+MODELS: dict[str, type[nn.Module] | type[nnx.Module]] = {}
+M = TypeVar("M", bound=type[nn.Module] | type[nnx.Module])
 
 
 def register(name: str) -> Callable[[M], M]:
@@ -53,11 +62,17 @@ def choice(field: str, value: Any, valid: Mapping[str, Any] | Sequence[str]) -> 
     return valid[value] if isinstance(valid, Mapping) else value
 
 
-def _kwargs(name: str, cls: type[nn.Module], config: ml_collections.ConfigDict) -> dict[str, Any]:
+def _fields(cls: type) -> set[str]:
+    """The constructor arguments a config section may set."""
+    if issubclass(cls, nnx.Module):
+        params = inspect.signature(cls.__init__).parameters
+        return {p for p in params if p not in ("self", "rngs")}
+    return {f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")}
+
+
+def _kwargs(name: str, cls: type, config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The constructor arguments of `cls` from `config.<name>` (lists become tuples)."""
-    fields = {
-        f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("parent", "name")
-    }
+    fields = _fields(cls)
     section = config.get(name)
     if section is None:
         section = ml_collections.ConfigDict()
@@ -87,6 +102,9 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
         )
     kwargs = _kwargs(name, cls, config)
     try:
+        if issubclass(cls, nnx.Module):
+            nnx.eval_shape(lambda: cls(**kwargs, rngs=nnx.Rngs(0)))  # checks, no arrays made
+            return nnx.bridge.ToLinen(cls, kwargs=FrozenDict(kwargs), metadata_fn=None)
         return cls(**kwargs)
     except ConfigError as e:
         raise ConfigError(f"{name}.{e}") from None
