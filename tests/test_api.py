@@ -67,7 +67,9 @@ def test_configs_by_name_path_and_configdict():
     assert mine.num_epochs == api.load_config("mlp").num_epochs > 1
     with pytest.raises(ConfigError, match="names a variant and variant='quick' too"):
         api.load_config("mlp:quick", variant="quick")
-    with pytest.raises(ConfigError, match="unknown config 'mpl'; shipped: cnn, cnn_best, default"):
+    with pytest.raises(
+        ConfigError, match="unknown config 'mpl'; shipped: cnn, cnn_best, cnn_nnx, default"
+    ):
         api.load_config("mpl")
     with pytest.raises(ConfigError, match="expected an ml_collections ConfigDict"):
         api.load_config({"model": "mlp"})

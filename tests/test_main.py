@@ -27,7 +27,11 @@ def test_mlp_trains_from_the_command_line(tmp_path, mnist_dir):
 @pytest.mark.parametrize(
     ("args", "devices", "message"),
     [
-        (["--config.model=transformer"], 1, "unknown model 'transformer'; valid: cnn, hybrid"),
+        (
+            ["--config.model=transformer"],
+            1,
+            "unknown model 'transformer'; valid: cnn, cnn_nnx, hybrid",
+        ),
         (["--config.batch_size=100"], 8, "batch_size=100 cannot be split evenly over 8 devices"),
         (["--config.data.dir=/no/such/mnist"], 1, "/no/such/mnist"),
     ],
