@@ -120,8 +120,8 @@ def _flops(compiled: Any) -> float | None:
 class TrainProgram:
     """A compiled scan of `num_steps` train steps of `config` (the trainer's own program)."""
 
-    def __init__(self, config, par: Parallel, data: dict, num_steps: int):
-        par = Parallel.from_config(config.parallel)  # the config's kernels and shards
+    def __init__(self, config, data: dict, num_steps: int):
+        par = Parallel.from_config(config.parallel)  # the config's mode, kernels and shards
         trainer = Trainer.build(config, par, data["raw"])
         self.state = par.replicate(trainer.init_state())
         self.data, self.num_steps, self.batch = data["train"], num_steps, config.batch_size
@@ -145,7 +145,7 @@ def _median(xs):
     return statistics.median(xs) if xs else None
 
 
-def throughput(options: Options, par: Parallel, calib: Calibration, datasets: dict) -> list[dict]:
+def throughput(options: Options, calib: Calibration, datasets: dict) -> list[dict]:
     """Interleaved timing of every (config, batch, formulation); medians over the rounds."""
     tiny = options.tiny
     variants = []
@@ -160,9 +160,9 @@ def throughput(options: Options, par: Parallel, calib: Calibration, datasets: di
         for form, layer_keys, batches, images in forms:
             for batch in map(int, batches):
                 config = load_config(path, tiny, layer_keys, batch)
-                data = _dataset(datasets, config, par)
+                data = _dataset(datasets, config)
                 num_steps = max(1, (16 if tiny else images) // batch)
-                prog = TrainProgram(config, par, data, num_steps)  # Trainer logs the compile
+                prog = TrainProgram(config, data, num_steps)  # Trainer logs the compile
                 logging.info(
                     "compiled %s %s batch %d (%d steps) in %.1f s",
                     path, form, batch, num_steps, prog.compile_seconds,
@@ -200,8 +200,10 @@ def throughput(options: Options, par: Parallel, calib: Calibration, datasets: di
     return results
 
 
-def _dataset(cache: dict, config, par: Parallel) -> dict:
-    key = config.data.to_json(sort_keys=True)
+def _dataset(cache: dict, config) -> dict:
+    """The config's data, its training split placed on the devices as its parallel mode wants."""
+    par = Parallel.from_config(config.parallel)
+    key = (config.data.to_json(sort_keys=True), par.mode)
     if key not in cache:
         data: Dataset = load_dataset(config.data)
         cache[key] = {
@@ -212,15 +214,13 @@ def _dataset(cache: dict, config, par: Parallel) -> dict:
     return cache[key]
 
 
-def time_to_accuracy(
-    options: Options, par: Parallel, calib: Calibration, datasets: dict
-) -> list[dict]:
+def time_to_accuracy(options: Options, calib: Calibration, datasets: dict) -> list[dict]:
     """Whole training runs of each speedrun config, one per seed, in a scratch directory."""
     results = []
     for path in options.speedrun_configs:
         base = load_config(path, options.tiny)
-        data = _dataset(datasets, base, par)
-        flops = TrainProgram(base, par, data, 1).flops_per_step
+        data = _dataset(datasets, base)
+        flops = TrainProgram(base, data, 1).flops_per_step
         steps_run = base.num_epochs * (data["num_train"] // base.batch_size)
         runs = []
         for seed in range(options.seeds):
@@ -273,13 +273,14 @@ def time_to_accuracy(
     return results
 
 
-def inference(options: Options, par: Parallel, datasets: dict) -> list[dict]:
+def inference(options: Options, datasets: dict) -> list[dict]:
     """Images/s of the test-set evaluation program and the latency of one image."""
     results = []
     for path in options.throughput_configs:
         config = load_config(path, options.tiny)
-        data = _dataset(datasets, config, par)
-        trainer = Trainer.build(config, Parallel.from_config(config.parallel), data["raw"])
+        data = _dataset(datasets, config)
+        par = Parallel.from_config(config.parallel)
+        trainer = Trainer.build(config, par, data["raw"])
         variables = jax.device_get(models.init_variables(trainer.model, jax.random.key(0)))
         evaluator = trainer.evaluator(data["raw"].test)
         variables_dev = par.replicate(variables)
@@ -385,14 +386,13 @@ def markdown(report: dict) -> str:
 
 def run_benchmark(options: Options) -> dict:
     """Every section, in order; returns the report that benchmark.json holds."""
-    par = Parallel("pmap")
     calib = Calibration(256 if options.tiny else options.matmul_size)
     report: dict[str, Any] = {
         "machine": machine(), "options": dataclasses.asdict(options), "matmul_size": calib.n,
     }  # fmt: skip
     datasets: dict = {}
     logging.info("Section 1/3: training throughput of %s", ", ".join(options.throughput_configs))
-    report["throughput"] = throughput(options, par, calib, datasets)
+    report["throughput"] = throughput(options, calib, datasets)
     speed = {(r["config"], r["form"]): r["images_per_second"] for r in report["throughput"]
              if r["batch"] == 128 or options.tiny}  # fmt: skip
     before, after = speed.get(("configs/cnn.py", "naive")), speed.get(("configs/cnn.py", "default"))
@@ -403,9 +403,9 @@ def run_benchmark(options: Options) -> dict:
         "Section 2/3: time to accuracy of %s, %d seeds each",
         ", ".join(options.speedrun_configs) or "(none)", options.seeds,
     )  # fmt: skip
-    report["time_to_accuracy"] = time_to_accuracy(options, par, calib, datasets)
+    report["time_to_accuracy"] = time_to_accuracy(options, calib, datasets)
     logging.info("Section 3/3: inference speed of %s", ", ".join(options.throughput_configs))
-    report["inference"] = inference(options, par, datasets)
+    report["inference"] = inference(options, datasets)
     report["matmul_flops_all"] = calib.history
     report["machine"]["loadavg_end"] = os.getloadavg()
     return report
