@@ -27,6 +27,7 @@ from mnist_jax.core.checks import closest
 from mnist_jax.core.errors import UserError
 
 EXIT_ERROR = 1
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a checkpoint was saved; rerun (or requeue) to resume
 EXIT_INTERRUPTED = 130
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 

@@ -21,10 +21,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from mnist_jax.core import cli
 from mnist_jax.core.errors import UserError
 from mnist_jax.launcher.commands import Site, cpu_devices_env
 
-PREEMPTED_EXIT_STATUS = 75  # training/guards.py: checkpoint saved, rerun to resume
 RECORD = "slurm_jobs.json"  # in the run or study directory: what was submitted, and its logs
 _TIME = re.compile(r"^(\d+-\d+(:\d{2}){0,2}|\d+(:\d{2}){0,2})$")
 _DIRECTIVE = re.compile(r"^[\w.,:+@%-]+$")  # a value an #SBATCH line carries unquoted
@@ -94,9 +94,9 @@ class SlurmJob:
         """Processes per node."""
         return self.tasks_per_node or self.gpus_per_node or 1
 
-    def directives(self, *, nodes: int | None = None, tasks: int | None = None) -> list[str]:
-        lines = [f"--job-name={self.job_name}", f"--nodes={nodes or self.nodes}",
-                 f"--ntasks-per-node={tasks or self.tasks}"]  # fmt: skip
+    def directives(self) -> list[str]:
+        lines = [f"--job-name={self.job_name}", f"--nodes={self.nodes}",
+                 f"--ntasks-per-node={self.tasks}"]  # fmt: skip
         lines += [f"--gpus-per-node={self.gpus_per_node}"] if self.gpus_per_node else []
         lines += [f"--cpus-per-task={self.cpus_per_task}", f"--time={self.time}"]
         lines += [f"--signal=TERM@{self.signal_seconds}"] if self.signal_seconds else []
@@ -116,13 +116,12 @@ class SlurmJob:
 
 
 def _script(
-    site: Site, job: SlurmJob, argv: Sequence[str], comment: str, shell_tail: str = "",
-    **directives: int,
-) -> str:  # fmt: skip
+    site: Site, job: SlurmJob, argv: Sequence[str], comment: str, shell_tail: str = ""
+) -> str:
     """`srun argv` (then `shell_tail`, unquoted shell) in a job that requeues itself when the
     processes exit 75 (preempted after a checkpoint), so that it resumes; any other status is
     the job's."""
-    lines = ["#!/bin/bash", *job.directives(**directives), f"# {comment}",
+    lines = ["#!/bin/bash", *job.directives(), f"# {comment}",
              "# Its log: sbatch --output, appended over requeues ('launch.sh status DIR').",
              f"cd {shlex.quote(str(site.cwd))}"]  # fmt: skip
     lines += [f"export {k}={shlex.quote(v)}" for k, v in job.environment(site).items()]
@@ -132,7 +131,7 @@ def _script(
     ]
     if job.requeue:
         lines += [
-            f"if [[ $status == {PREEMPTED_EXIT_STATUS} ]]; then  # checkpoint saved: resume",
+            f"if [[ $status == {cli.EXIT_PREEMPTED} ]]; then  # checkpoint saved: resume",
             '  echo "mnist_jax: preempted; requeueing job $SLURM_JOB_ID to resume" >&2',
             '  scontrol requeue "$SLURM_JOB_ID" && exit 0',
             "fi",
@@ -150,6 +149,11 @@ def training_script(
     return _script(site, job, argv, "One process per task; jax.distributed reads SLURM_*.")
 
 
+def _one_process(job: SlurmJob) -> SlurmJob:
+    """A study's jobs are single processes: one task on one node."""
+    return dataclasses.replace(job, nodes=1, tasks_per_node=1)
+
+
 def worker_script(
     site: Site, job: SlurmJob, study: str, output_dir: str, args: Sequence[str], workers: int
 ) -> str:
@@ -157,7 +161,8 @@ def worker_script(
     argv = (site.python, "-u", "-m", "mnist_jax.sweep", f"--study={study}",
             f"--output_dir={output_dir}", *args, f"--jobs={workers}")  # fmt: skip
     comment = "A study worker: trains the trials that no other worker holds."
-    return _script(site, job, argv, comment, ' --worker="$SLURM_ARRAY_TASK_ID"', nodes=1, tasks=1)
+    tail = ' --worker="$SLURM_ARRAY_TASK_ID"'
+    return _script(site, _one_process(job), argv, comment, tail)
 
 
 def final_script(
@@ -167,8 +172,8 @@ def final_script(
     the results (or the evaluation)."""
     argv = (site.python, "-u", "-m", "mnist_jax.sweep", f"--study={study}",
             f"--output_dir={output_dir}", *args)  # fmt: skip
-    return _script(site, job, argv, "After the workers: finish any trial left, then aggregate.",
-                   nodes=1, tasks=1)  # fmt: skip
+    comment = "After the workers: finish any trial left, then aggregate."
+    return _script(site, _one_process(job), argv, comment)
 
 
 def sbatch(script: Path, log: str, *extra: str) -> list[str]:

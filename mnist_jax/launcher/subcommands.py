@@ -14,6 +14,7 @@ from absl import flags
 
 from mnist_jax.core import cli
 from mnist_jax.core.checks import closest
+from mnist_jax.launcher import slurm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,31 +79,27 @@ class Subcommand:
 
 
 # The resources a study's --slurm takes (its workers are single processes).
-STUDY_SLURM_OPTIONS = (
-    "gpus_per_node",
-    "cpus_per_task",
-    "cpu_devices",
-    "time",
-    "partition",
-    "account",
-    "job_name",
-    "signal_seconds",
-    "requeue",
-)
+STUDY_SLURM_OPTIONS = ("gpus_per_node", "cpus_per_task", "cpu_devices", "time", "partition",
+                       "account", "job_name", "signal_seconds", "requeue")  # fmt: skip
+_JOB = {f.name: f.default for f in dataclasses.fields(slurm.SlurmJob)}  # the defaults, once
 SLURM_OPTIONS = (
-    Option("nodes", 1, "N", "nodes"),
-    Option("gpus_per_node", 0, "G", "GPUs per node, one process each; 0: CPU only, no GRES",
-           lower=0),
-    Option("tasks_per_node", None, "T", "processes per node (default: G, or 1 without GPUs)"),
-    Option("cpus_per_task", 2, "C", "CPUs per process"),
-    Option("cpu_devices", None, "K", "without GPUs: simulated JAX CPU devices per process "
-           "(default 1)"),
-    Option("time", "01:00:00", "T", "time limit, HH:MM:SS, MM or D-HH:MM:SS"),
-    Option("partition", "", "P", "partition"), Option("account", "", "A", "account"),
-    Option("job_name", "mnist_jax", "NAME", "job name"), _heartbeat(120),
-    Option("signal_seconds", 120, "S", "SIGTERM this long before the time limit: checkpoint, "
-           "exit 75, requeue; 0: none", lower=0),
-    Option("requeue", True, "", "requeue the job when it stopped with a checkpoint (exit 75)"),
+    Option("nodes", _JOB["nodes"], "N", "nodes"),
+    Option("gpus_per_node", _JOB["gpus_per_node"], "G", "GPUs per node, one process each; 0: "
+           "CPU only, no GRES", lower=0),
+    Option("tasks_per_node", _JOB["tasks_per_node"], "T", "processes per node (default: G, or "
+           "1 without GPUs)"),
+    Option("cpus_per_task", _JOB["cpus_per_task"], "C", "CPUs per process"),
+    Option("cpu_devices", _JOB["cpu_devices"], "K", "without GPUs: simulated JAX CPU devices "
+           "per process (default 1)"),
+    Option("time", _JOB["time"], "T", "time limit, HH:MM:SS, MM or D-HH:MM:SS"),
+    Option("partition", _JOB["partition"], "P", "partition"),
+    Option("account", _JOB["account"], "A", "account"),
+    Option("job_name", _JOB["job_name"], "NAME", "job name"),
+    _heartbeat(_JOB["heartbeat_timeout"]),
+    Option("signal_seconds", _JOB["signal_seconds"], "S", "SIGTERM this long before the time "
+           "limit: checkpoint, exit 75, requeue; 0: none", lower=0),
+    Option("requeue", _JOB["requeue"], "", "requeue the job when it stopped with a checkpoint "
+           "(exit 75)"),
     dataclasses.replace(DRY_RUN, help="print the sbatch script and command instead"),
 )  # fmt: skip
 LOCAL = Subcommand(

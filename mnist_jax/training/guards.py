@@ -3,7 +3,7 @@
 SLURM, TPU maintenance and Ctrl-C send SIGTERM or SIGINT. `StopSignals` turns the first one into
 a flag the loop reads at every chunk boundary: it saves a checkpoint there (mid-epoch position
 included) and raises `Preempted`, which the binary turns into one line and exit status
-`PREEMPTED_EXIT_STATUS`. A second signal stops at once, as the default handler would. In a
+`cli.EXIT_PREEMPTED` (75). A second signal stops at once, as the default handler would. In a
 multi-process run the signal may reach only some processes, or reach them between different
 chunks; `StopSignals.agreed` makes the stop collective, so that all of them save the same
 checkpoint (a collective write) and stop at the same boundary.
@@ -20,17 +20,16 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from mnist_jax.core import cli
 from mnist_jax.core.errors import UserError
 
-# EX_TEMPFAIL: "temporary failure; the user is invited to retry", i.e. rerun to resume.
-PREEMPTED_EXIT_STATUS = 75
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Preempted(Exception):
     """A stop signal arrived; a checkpoint was saved; rerunning resumes from it."""
 
-    exit_status = PREEMPTED_EXIT_STATUS
+    exit_status = cli.EXIT_PREEMPTED
 
     def __init__(self, signum: int, epoch: int, chunk: int, chunks: int):
         where = (
