@@ -85,6 +85,13 @@ def _run(argv: list[str], devices: int, timeout: float, env: dict[str, str], fre
     return forkserver.shared.run(argv, environ, timeout, fresh=fresh)
 
 
+def train_two_processes(workdir: Path, *flags: str, config: str = "configs/mlp.py") -> None:
+    """`launch.sh multiprocess 2` of a config, 2 CPU devices per process, shard_map."""
+    result = run_module("mnist_jax.launch", "multiprocess", "2", config, str(workdir),
+                        "--cpu_devices=2", *flags, "--config.parallel.mode=shard_map")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 # Runs good enough to classify real digits (~98% and ~99% test accuracy): the speedrun configs,
 # shared by the export and predict tests and trained once per test session (a few seconds of
 # training each on a 2-core CPU, plus compilation).

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_module
+from conftest import ROOT, run_module, train_two_processes
 
 FULL = os.environ.get("MNIST_JAX_DETERMINISM") == "full"  # the size docs/determinism.md records
 
@@ -93,21 +93,6 @@ def _metrics(workdir: Path) -> list[dict]:
     return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
-def _launch_env() -> dict[str, str]:
-    """launch.sh with this interpreter's environment as it is (no venv creation)."""
-    return dict(os.environ, SKIP_SETUP="1", VENV=sys.prefix, PYTHONPATH=str(ROOT))
-
-
-def _train_two_processes(workdir: Path, *flags: str, config: str = "configs/mlp.py") -> None:
-    """`launch.sh multiprocess 2` of a config, 2 CPU devices per process, shard_map."""
-    result = subprocess.run(
-        ["./launch.sh", "multiprocess", "2", config, str(workdir), "--cpu_devices=2",
-         *flags, "--config.parallel.mode=shard_map"],
-        cwd=ROOT, env=_launch_env(), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
@@ -147,7 +132,7 @@ def test_two_processes_match_one_process_and_checkpoint_restores_in_one(mnist_di
     assert result.returncode == 0, result.stderr[-3000:]
 
     two = tmp_path / "two"
-    _train_two_processes(two, *FAST)
+    train_two_processes(two, *FAST)
     log1 = (two / "logs" / "process_1.log").read_text()
     assert "Connecting to the other processes" in log1 and "train loss" not in log1
 
@@ -197,21 +182,23 @@ def _tree_flags() -> tuple[str, ...]:
 
 
 @pytest.mark.determinism
-@pytest.mark.parametrize("config", ["configs/cnn.py", *(["configs/mlp.py"] if FULL else [])])
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["configs/cnn.py", "configs/mlp.py"])
 def test_tree_reduction_two_processes_of_two_devices_equal_one_of_four_bitwise(
     mnist_dir, tmp_path, config
 ):
     """The 'tree' reduction across processes: 2 processes x 2 devices (shard_map) and 1 process
     x 4 devices (pmap) give the same bits in every metric and every parameter, for a main config
     as it ships (augmentation, dropout; the CNN's weight average). MNIST_JAX_DETERMINISM=full:
-    both main configs, 2 epochs on 30% of the data (docs/determinism.md)."""
+    2 epochs on 30% of the data (docs/determinism.md). The default set compares 2x2 with 1, 2
+    and 8 devices in one process (test_parallel.py's tree test, the CNN's case)."""
     one = tmp_path / "one"
     result = run_module(
         "mnist_jax.main", f"--config={config}", f"--workdir={one}", *_tree_flags(), devices=4
     )
     assert result.returncode == 0, result.stderr[-3000:]
     two = tmp_path / "two"
-    _train_two_processes(two, *_tree_flags(), config=config)
+    train_two_processes(two, *_tree_flags(), config=config)
     numbers = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
                "test_accuracy")  # fmt: skip
     assert [[r[k] for k in numbers] for r in _metrics(one)] == [

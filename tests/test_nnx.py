@@ -1,6 +1,6 @@
 """A Flax NNX model through the same contract (configs/cnn_nnx.py, models/cnn_nnx.py): built by
 the registry rule, trained, killed and resumed to the same bits, evaluated, exported and served
-like the Linen models. Its tree-reduction run on 1, 2 and 8 devices is a case of
+like the Linen models. Its tree-reduction run on 1 and 8 devices is a case of
 test_parallel.py's tree test (cnn_nnx_bn)."""
 
 import hashlib

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from tests.conftest import run_code, run_module
+from tests.conftest import run_code, run_module, train_two_processes
 
 pytestmark = pytest.mark.multidevice
 
@@ -49,10 +49,9 @@ def test_same_numbers_on_one_and_eight_devices_in_both_modes(tmp_path, mnist_dir
     assert abs(one_summary["test_accuracy"] - pmap_summary["test_accuracy"]) <= 0.0015
 
 
-# Trains one of configs/mlp.py, configs/cnn.py (as shipped), the CNN with BatchNorm and its NNX
-# twin with the 'tree' reduction and prints every number of metrics.jsonl and summary.json and a
-# digest of the best variables. argv: run name (TREE_CONFIGS), train_fraction, num_epochs,
-# parallel mode.
+# Trains a config file with key overrides (argv: the file, the overrides as JSON) and prints
+# every number of metrics.jsonl and summary.json and a digest of the best variables; with a third
+# argument, a run directory trained elsewhere with that config, only reads it.
 TREE_RUNS = """
 import hashlib, json, sys, tempfile
 import jax, numpy as np
@@ -61,13 +60,9 @@ from mnist_jax.configs import default
 from mnist_jax.evaluation import runs
 from mnist_jax.training import train
 
-name, fraction, epochs, mode = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-path, keys = {
-    "mlp": ("configs/mlp.py", {}),
-    "cnn": ("configs/cnn.py", {}),
-    "cnn_bn": ("configs/cnn.py", {"cnn.batch_norm": True}),  # one ghost batch per shard
-    "cnn_nnx_bn": ("configs/cnn_nnx.py", {"cnn_nnx.batch_norm": True}),  # the NNX CNN
-}[name]
+config = configuration.load(sys.argv[1])
+for key, value in json.loads(sys.argv[2]).items():
+    default.set_key(config, key, value)
 
 def digest(tree):
     h = hashlib.sha256()
@@ -75,14 +70,13 @@ def digest(tree):
         h.update(np.ascontiguousarray(leaf).tobytes())
     return h.hexdigest()
 
-config = configuration.load(path)
-config.data.train_fraction, config.num_epochs = fraction, epochs
-config.parallel.reduction, config.parallel.mode = "tree", mode
-config.test_every_epochs = 1  # per-epoch test metrics, compared too
-for key, value in keys.items():
-    default.set_key(config, key, value)
-with tempfile.TemporaryDirectory() as workdir:
-    summary = train.train_and_evaluate(config, workdir)
+with tempfile.TemporaryDirectory() as scratch:
+    if len(sys.argv) > 3:
+        workdir = sys.argv[3]
+        summary = json.loads(open(workdir + "/summary.json").read())
+    else:
+        workdir = scratch
+        summary = train.train_and_evaluate(config, workdir)
     run = runs.open_run(workdir)
     variables = runs.restore_best(run, runs.build_model(run.config))
 numbers = lambda r: {k: v for k, v in r.items() if k.endswith(("_loss", "_accuracy", "epoch"))}
@@ -92,12 +86,38 @@ print(json.dumps({
     "summary": numbers(summary),
 }))
 """
-TREE_CONFIGS = ("mlp", "cnn", "cnn_bn", "cnn_nnx_bn")
+TREE_CASES = {  # config file, overrides
+    "mlp": ("configs/mlp.py", {}),
+    "cnn": ("configs/cnn.py", {}),
+    "cnn_bn": ("configs/cnn.py", {"cnn.batch_norm": True}),  # one ghost batch per shard
+    "cnn_nnx_bn": ("configs/cnn_nnx.py", {"cnn_nnx.batch_norm": True}),  # the NNX CNN
+}
+# The runs of each case: (devices, parallel mode) in one process, or TWO_BY_TWO: `launch.sh
+# multiprocess 2` with 2 devices per process (shard_map), read back in one process.
+TWO_BY_TWO = (4, "2 processes x 2 devices")
+ONE_TWO_EIGHT = ((1, "pmap"), (2, "shard_map"), (8, "pmap"))
+TREE_PLANS = {
+    "mlp": ONE_TWO_EIGHT,
+    "cnn": (*ONE_TWO_EIGHT, TWO_BY_TWO),
+    "cnn_bn": ONE_TWO_EIGHT,
+    "cnn_nnx_bn": ((1, "pmap"), (8, "shard_map")),
+}
 
 
-def _tree_run(name: str, devices: int, mode: str) -> dict:
-    fraction, epochs = ("0.3", "2") if FULL else ("0.03", "1")
-    out = run_code(TREE_RUNS, name, fraction, epochs, mode, devices=devices)
+def _tree_run(name: str, plan: tuple[int, str], tmp_path) -> dict:
+    fraction, epochs = (0.3, 2) if FULL else (0.03, 1)
+    path, keys = TREE_CASES[name]
+    devices, mode = plan
+    keys = {"data.train_fraction": fraction, "num_epochs": epochs, "parallel.reduction": "tree",
+            "test_every_epochs": 1,  # per-epoch test metrics, compared too
+            "parallel.mode": "shard_map" if plan == TWO_BY_TWO else mode, **keys}  # fmt: skip
+    if plan == TWO_BY_TWO:
+        workdir = tmp_path / "two_by_two"
+        flags = [f"--config.{key}={value}" for key, value in keys.items()]
+        train_two_processes(workdir, *flags, config=path)
+        out = run_code(TREE_RUNS, path, json.dumps(keys), str(workdir))
+    else:
+        out = run_code(TREE_RUNS, path, json.dumps(keys), devices=devices)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -114,15 +134,11 @@ def _tree_run(name: str, devices: int, mode: str) -> dict:
         "cnn_nnx_bn",
     ],
 )
-def test_tree_reduction_is_bitwise_equal_on_1_2_and_8_devices(name, mnist_dir):
-    """8 tree shards: all on one device, four per device, one per device; pmap and shard_map.
-    Every loss and accuracy in metrics.jsonl and summary.json, and the best variables, are the
-    same bits."""
-    results = {
-        (1, "pmap"): _tree_run(name, 1, "pmap"),
-        (2, "shard_map"): _tree_run(name, 2, "shard_map"),
-        (8, "pmap"): _tree_run(name, 8, "pmap"),
-    }
+def test_tree_reduction_is_bitwise_equal_on_any_device_and_process_count(name, mnist_dir, tmp_path):
+    """8 tree shards: all on one device, four per device, one per device (pmap and shard_map);
+    for the CNN also 2 processes of 2 devices. Every loss and accuracy in metrics.jsonl and
+    summary.json, and the best variables, are the same bits as on one device."""
+    results = {plan: _tree_run(name, plan, tmp_path) for plan in TREE_PLANS[name]}
     reference = results[(1, "pmap")]
     last, summary = reference["metrics"][-1], reference["summary"]
     # Shown with -s; docs/determinism.md quotes them.
@@ -130,5 +146,5 @@ def test_tree_reduction_is_bitwise_equal_on_1_2_and_8_devices(name, mnist_dir):
     print(f"test accuracy {summary['test_accuracy']} variables {reference['variables'][:16]}")
     assert {"train_loss", "val_loss", "test_loss", "test_accuracy"} <= last.keys()
     assert summary["test_accuracy"] > 0.1, name  # trained, not a constant
-    for key, result in results.items():
-        assert result == reference, key
+    for plan, result in results.items():
+        assert result == reference, plan

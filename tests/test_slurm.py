@@ -1,6 +1,6 @@
 """SLURM launches: the sbatch scripts as data, then real jobs on a local single-node SLURM
-(tests/slurm_cluster.py): a 2-task training job against `multiprocess 2`, a requeued job against
-an uninterrupted one, and a study as a job array of workers with a final aggregating job.
+(tests/slurm_cluster.py): a 2-task training job, requeued mid-epoch, against an uninterrupted
+`multiprocess 2`, and a study as a job array of workers with a final aggregating job.
 
 The real-cluster tests need Debian's slurm-wlm and munge and root; without them they skip,
 unless REQUIRE_SLURM=1 (set by .ci/run), where they fail.
@@ -197,27 +197,14 @@ def multiprocess_run(mnist_dir, tmp_path_factory) -> Path:
 
 
 @real
-def test_a_two_task_job_gives_the_bits_of_multiprocess_2(cluster, multiprocess_run, tmp_path):
-    workdir = tmp_path / "run"
-    job_id = submit(cluster, workdir)
-    finished(cluster, job_id, workdir)
-    summary = json.loads((workdir / "summary.json").read_text())
-    assert (summary["num_processes"], summary["num_devices"]) == (2, 4)
-    assert metrics(workdir) == metrics(multiprocess_run)
-    assert len(metrics(workdir)) == 2 and summary["test_accuracy"] > 0.8
-    status = run_module("mnist_jax.launch", "status", str(workdir), SLURM_CONF=str(cluster.conf))
-    assert status.returncode == 0, status.stderr
-    assert f"job {job_id} (train): COMPLETED, exit 0:0 after " in status.stdout
-    assert str(workdir / f"slurm-{job_id}.out") in status.stdout
-
-
-@real
-def test_a_requeued_job_resumes_with_every_epoch_once_and_the_same_bits(
+def test_a_requeued_2_task_job_runs_every_epoch_once_to_the_bits_of_multiprocess_2(
     cluster, multiprocess_run, tmp_path
 ):
-    """`scontrol requeue` in the second epoch, where the test hook (faults.py) holds both tasks
+    """A 2-task job (2 CPU devices each, jax.distributed through SLURM's environment), requeued
+    by `scontrol requeue` in its second epoch, where the test hook (faults.py) holds both tasks
     in their fifth chunk: SIGTERM reaches them, they checkpoint mid-epoch and exit 75; the job
-    starts again and resumes there (its processes never reach a fifth chunk)."""
+    starts again and resumes there (its processes never reach a fifth chunk). It ends with the
+    bits of `launch.sh multiprocess 2` on the same devices, and `status` reports it."""
     workdir = tmp_path / "run"
     job_id = submit(cluster, workdir, MNIST_JAX_TEST_FAULT="pause=60@chunk:5")
     log, deadline = workdir / f"slurm-{job_id}.out", time.monotonic() + 240
@@ -232,6 +219,13 @@ def test_a_requeued_job_resumes_with_every_epoch_once_and_the_same_bits(
     log = (workdir / f"slurm-{job_id}.out").read_text()
     assert "stopped by SIGTERM: checkpoint saved at epoch 2, after chunk 2 of 3" in log, log[-3000:]
     assert metrics(workdir) == metrics(multiprocess_run)  # epochs 1 and 2, once each
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert (summary["num_processes"], summary["num_devices"]) == (2, 4)
+    assert len(metrics(workdir)) == 2 and summary["test_accuracy"] > 0.8
+    status = run_module("mnist_jax.launch", "status", str(workdir), SLURM_CONF=str(cluster.conf))
+    assert status.returncode == 0, status.stderr
+    assert f"job {job_id} (train): COMPLETED, exit 0:0 after " in status.stdout
+    assert str(workdir / f"slurm-{job_id}.out") in status.stdout
 
 
 STUDY = """

@@ -157,7 +157,6 @@ def test_bad_config_fails_before_training(tmp_path, mnist_dir, overrides, messag
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-@pytest.mark.core
 @pytest.mark.multidevice
 def test_checkpoints_move_between_device_counts(tmp_path, mnist_dir):
     """Written on 8 devices: evaluates on 1 to the same accuracy. Then the run, cut back to
