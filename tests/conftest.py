@@ -32,6 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     f"pytest-xdist did not group {item.nodeid} (--dist loadgroup): its fixtures "
                     "would be built on every worker; install the pytest that pyproject.toml allows"
                 )
+    items[:] = _longest_first(items)
     if config.getoption("--slow") or config.getoption("markexpr"):
         return
     if any("::" in arg for arg in config.args):
@@ -40,6 +41,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The tests that start multi-device subprocesses (the longest) first, two others between
+    each two of them: xdist hands out work in this order and queues up to three tests on a
+    worker, so the long ones start early on different workers instead of ending a run alone."""
+    long = [item for item in items if item.get_closest_marker("multidevice")]
+    rest = [item for item in items if not item.get_closest_marker("multidevice")]
+    order: list[pytest.Item] = []
+    for item in long:
+        order += [item, *rest[:2]]
+        del rest[:2]
+    return order + rest
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -16,6 +16,7 @@ def test_mlp_trains_from_the_command_line(tmp_path, mnist_dir):
     out = run_module(
         "mnist_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}",
         "--config.num_epochs=1", "--config.data.train_fraction=0.3",
+        "--config.steps_per_chunk=14",  # 126 steps: 9 chunks of 14, one program to compile
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())

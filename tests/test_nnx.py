@@ -21,10 +21,10 @@ from mnist_jax.models import registry
 from mnist_jax.serving import server as server_lib
 from tests import loadtest
 
-# BatchNorm and dropout, 2 epochs of 3 chunks on 5% of the data.
+# BatchNorm and dropout, 2 epochs of 3 chunks of 7 steps on 5% of the data.
 FLAGS = ("--config=configs/cnn_nnx.py", "--config.cnn_nnx.batch_norm=True",
          "--config.num_epochs=2", "--config.data.train_fraction=0.05",
-         "--config.steps_per_chunk=8", "--config.test_every_epochs=1")  # fmt: skip
+         "--config.steps_per_chunk=7", "--config.test_every_epochs=1")  # fmt: skip
 
 
 def test_the_nnx_cnn_is_built_by_the_registry_rule_with_the_linen_cnns_parameters():

@@ -1,4 +1,4 @@
-"""1 vs 8 devices, pmap vs shard_map, and the 'tree' reduction's bitwise equality on any device
+"""pmap vs shard_map, and the 'tree' reduction's bitwise equality on any device and process
 count (simulated CPU devices; each run in a subprocess, since the device count is fixed at
 start-up).
 
@@ -35,18 +35,14 @@ def _train(tmp_path, devices: int, mode: str) -> tuple[list[float], dict]:
     return losses, summary
 
 
-def test_same_numbers_on_one_and_eight_devices_in_both_modes(tmp_path, mnist_dir):
+def test_pmap_and_shard_map_give_the_same_numbers_on_eight_devices(tmp_path, mnist_dir):
     """The MLP config (dropout, random shifts) at width 256, one epoch on 5% of the data, 'mean'
-    reduction: the same global batches, masks and shifts on 1 and 8 devices. pmap and shard_map
-    run the same per-device program, so they agree bitwise; 1 device differs from 8 by the order
-    of float sums."""
-    one, one_summary = _train(tmp_path, 1, "pmap")
+    reduction: pmap and shard_map run the same per-device program, so they agree bitwise. (One
+    device against eight: the tree test below.)"""
     pmap, pmap_summary = _train(tmp_path, 8, "pmap")
     shard_map, shard_map_summary = _train(tmp_path, 8, "shard_map")
     assert pmap == shard_map
-    assert pmap_summary["test_accuracy"] == shard_map_summary["test_accuracy"]
-    assert abs(one[0] - pmap[0]) < 1e-4, (one, pmap)
-    assert abs(one_summary["test_accuracy"] - pmap_summary["test_accuracy"]) <= 0.0015
+    assert pmap_summary["test_accuracy"] == shard_map_summary["test_accuracy"] > 0.5  # trained
 
 
 # Trains a config file with key overrides (argv: the file, the overrides as JSON) and prints

@@ -29,10 +29,12 @@ pytestmark = pytest.mark.xdist_group("train")
 
 def small_config(**overrides):
     """configs/mlp.py at 256-256 on 10% of the training split: a second an epoch on a 2-core
-    CPU (the recipe's own 1024-1024 adds nothing these tests look at but time)."""
+    CPU (the recipe's own 1024-1024 adds nothing these tests look at but time). Its 42 steps an
+    epoch are 7 chunks of 6: one train program to compile, where the automatic 5 would need two."""
     config = mlp.get_config()
     config.mlp.hidden_sizes = (256, 256)
     config.data.train_fraction = 0.1
+    config.steps_per_chunk = 6
     config.num_epochs = 3
     for key, value in overrides.items():
         section, _, name = key.rpartition(".")
@@ -165,6 +167,7 @@ def test_checkpoints_move_between_device_counts(tmp_path, mnist_dir):
     args = ["--config=configs/mlp.py", f"--workdir={workdir}", "--config.num_epochs=2"]
     args += ["--config.mlp.hidden_sizes=256,256"]
     args += ["--config.data.train_fraction=0.1", "--config.parallel.mode=shard_map"]
+    args += ["--config.steps_per_chunk=6"]  # as small_config: one train program
     out = run_module("mnist_jax.main", *args, devices=8)
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((workdir / "summary.json").read_text())
