@@ -261,24 +261,6 @@ def test_metrics_match_sklearn_and_summary_on_real_outputs(runs, plain, comparis
         assert record["loss"] == pytest.approx(summary["test_loss"], rel=1e-4)
 
 
-@pytest.mark.multidevice
-def test_checkpoint_from_8_devices_evaluates_on_1(mnist_dir, tmp_path):
-    workdir = tmp_path / "mlp8"
-    flags = [f"--config.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-             for k, v in TINY.items()]  # fmt: skip
-    proc = run_module(
-        "mnist_jax.main", "--config=configs/mlp.py", f"--workdir={workdir}", *flags, devices=8
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    summary = json.loads((workdir / "summary.json").read_text())
-    assert summary["num_devices"] == 8
-    result = evaluate.evaluate([str(workdir)], str(tmp_path / "out"), FAST)
-    (record,) = result["models"]["mlp"]["runs"]
-    assert record["eval_devices"] == jax.device_count() == 1
-    assert record["test_count"] == 10_000
-    assert record["accuracy"] == summary["test_accuracy"] and record["agrees_with_summary"]
-
-
 def _bad_inputs(runs: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], str, str]]:
     """Case -> (workdirs, output_dir, expected message fragment)."""
     no_ckpt = tmp / "no_checkpoint"

@@ -15,8 +15,9 @@ from conftest import run_module
 
 from mnist_jax import api
 from mnist_jax.configs import cnn, cnn_nnx
-from mnist_jax.core.errors import ConfigError
+from mnist_jax.core.errors import ConfigError, UserError
 from mnist_jax.data import load_mnist
+from mnist_jax.evaluation import quantize
 from mnist_jax.models import registry
 from mnist_jax.serving import server as server_lib
 from tests import loadtest
@@ -113,10 +114,10 @@ def test_evaluates_exports_serves_and_refuses_int8_in_one_line(nnx_run, tmp_path
     expected = run.predict_proba(seen[None])[0]
     np.testing.assert_allclose(reply["models"][0]["probabilities"], expected, atol=1e-6)
 
-    result = run_module("mnist_jax.evaluate", f"--workdirs={nnx_run}",
-                        f"--output_dir={tmp_path / 'int8'}", "--quantize=int8")  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        "error: --quantize=int8 quantizes Linen models; CNNNNX is a Flax NNX model (qwix's "
+    # --quantize=int8 refuses it with this one line (a UserError: cli.py prints it, exit 1)
+    with pytest.raises(UserError) as refused:
+        quantize.quantize(run.model, run.variables)
+    assert str(refused.value) == (
+        "--quantize=int8 quantizes Linen models; CNNNNX is a Flax NNX model (qwix's "
         "Linen interception does not reach into it); evaluate it without --quantize"
     )

@@ -13,6 +13,7 @@ from mnist_jax.configs import mlp
 from mnist_jax.core import configuration
 from mnist_jax.core.errors import CheckpointError, ConfigError
 from mnist_jax.data import load_dataset
+from mnist_jax.evaluation import runner as evaluator_runner
 from mnist_jax.evaluation import runs
 from mnist_jax.training import optim, rundir, train
 from mnist_jax.training.evaluator import SplitEvaluator
@@ -161,8 +162,9 @@ def test_bad_config_fails_before_training(tmp_path, mnist_dir, overrides, messag
 
 @pytest.mark.multidevice
 def test_checkpoints_move_between_device_counts(tmp_path, mnist_dir):
-    """Written on 8 devices: evaluates on 1 to the same accuracy. Then the run, cut back to
-    epoch 1, resumes on 1 device and finishes."""
+    """Written on 8 devices: the evaluation binary's library call scores it on 1 to the same
+    accuracy, on all 10,000 test images. Then the run, cut back to epoch 1, resumes on 1 device
+    and finishes."""
     workdir = tmp_path / "run"
     args = ["--config=configs/mlp.py", f"--workdir={workdir}", "--config.num_epochs=2"]
     args += ["--config.mlp.hidden_sizes=256,256"]
@@ -173,7 +175,14 @@ def test_checkpoints_move_between_device_counts(tmp_path, mnist_dir):
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["num_devices"] == 8
     config = small_config(**{"num_epochs": 2, "parallel.mode": "shard_map"})
-    assert evaluate_checkpoint(workdir)["accuracy"] == summary["test_accuracy"]
+    options = evaluator_runner.Options(
+        throughput_batch_size=256, throughput_min_seconds=0.05, latency_calls=5, corruptions="none"
+    )
+    result = evaluator_runner.evaluate([str(workdir)], str(tmp_path / "eval"), options)
+    (record,) = result["models"]["mlp"]["runs"]
+    assert record["eval_devices"] == jax.device_count() == 1
+    assert record["test_count"] == 10_000
+    assert record["accuracy"] == summary["test_accuracy"] and record["agrees_with_summary"]
 
     shutil.rmtree(workdir / "checkpoints" / str(checkpoint_steps(workdir)[-1]))
     (workdir / "summary.json").unlink()
