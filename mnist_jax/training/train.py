@@ -186,6 +186,7 @@ def _resume(job: Job) -> tuple[Any, Any, LoopState, int]:
     else:
         state, best, step = restored.state, restored.best, restored.step
         loop = LoopState.from_meta(restored.meta)
+        _check_chunk_boundary(job, loop, step)
         chunk = f", chunk {loop.chunk}" if loop.chunk else ""
         epoch = loop.epoch + (loop.chunk > 0)
         logging.info(
@@ -197,6 +198,22 @@ def _resume(job: Job) -> tuple[Any, Any, LoopState, int]:
         )
     job.run.restore_metrics(loop.history)  # exactly the epochs of the checkpoint resumed from
     return state, best, loop, step
+
+
+def _check_chunk_boundary(job: Job, loop: LoopState, step: int) -> None:
+    """A mid-epoch checkpoint resumes at its chunk's index, so this run's chunks must end where
+    that checkpoint stopped; another `steps_per_chunk` would skip or repeat steps."""
+    if not loop.chunk:
+        return
+    trainer, chunks = job.trainer, job.trainer.chunks()
+    done = sum(n for _, n in chunks[: loop.chunk])
+    if loop.chunk < len(chunks) and loop.epoch * trainer.steps_per_epoch + done == step:
+        return
+    raise CheckpointError(
+        f"{job.run.path}: the checkpoint of step {step} stopped inside epoch {loop.epoch + 1} "
+        f"after its chunk {loop.chunk}, which steps_per_chunk={job.config.steps_per_chunk} does "
+        "not end there; resume with the steps_per_chunk the run was started with"
+    )
 
 
 def _compile(job: Job, state_dev: Any, train_data: Any) -> Programs:
