@@ -28,7 +28,9 @@ def test_add_a_model_example_trains_evaluates_and_keeps_other_fingerprints(
     config.data.train_fraction = 0.05
     summary = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert summary["test_accuracy"] > 0.5
-    options = evaluate.Options(corruptions="none", throughput_min_seconds=0.05, latency_calls=5)
+    options = evaluate.Options(
+        corruptions="none", throughput_batch_size=256, throughput_min_seconds=0.05, latency_calls=5
+    )
     result = evaluate.evaluate([str(tmp_path / "run")], str(tmp_path / "eval"), options)
     assert result["models"]["tiny"]["accuracy"]["mean"] == summary["test_accuracy"]
     assert rundir.identity(config.to_dict())["tiny.features"] == 16
