@@ -353,7 +353,7 @@ def test_stop_signal_saves_mid_epoch_and_the_rerun_resumes_bitwise(
     if sig == signal.SIGTERM:  # stopped after step 6: chunks of 4 end at 4 and 8, not there
         other = bins.train(workdir, "--config.steps_per_chunk=4")
         assert_one_line(other, 1, "error: ", f"checkpoint of step {step} stopped inside epoch 1",
-                        "steps_per_chunk=4 does not end there")  # fmt: skip
+                        "chunks of 4 steps (steps_per_chunk=4) do not end")  # fmt: skip
         assert committed_steps(workdir)[-1] == step
     rerun = bins.train(workdir)
     assert rerun.status == 0, rerun.stderr[-3000:]

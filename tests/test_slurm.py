@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_module
+from conftest import ROOT, run_module, train_two_processes
 from slurm_cluster import LocalCluster, missing_commands
 
 from mnist_jax.core.errors import UserError
@@ -189,9 +189,7 @@ def finished(cluster: LocalCluster, job_id: str, workdir: Path, timeout: float =
 @pytest.fixture(scope="module")
 def multiprocess_run(mnist_dir, tmp_path_factory) -> Path:
     workdir = tmp_path_factory.mktemp("multiprocess") / "run"
-    result = run_module("mnist_jax.launch", "multiprocess", "2", "configs/mlp.py", str(workdir),
-                        "--cpu_devices=2", *FLAGS)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_two_processes(workdir, *FLAGS)
     return workdir
 
 

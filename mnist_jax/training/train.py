@@ -205,14 +205,14 @@ def _check_chunk_boundary(job: Job, loop: LoopState, step: int) -> None:
     that checkpoint stopped; another `steps_per_chunk` would skip or repeat steps."""
     if not loop.chunk:
         return
-    trainer, chunks = job.trainer, job.trainer.chunks()
-    done = sum(n for _, n in chunks[: loop.chunk])
-    if loop.chunk < len(chunks) and loop.epoch * trainer.steps_per_epoch + done == step:
+    chunks, epoch_start = job.trainer.chunks(), loop.epoch * job.trainer.steps_per_epoch
+    if loop.chunk < len(chunks) and epoch_start + chunks[loop.chunk][0] == step:
         return
     raise CheckpointError(
         f"{job.run.path}: the checkpoint of step {step} stopped inside epoch {loop.epoch + 1} "
-        f"after its chunk {loop.chunk}, which steps_per_chunk={job.config.steps_per_chunk} does "
-        "not end there; resume with the steps_per_chunk the run was started with"
+        f"after its chunk {loop.chunk}, where chunks of {chunks[0][1]} steps "
+        f"(steps_per_chunk={job.config.steps_per_chunk}) do not end; resume with the "
+        "steps_per_chunk the run was started with"
     )
 
 
