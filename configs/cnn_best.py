@@ -19,7 +19,10 @@ from mnist_jax.configs import cnn, default
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-    config = cnn.get_config()  # its stem, channels, kernels, EMA, schedule and augmentation
+    config = cnn.get_config()  # its stem, kernels, EMA, schedule and augmentation
+    config.cnn.channels = (32, 64)
+    config.optimizer.name = "adam"
+    config.optimizer.weight_decay = 0.0
     config.cnn.convs_per_block = 2
     config.cnn.batch_norm = True
     config.cnn.dense = (256,)

@@ -31,8 +31,8 @@ def _init(config):
     [
         # 784*1024+1024 + 1024*1024+1024 + 1024*10+10
         (mlp.get_config, 1_863_690),
-        # 2x2 stem: conv 3x3x4x32+32, conv 3x3x32x64+64, dense 3*3*64*128+128, 128*10+10
-        (cnn.get_config, 1_184 + 18_496 + 73_856 + 1_290),
+        # 2x2 stem: conv 3x3x4x48+48, conv 3x3x48x96+96, dense 3*3*96*256+256, 256*10+10
+        (cnn.get_config, 1_776 + 41_568 + 221_440 + 2_570),
         # C1 156, C3 2,416 (full connection table), F5 48,120, F6 10,164, output 850
         (lenet.get_config, 156 + 2_416 + 48_120 + 10_164 + 850),
     ],
