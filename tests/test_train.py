@@ -261,8 +261,8 @@ def test_identity_is_the_own_section_and_the_shared_keys_away_from_their_default
     cnn = rundir.config_to_dict(configuration.load("configs/cnn.py"))
     identity = rundir.identity(cnn)
     assert identity["model"] == "cnn" and identity["cnn.kernel_sizes"] == [3, 3]
-    assert "cnn.channels" not in identity  # (32, 64) is the default
-    assert "optimizer.name" not in identity  # 'adam', the default
+    assert identity["cnn.channels"] == [48, 96] and "cnn.convs_per_block" not in identity  # 1
+    assert identity["optimizer.name"] == "adamw" and "optimizer.momentum" not in identity  # 0.9
     assert not any(k.startswith(("mlp.", "resnet.", "lenet5.", "hybrid.")) for k in identity)
     wide_mlp = json.loads(json.dumps(cnn))
     wide_mlp["mlp"]["hidden_sizes"] = [4096]  # the MLP's section: not the CNN's business
