@@ -42,7 +42,12 @@ setup() {
   fi
   echo "Installing mnist_jax and its dependencies into $VENV" >&2
   "$PY" -m pip install --quiet --upgrade pip
-  "$PY" -m pip install --quiet -e "$ROOT[dev]"
+  # Python compiles each module's bytecode when it is first imported: pip's compiling every file
+  # of every package at install time takes longer than the install itself. Unless bytecode is
+  # never written (PYTHONDONTWRITEBYTECODE), when every start would compile again.
+  local compile=--no-compile
+  [[ -n ${PYTHONDONTWRITEBYTECODE:-} ]] && compile=--compile
+  "$PY" -m pip install --quiet "$compile" -e "$ROOT[dev]"
   rm -f "$VENV"/.installed-* && touch "$stamp"
 }
 

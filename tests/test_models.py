@@ -15,7 +15,8 @@ from mnist_jax.core.errors import ConfigError
 from mnist_jax.models import layers
 from mnist_jax.training import validation
 
-pytestmark = pytest.mark.core  # also run on the oldest supported JAX (.ci/run)
+# `core` (also run on the oldest supported JAX, .ci/run): every config and every registered
+# model builds and keeps the contract there; the rest of the module checks the models' own maths.
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_CONFIGS = {"__init__", "default"}
@@ -44,6 +45,7 @@ def test_default_parameter_counts(get_config, expected):
     assert logits.shape == (3, 10) and logits.dtype == jnp.float32
 
 
+@pytest.mark.core
 @pytest.mark.parametrize(
     "path", sorted(p for p in (ROOT / "configs").glob("*.py") if p.stem not in NOT_CONFIGS)
 )
@@ -54,6 +56,7 @@ def test_every_config_file_and_variant_is_valid_and_builds(path):
         models.check_contract(models.create_model(config), config.model)
 
 
+@pytest.mark.core
 def test_every_shipped_model_keeps_the_contract():
     for name in models.MODELS:
         config = default.get_config()
