@@ -133,7 +133,8 @@ def assert_user_error(result: Result, *needles: str) -> str:
 
 
 def snapshot(path: Path) -> dict[str, str] | None:
-    """sha256 of every file under `path` (None if it does not exist)."""
+    """sha256 of every file under `path` (None if it does not exist), but Python's bytecode
+    cache: a config file given by path is imported, which may write its __pycache__ beside it."""
     if not path.exists():
         return None
     if path.is_file():
@@ -141,7 +142,7 @@ def snapshot(path: Path) -> dict[str, str] | None:
     return {
         str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(path.rglob("*"))
-        if p.is_file()
+        if p.is_file() and "__pycache__" not in p.parts
     }
 
 
