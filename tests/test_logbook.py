@@ -19,11 +19,15 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.xdist_group("logbook")
 
 
-def quick_config(epochs: int = 2):
-    """configs/mlp.py:quick (42 steps an epoch) with the default log_every_steps, and test
-    metrics every epoch (the default; configs/mlp.py turns them off)."""
-    config = configuration.load(f"{ROOT}/configs/mlp.py:quick")
-    config.num_epochs = epochs
+def quick_config():
+    """configs/mlp.py as tests/test_train.py's small_config (256-256, 10% of the data: 42 steps an
+    epoch in chunks of 6, 3 epochs), whose compiled programs it reuses, with the default
+    log_every_steps and test metrics every epoch (the default; configs/mlp.py turns them off)."""
+    config = configuration.load(f"{ROOT}/configs/mlp.py")
+    config.mlp.hidden_sizes = (256, 256)
+    config.data.train_fraction = 0.1
+    config.steps_per_chunk = 6
+    config.num_epochs = 3
     config.test_every_epochs = 1
     return config
 
@@ -46,7 +50,7 @@ def _by_epoch(points, steps_per_epoch):
 def test_epoch_scalars_equal_metrics_jsonl(run):
     workdir, summary, records = run
     scalars = events.scalars(workdir / logbook.SUBDIR)
-    assert [r["epoch"] for r in records] == [1, 2]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
     for key, tag in logbook.EPOCH_TAGS.items():
         assert [s for s, _ in scalars[tag]] == [r["step"] for r in records], tag
         # TensorBoard stores float32: equal to the JSON's float64 up to that rounding.
@@ -63,7 +67,7 @@ def test_train_points_come_from_inside_the_epoch_and_average_to_it(run):
     scalars = events.scalars(workdir / logbook.SUBDIR)
     steps_per_epoch = records[0]["step"]
     per_epoch = events.points_per_epoch(scalars["train/loss"], steps_per_epoch)
-    assert per_epoch == {1: 11, 2: 11}  # 42 steps: 10 windows of 4 steps and one of 2
+    assert per_epoch == {1: 11, 2: 11, 3: 11}  # 42 steps: 10 windows of 4 steps and one of 2
     for key in ("loss", "accuracy"):
         for (epoch, points), record in zip(
             _by_epoch(scalars[f"train/{key}"], steps_per_epoch), records, strict=True
@@ -91,13 +95,13 @@ def test_hparams_are_the_config(run):
         start.hparams["optimizer.learning_rate"].number_value
         == config["optimizer"]["learning_rate"]
     )
-    assert start.hparams["mlp.hidden_sizes"].string_value == "[1024, 1024]"
+    assert start.hparams["mlp.hidden_sizes"].string_value == "[256, 256]"
     assert "_hparams_/session_end_info" in accumulator.summary_metadata  # the run finished
 
 
 def test_a_resumed_run_logs_no_step_twice(run, tmp_path):
-    """A run killed after epoch 2's events but before its checkpoint resumes from epoch 1:
-    TensorBoard then drops the first attempt's events after epoch 1 (purge_step)."""
+    """A run killed after epoch 3's events but before its checkpoint resumes from epoch 2:
+    TensorBoard then drops the first attempt's events after epoch 2 (purge_step)."""
     workdir, _, records = run
     copy = tmp_path / "mlp"
     shutil.copytree(workdir, copy)
