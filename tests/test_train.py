@@ -240,21 +240,21 @@ def test_params_ema_follows_its_recursion_and_leaves_the_updates_alone():
     assert optim.averaged_params(s_plain) is None
 
 
-def test_ema_run_trains_the_same_weights_and_keeps_their_average(tmp_path, mnist_dir):
+def test_ema_run_trains_the_same_weights_and_keeps_their_average(finished_run, tmp_path):
     """The average changes what is evaluated and kept, never the training trajectory; the
     checkpoint holds the averaged weights; runs without it keep their earlier fingerprints."""
-    runs_ = {}
-    for decay in (0.0, 0.99):
-        config = small_config(**{"num_epochs": 1, "optimizer.ema_decay": decay})
-        runs_[decay] = train.train_and_evaluate(config, str(tmp_path / str(decay)))
-    plain, ema = (rundir.RunDir(tmp_path / str(d)).read_metrics()[0] for d in (0.0, 0.99))
-    assert plain["train_loss"] == ema["train_loss"]
-    assert plain["val_loss"] != ema["val_loss"]
-    assert evaluate_checkpoint(tmp_path / "0.99")["accuracy"] == runs_[0.99]["test_accuracy"]
-    without_key = rundir.config_to_dict(small_config(num_epochs=1))
+    plain_dir, plain_summary = finished_run  # small_config() without the average
+    ema_summary = train.train_and_evaluate(
+        small_config(**{"optimizer.ema_decay": 0.99}), str(tmp_path)
+    )
+    plain, ema = (rundir.RunDir(d).read_metrics() for d in (plain_dir, tmp_path))
+    assert [r["train_loss"] for r in plain] == [r["train_loss"] for r in ema]
+    assert all(p["val_loss"] != e["val_loss"] for p, e in zip(plain, ema, strict=True))
+    assert evaluate_checkpoint(tmp_path)["accuracy"] == ema_summary["test_accuracy"]
+    without_key = rundir.config_to_dict(small_config())
     del without_key["optimizer"]["ema_decay"]
-    assert runs_[0.0]["config_fingerprint"] == rundir.fingerprint(without_key)
-    assert runs_[0.99]["config_fingerprint"] != runs_[0.0]["config_fingerprint"]
+    assert plain_summary["config_fingerprint"] == rundir.fingerprint(without_key)
+    assert ema_summary["config_fingerprint"] != plain_summary["config_fingerprint"]
 
 
 def test_identity_is_the_own_section_and_the_shared_keys_away_from_their_defaults():
