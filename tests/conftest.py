@@ -106,6 +106,21 @@ def train_two_processes(workdir: Path, *flags: str, config: str = "configs/mlp.p
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+def small_config(**overrides: object):
+    """configs/mlp.py at 256-256 on 10% of the training split, 3 epochs: a second an epoch on a
+    2-core CPU (the recipe's own 1024-1024 adds nothing the tests look at but time). Its 42 steps
+    an epoch are 7 chunks of 6: one train program to compile, where the automatic 5 would need
+    two. The training and logbook tests share it, and so its compiled programs (the
+    persistent cache); `overrides` are dotted keys, e.g. small_config(**{"num_epochs": 1})."""
+    from mnist_jax.configs import default, mlp
+
+    config = mlp.get_config()
+    for key, value in {"mlp.hidden_sizes": (256, 256), "data.train_fraction": 0.1,
+                       "steps_per_chunk": 6, "num_epochs": 3, **overrides}.items():  # fmt: skip
+        default.set_key(config, key, value)
+    return config
+
+
 # Runs good enough to classify real digits (~98% and ~99% test accuracy): the speedrun configs,
 # shared by the export and predict tests and trained once per test session (a few seconds of
 # training each on a 2-core CPU, plus compilation).

@@ -8,34 +8,26 @@ import pytest
 from PIL import Image
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from mnist_jax.core import configuration
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.training import logbook, rundir, train, validation
 from tests import events
-from tests.conftest import ROOT
+from tests.conftest import small_config
 
 # One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
 # they are built once even when tests of other modules run in between (docs/testing.md).
 pytestmark = pytest.mark.xdist_group("logbook")
 
 
-def quick_config():
-    """configs/mlp.py as tests/test_train.py's small_config (256-256, 10% of the data: 42 steps an
-    epoch in chunks of 6, 3 epochs), whose compiled programs it reuses, with the default
-    log_every_steps and test metrics every epoch (the default; configs/mlp.py turns them off)."""
-    config = configuration.load(f"{ROOT}/configs/mlp.py")
-    config.mlp.hidden_sizes = (256, 256)
-    config.data.train_fraction = 0.1
-    config.steps_per_chunk = 6
-    config.num_epochs = 3
-    config.test_every_epochs = 1
-    return config
+def logged_config():
+    """small_config (tests/conftest.py) with the default log_every_steps and test metrics every
+    epoch (the default; configs/mlp.py turns them off)."""
+    return small_config(test_every_epochs=1)
 
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory, mnist_dir):
     workdir = tmp_path_factory.mktemp("logbook") / "mlp"
-    summary = train.train_and_evaluate(quick_config(), str(workdir))
+    summary = train.train_and_evaluate(logged_config(), str(workdir))
     return workdir, summary, rundir.RunDir(workdir).read_metrics()
 
 
@@ -108,7 +100,7 @@ def test_a_resumed_run_logs_no_step_twice(run, tmp_path):
     (copy / "summary.json").unlink()
     shutil.rmtree(copy / "checkpoints" / str(records[-1]["step"]))
     before = events.scalars(workdir / logbook.SUBDIR)
-    train.train_and_evaluate(quick_config(), str(copy))
+    train.train_and_evaluate(logged_config(), str(copy))
     assert len(list((copy / logbook.SUBDIR).glob("events.out.tfevents.*"))) == 2
     after = events.scalars(copy / logbook.SUBDIR)
     assert set(after) == set(before)
@@ -138,7 +130,7 @@ def test_figures_go_into_one_event_file(tmp_path):
 
 @pytest.mark.parametrize("key", ["log_every_steps", "test_every_epochs"])
 def test_bad_logging_keys_fail_early(key):
-    config = quick_config()
+    config = logged_config()
     config[key] = -1
     with pytest.raises(ConfigError, match=key):
         validation.validate(config)

@@ -9,7 +9,6 @@ import numpy as np
 import optax
 import pytest
 
-from mnist_jax.configs import mlp
 from mnist_jax.core import configuration
 from mnist_jax.core.errors import CheckpointError, ConfigError
 from mnist_jax.data import load_dataset
@@ -19,28 +18,13 @@ from mnist_jax.training import optim, rundir, train
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 from mnist_jax.training.trainer import Trainer
-from tests.conftest import run_module
+from tests.conftest import run_module, small_config
 
 # One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
 # they are built once even when tests of other modules run in between (docs/testing.md).
 # `core` (also run on the oldest supported JAX, .ci/run): training, checkpoints and resumption
 # across versions; the other tests here check options that older versions run the same way.
 pytestmark = pytest.mark.xdist_group("train")
-
-
-def small_config(**overrides):
-    """configs/mlp.py at 256-256 on 10% of the training split: a second an epoch on a 2-core
-    CPU (the recipe's own 1024-1024 adds nothing these tests look at but time). Its 42 steps an
-    epoch are 7 chunks of 6: one train program to compile, where the automatic 5 would need two."""
-    config = mlp.get_config()
-    config.mlp.hidden_sizes = (256, 256)
-    config.data.train_fraction = 0.1
-    config.steps_per_chunk = 6
-    config.num_epochs = 3
-    for key, value in overrides.items():
-        section, _, name = key.rpartition(".")
-        setattr(config[section] if section else config, name, value)
-    return config
 
 
 @pytest.fixture(scope="session")
