@@ -18,6 +18,11 @@ from tests.conftest import run_code, run_module, train_two_processes
 pytestmark = pytest.mark.multidevice
 
 FULL = os.environ.get("MNIST_JAX_DETERMINISM") == "full"
+# Under an emulated instruction set (CI's AVX2 leg), the reduced-size run leaves out the 2x2
+# plan: what the ISA changes is XLA's generated code for the per-shard body and the tree sum,
+# which the 1-, 2- and 8-device plans already run at 8, 4 and 1 shards per device; the two
+# processes add gloo's transport of those shards' results, which the native run checks.
+EMULATED_ISA = "--xla_cpu_max_isa" in os.environ.get("XLA_FLAGS", "")
 
 
 def _train(tmp_path, devices: int, mode: str) -> tuple[list[float], dict]:
@@ -132,9 +137,11 @@ def _tree_run(name: str, plan: tuple[int, str], tmp_path) -> dict:
 )
 def test_tree_reduction_is_bitwise_equal_on_any_device_and_process_count(name, mnist_dir, tmp_path):
     """8 tree shards: all on one device, four per device, one per device (pmap and shard_map);
-    for the CNN also 2 processes of 2 devices. Every loss and accuracy in metrics.jsonl and
-    summary.json, and the best variables, are the same bits as on one device."""
-    results = {plan: _tree_run(name, plan, tmp_path) for plan in TREE_PLANS[name]}
+    for the CNN also 2 processes of 2 devices (natively; EMULATED_ISA). Every loss and accuracy
+    in metrics.jsonl and summary.json, and the best variables, are the same bits as on one
+    device."""
+    plans = [p for p in TREE_PLANS[name] if FULL or not (EMULATED_ISA and p == TWO_BY_TWO)]
+    results = {plan: _tree_run(name, plan, tmp_path) for plan in plans}
     reference = results[(1, "pmap")]
     last, summary = reference["metrics"][-1], reference["summary"]
     # Shown with -s; docs/determinism.md quotes them.
