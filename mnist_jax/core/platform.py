@@ -95,10 +95,12 @@ _COMPILATION_CACHE = flags.DEFINE_string(
 
 
 def enable_compilation_cache(directory: str) -> None:
-    """Keep compiled programs on disk across processes (programs taking over 0.1 s to build)."""
+    """Keep compiled programs on disk across processes, the smallest too: a process loads the
+    few dozen small programs it runs eagerly (seeding, data set-up) in less time than it takes
+    to compile them (about 0.5 s of a training run's start-up, measured on a 2-core VM)."""
     if directory:
         jax.config.update("jax_compilation_cache_dir", directory)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def _in_slurm_step() -> bool:
