@@ -18,10 +18,12 @@ from tests.conftest import run_code, run_module, train_two_processes
 pytestmark = pytest.mark.multidevice
 
 FULL = os.environ.get("MNIST_JAX_DETERMINISM") == "full"
-# Under an emulated instruction set (CI's AVX2 leg), the reduced-size run leaves out the 2x2
-# plan: what the ISA changes is XLA's generated code for the per-shard body and the tree sum,
-# which the 1-, 2- and 8-device plans already run at 8, 4 and 1 shards per device; the two
-# processes add gloo's transport of those shards' results, which the native run checks.
+# Under an emulated instruction set (CI's AVX2 leg) the reduced-size test runs less: the flag
+# changes only XLA's generated loops, not the kernel libraries (docs/determinism.md). It runs
+# the CNN case, whose program has every kind of loop the MLP's has (the same augmentation, dense
+# layers, dropout, Adam's update, the tree sum) and more, on 1, 2 and 8 devices (8, 4 and 1
+# shards per device); the 2x2 plan adds gloo's transport, which the native run checks. The full
+# size (MNIST_JAX_DETERMINISM=full) runs every case and plan.
 EMULATED_ISA = "--xla_cpu_max_isa" in os.environ.get("XLA_FLAGS", "")
 
 
@@ -140,7 +142,10 @@ def test_tree_reduction_is_bitwise_equal_on_any_device_and_process_count(name, m
     for the CNN also 2 processes of 2 devices (natively; EMULATED_ISA). Every loss and accuracy
     in metrics.jsonl and summary.json, and the best variables, are the same bits as on one
     device."""
-    plans = [p for p in TREE_PLANS[name] if FULL or not (EMULATED_ISA and p == TWO_BY_TWO)]
+    reduced_emulation = EMULATED_ISA and not FULL
+    if reduced_emulation and name == "mlp":
+        pytest.skip("under an emulated ISA at the reduced size, the CNN case covers the MLP's")
+    plans = [p for p in TREE_PLANS[name] if not (reduced_emulation and p == TWO_BY_TWO)]
     results = {plan: _tree_run(name, plan, tmp_path) for plan in plans}
     reference = results[(1, "pmap")]
     last, summary = reference["metrics"][-1], reference["summary"]
