@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from mnist_jax.benchmarks import speed
+from mnist_jax.benchmarks import markdown, speed
 from mnist_jax.core import cli, platform
 from mnist_jax.training import rundir
 
@@ -73,8 +73,8 @@ def main(argv: list[str]) -> None:
         out = Path(_OUTPUT_DIR.value)
         out.mkdir(parents=True, exist_ok=True)
         rundir.write_atomic(out / "benchmark.json", rundir.to_json(report, indent=1, default=str))
-        rundir.write_atomic(out / "benchmark.md", speed.markdown(report))
-        print(speed.markdown(report))
+        rundir.write_atomic(out / "benchmark.md", markdown.markdown(report))
+        print(markdown.markdown(report))
 
 
 if __name__ == "__main__":
