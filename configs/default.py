@@ -72,6 +72,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.cnn.kernel_sizes = (5, 5)  # square kernel size of each conv block
     config.cnn.convs_per_block = 1  # conv layers in each block (the block's channels each)
     config.cnn.pool = "max"  # pooling after each block: 'max', 'avg' or 'none'
+    config.cnn.padding = "SAME"  # 'SAME': a conv keeps the map's size; 'VALID': shrinks it by k-1
     config.cnn.dense = (128,)  # widths of the dense layers after the conv stack
     config.cnn.activation = "relu"  # activation after every conv and dense layer
     config.cnn.dropout = 0.5  # dropout rate before each dense layer

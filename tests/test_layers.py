@@ -97,16 +97,20 @@ def test_space_to_depth_then_dense_is_a_strided_patch_conv(block, cin):
 
 
 @pytest.mark.parametrize("impl", ["im2col", "xla"])
-@pytest.mark.parametrize(("size", "hw"), [(3, (7, 7)), (5, (7, 9)), (1, (5, 6))])
-def test_conv_skipping_the_unpooled_edge_matches_textbook_conv_then_pool(impl, size, hw):
+@pytest.mark.parametrize(
+    ("size", "hw", "mode"),
+    [(3, (7, 7), "SAME"), (5, (7, 9), "SAME"), (1, (5, 6), "SAME"), (3, (8, 9), "VALID")],
+)
+def test_conv_skipping_the_unpooled_edge_matches_textbook_conv_then_pool(impl, size, hw, mode):
     # A 2x2 'VALID' max pool of an odd map ignores its last row/column, so a conv that never
-    # computes them (same_padding with drop_last) must give the textbook conv->relu->pool
-    # exactly, gradients included.
+    # computes them (conv_padding with drop_last) must give the textbook conv->relu->pool
+    # exactly, gradients included. ('VALID' 3x3 on 8x9: a 6x7 map, its last column dropped.)
     x = jax.random.normal(jax.random.key(0), (3, *hw, 4))
-    reference = nn.Conv(8, (size, size), padding="SAME")
+    reference = nn.Conv(8, (size, size), padding=mode)
     params = reference.init(jax.random.key(1), x)
-    drop = (hw[0] % 2 == 1, hw[1] % 2 == 1)
-    ours = layers.Conv(8, size, padding=layers.same_padding(size, drop))
+    out_hw = [layers.conv_output_size(n, size, mode) for n in hw]
+    drop = (out_hw[0] % 2 == 1, out_hw[1] % 2 == 1)
+    ours = layers.Conv(8, size, padding=layers.conv_padding(size, drop, mode))
 
     def out(module, p, x):
         return nn.max_pool(nn.relu(apply_with(module, impl, p, x)), (2, 2), strides=(2, 2))
@@ -114,7 +118,7 @@ def test_conv_skipping_the_unpooled_edge_matches_textbook_conv_then_pool(impl, s
     def loss(module, p, x):
         return jnp.sum(jnp.sin(out(module, p, x)))
 
-    assert apply_with(ours, impl, params, x).shape[1:3] == (hw[0] // 2 * 2, hw[1] // 2 * 2)
+    assert apply_with(ours, impl, params, x).shape[1:3] == (out_hw[0] // 2 * 2, out_hw[1] // 2 * 2)
     np.testing.assert_allclose(out(ours, params, x), out(reference, params, x), atol=1e-5)
     g_ours = jax.grad(loss, (1, 2))(ours, params, x)
     g_ref = jax.grad(loss, (1, 2))(reference, params, x)

@@ -37,6 +37,28 @@ def test_the_nnx_cnn_is_built_by_the_registry_rule_with_the_linen_cnns_parameter
     ]
     assert count[0] == count[1] == 267_354  # tests/test_models.py counts them
     registry.check_contract(nnx_model, "cnn_nnx")
+    # 'VALID' convolutions: 32-64 3x3 kernels and a dense 64 make 121,930 parameters
+    # (conv 320 + 18,496 on 28 -> 26 -> 13 -> 11 -> 5, dense 5*5*64*64+64 = 102,464, out 650),
+    # the same logits in both.
+    valid = {"padding": "VALID", "channels": (32, 64), "kernel_sizes": (3, 3), "dense": (64,),
+             "stem_patch": 1}  # fmt: skip
+    pair = []
+    for get_config, name in ((cnn_nnx.get_config, "cnn_nnx"), (cnn.get_config, "cnn")):
+        config = get_config()
+        config[name].update(valid)
+        pair.append(registry.create_model(config))
+    variables = [registry.init_variables(m, jax.random.key(0)) for m in pair]
+    assert [registry.count_params(v["params"]) for v in variables] == [121_930] * 2
+    x = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+    names = {"conv0": "Conv_0", "conv1": "Conv_1", "dense0": "Dense_0", "out": "Dense_1"}
+    as_linen = {"params": {names[k]: v for k, v in variables[0]["params"].items()}}
+    np.testing.assert_allclose(
+        pair[0].apply(variables[0], x), pair[1].apply(as_linen, x), rtol=1e-5, atol=1e-6
+    )
+    config = cnn.get_config()
+    config.cnn.update(valid | {"kernel_sizes": (9, 11)})  # 28 -> 20 -> 10, and then 11x11
+    with pytest.raises(ConfigError, match=r"'VALID' leaves a 10x10 map, too small for a 11x11"):
+        registry.check_contract(registry.create_model(config), "cnn")
     config = cnn_nnx.get_config()
     config.cnn_nnx.stem_patch = 3
     with pytest.raises(ConfigError, match=r"cnn_nnx.stem_patch=3 must divide 28"):

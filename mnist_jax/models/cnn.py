@@ -15,7 +15,9 @@ from mnist_jax.models.registry import NUM_CLASSES, choice, register
 
 @register("cnn")
 class CNN(nn.Module):
-    """'SAME' convolutions in blocks (`convs_per_block` each), pooling, dense layers, dropout.
+    """Convolutions in blocks (`convs_per_block` each), pooling, dense layers, dropout.
+
+    `padding` 'SAME' keeps each convolution's map size, 'VALID' shrinks it by kernel - 1.
 
     `stem_patch` > 1 starts with a space-to-depth stem (b x b patches become channels);
     `batch_norm` normalises every convolution's output (layers.BatchNorm, before the activation).
@@ -25,6 +27,7 @@ class CNN(nn.Module):
     kernel_sizes: Sequence[int] = (5, 5)
     convs_per_block: int = 1
     pool: str = "max"
+    padding: str = "SAME"
     dense: Sequence[int] = (128,)
     activation: str = "relu"
     dropout: float = 0.0
@@ -43,6 +46,7 @@ class CNN(nn.Module):
         check_sizes("convs_per_block", [self.convs_per_block])
         check_sizes("dense", self.dense)
         choice("pool", self.pool, layers.POOLS)
+        choice("padding", self.padding, layers.PADDINGS)
         choice("activation", self.activation, layers.ACTIVATIONS)
         check_rate("dropout", self.dropout)
         if not isinstance(self.stem_patch, int) or self.stem_patch < 1 or 28 % self.stem_patch:
@@ -59,8 +63,9 @@ class CNN(nn.Module):
             for i in range(self.convs_per_block):
                 # The block's last conv skips an odd map's last row/column: pooling drops them.
                 pooled = self.pool != "none" and i == self.convs_per_block - 1
-                odd = (pooled and x.shape[1] % 2 == 1, pooled and x.shape[2] % 2 == 1)
-                padding = layers.same_padding(size, odd)
+                out = [layers.conv_output_size(n, size, self.padding) for n in x.shape[1:3]]
+                odd = (pooled and out[0] % 2 == 1, pooled and out[1] % 2 == 1)
+                padding = layers.conv_padding(size, odd, self.padding)
                 conv = layers.Conv(
                     features, size, padding=padding, use_bias=not self.batch_norm, dtype=self.dtype
                 )

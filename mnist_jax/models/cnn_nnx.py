@@ -16,14 +16,15 @@ from mnist_jax.models.registry import INPUT_SHAPE, NUM_CLASSES, choice, register
 
 @register("cnn_nnx")
 class CNNNNX(nnx.Module):
-    """'SAME' convolutions in blocks (`convs_per_block` each), 2x2 pooling, dense layers,
-    dropout; a `stem_patch` x `stem_patch` space-to-depth stem; BatchNorm after every
+    """'SAME' (or 'VALID') convolutions in blocks (`convs_per_block` each), 2x2 pooling, dense
+    layers, dropout; a `stem_patch` x `stem_patch` space-to-depth stem; BatchNorm after every
     convolution with `batch_norm`. The same fields and computation as cnn.CNN."""
 
     def __init__(
         self, *, channels: Sequence[int] = (32, 64), kernel_sizes: Sequence[int] = (5, 5),
-        convs_per_block: int = 1, pool: str = "max", dense: Sequence[int] = (128,),
-        activation: str = "relu", dropout: float = 0.0, stem_patch: int = 1,
+        convs_per_block: int = 1, pool: str = "max", padding: str = "SAME",
+        dense: Sequence[int] = (128,), activation: str = "relu", dropout: float = 0.0,
+        stem_patch: int = 1,
         batch_norm: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs,
     ):  # fmt: skip
         check_sizes("channels", channels, allow_empty=False)
@@ -34,6 +35,7 @@ class CNNNNX(nnx.Module):
         check_sizes("convs_per_block", [convs_per_block])
         check_sizes("dense", dense)
         self.pool = choice("pool", pool, layers.POOLS)
+        choice("padding", padding, layers.PADDINGS)
         self.act = choice("activation", activation, layers.ACTIVATIONS)
         check_rate("dropout", dropout)
         if not isinstance(stem_patch, int) or stem_patch < 1 or 28 % stem_patch:
@@ -46,9 +48,10 @@ class CNNNNX(nnx.Module):
             for i in range(convs_per_block):
                 # The block's last conv skips an odd map's last row/column: pooling drops them.
                 pooled = pool != "none" and i == convs_per_block - 1
-                padding = layers.same_padding(kernel, (pooled and size % 2 == 1,) * 2)
+                size = layers.conv_output_size(size, kernel, padding)
+                pads = layers.conv_padding(kernel, (pooled and size % 2 == 1,) * 2, padding)
                 setattr(self, f"conv{k}", nnx_layers.Conv(
-                    features, width, kernel, padding=padding, use_bias=not batch_norm,
+                    features, width, kernel, padding=pads, use_bias=not batch_norm,
                     dtype=dtype, rngs=rngs,
                 ))  # fmt: skip
                 if batch_norm:

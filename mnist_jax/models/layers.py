@@ -33,9 +33,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from mnist_jax.core.errors import ConfigError
+
 CONV_IMPLS = ("auto", "xla", "im2col")
 POOL_IMPLS = ("auto", "reduce_window", "reshape")
 POOLS = ("max", "avg", "none")
+PADDINGS = ("SAME", "VALID")  # of the CNNs' convolutions
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -105,17 +108,33 @@ def pool_impl() -> str:
 # Convolution.
 
 
-def same_padding(size: int, drop_last: tuple[bool, bool] = (False, False)) -> Padding:
-    """'SAME' padding of a stride-1 `size` x `size` kernel as explicit (lo, hi) pairs.
+def conv_padding(
+    size: int, drop_last: tuple[bool, bool] = (False, False), mode: str = "SAME"
+) -> Padding:
+    """'SAME' or 'VALID' padding of a stride-1 `size` x `size` kernel as explicit (lo, hi) pairs.
 
     `drop_last` (rows, columns): one less at the high end, so the convolution does not compute
     its last output row / column. A 2x2 'VALID' pooling of an odd-sized map discards them anyway:
     on the 7x7 maps of the speedrun CNN that is 13 of 49 positions, 27% of the layer's FLOPs.
     """
-    lo = (size - 1) // 2
-    hi = size - 1 - lo
+    if mode not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {mode!r}")
+    lo = (size - 1) // 2 if mode == "SAME" else 0
+    hi = size - 1 - lo if mode == "SAME" else 0
     rows, cols = drop_last
     return ((lo, hi - rows), (lo, hi - cols))
+
+
+def conv_output_size(size: int, kernel: int, mode: str) -> int:
+    """The side of a stride-1 convolution's output map ('SAME' keeps it; 'VALID' shrinks it)."""
+    if mode == "SAME":
+        return size
+    if size < kernel:
+        raise ConfigError(
+            f"padding='VALID' leaves a {size}x{size} map, too small for a {kernel}x{kernel} "
+            "kernel; use smaller kernels, fewer blocks, or padding='SAME'"
+        )
+    return size - kernel + 1
 
 
 def _explicit_padding(
@@ -186,7 +205,7 @@ _patch_matmul.defvjp(_patch_matmul_fwd, _patch_matmul_bwd)
 class Conv(nn.Module):
     """Square convolution (any stride) with optional bias; parameters laid out as `nn.Conv`'s.
 
-    `padding` is 'SAME', 'VALID' or explicit ((lo, hi), (lo, hi)) pairs (see `same_padding`).
+    `padding` is 'SAME', 'VALID' or explicit ((lo, hi), (lo, hi)) pairs (see `conv_padding`).
     How it is computed comes from the layer context (`conv_impl`).
     """
 
