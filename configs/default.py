@@ -44,6 +44,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
     config.model = "cnn"  # registered: 'mlp', 'cnn', 'cnn_nnx', 'lenet5', 'resnet', 'hybrid'
     config.seed = 0  # initialisation, batch order and dropout are all derived from this
+    config.prng_impl = "threefry2x32"  # jax.random PRNG of those streams, or 'rbg'/'unsafe_rbg'
     config.dtype = "float32"  # compute dtype of activations: 'float32' or 'bfloat16'
 
     config.data = ml_collections.ConfigDict()

@@ -94,6 +94,7 @@ TREE_CASES = {  # config file, overrides
     "cnn": ("configs/cnn.py", {}),
     "cnn_bn": ("configs/cnn.py", {"cnn.batch_norm": True}),  # one ghost batch per shard
     "cnn_nnx_bn": ("configs/cnn_nnx.py", {"cnn_nnx.batch_norm": True}),  # the NNX CNN
+    "cnn_rbg": ("configs/cnn.py", {"prng_impl": "rbg"}),  # XLA's RngBitGenerator draws
 }
 # The runs of each case: (devices, parallel mode) in one process, or TWO_BY_TWO: `launch.sh
 # multiprocess 2` with 2 devices per process (shard_map), read back in one process.
@@ -104,6 +105,7 @@ TREE_PLANS = {
     "cnn": (*ONE_TWO_EIGHT, TWO_BY_TWO),
     "cnn_bn": ONE_TWO_EIGHT,
     "cnn_nnx_bn": ((1, "pmap"), (8, "shard_map")),
+    "cnn_rbg": ((1, "pmap"), (8, "shard_map")),
 }
 
 
@@ -129,11 +131,13 @@ def _tree_run(name: str, plan: tuple[int, str], tmp_path) -> dict:
     "name",
     # The main configs are `determinism` tests (CI: natively and under AVX2); of the BatchNorm
     # variants, which compute the same statistics (layers.batch_statistics), the NNX one runs in
-    # the default set, natively, the Linen one in the slow set.
+    # the default set, natively, the Linen one in the slow set, as does the CNN drawing its
+    # random numbers with prng_impl='rbg'.
     [
         pytest.param("mlp", marks=pytest.mark.determinism),
         pytest.param("cnn", marks=pytest.mark.determinism),
         pytest.param("cnn_bn", marks=pytest.mark.slow),
+        pytest.param("cnn_rbg", marks=pytest.mark.slow),
         "cnn_nnx_bn",
     ],
 )

@@ -17,7 +17,7 @@ from mnist_jax.evaluation import runs
 from mnist_jax.training import optim, rundir, train
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
-from mnist_jax.training.trainer import Trainer
+from mnist_jax.training.trainer import Keys, Trainer
 from tests.conftest import run_module, small_config
 
 # One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
@@ -285,3 +285,17 @@ def test_checkpoints_of_the_earlier_identity_still_resume(finished_run, tmp_path
         meta_file.write_text(json.dumps(meta | {"fingerprint": "0123456789abcdef"}))
     with pytest.raises(CheckpointError, match="different config"):
         evaluate_checkpoint(old)
+
+
+def test_prng_impl_draws_every_stream_and_is_part_of_the_identity():
+    """config.prng_impl is the PRNG of the init, shuffle and dropout keys (and so of everything
+    drawn from them); another PRNG gives other numbers, so another fingerprint."""
+    keys = Keys.from_seed(0, "unsafe_rbg")
+    for key in (keys.init, keys.shuffle, keys.dropout):
+        assert str(jax.random.key_impl(key)) == "unsafe_rbg"
+    assert str(jax.random.key_impl(Keys.from_seed(0).dropout)) == "threefry2x32"
+    plain = rundir.fingerprint(rundir.config_to_dict(small_config()))
+    rbg = rundir.fingerprint(rundir.config_to_dict(small_config(prng_impl="rbg")))
+    assert plain != rbg
+    with pytest.raises(ConfigError, match="prng_impl='philox' is not one of threefry2x32, rbg"):
+        train.train_and_evaluate(small_config(prng_impl="philox"), "/nonexistent/never_made")

@@ -125,12 +125,13 @@ class TrainProgram:
         trainer = Trainer.build(config, par, data["raw"])
         self.state = par.replicate(trainer.init_state())
         self.data, self.num_steps, self.batch = data["train"], num_steps, config.batch_size
+        self.prng_impl = config.prng_impl
         self.program, self.compile_seconds = trainer.train_program(num_steps, self.state, self.data)
         self.flops_per_step = _flops(self.program)
         self.seconds: list[float] = []
 
     def _args(self, i: int) -> tuple:
-        keys = jax.random.key(i), jax.random.key(-1)
+        keys = jax.random.key(i, impl=self.prng_impl), jax.random.key(-1, impl=self.prng_impl)
         return (self.state, *self.data, *keys, np.int32(0))
 
     def run(self, i: int) -> float:

@@ -23,6 +23,10 @@ from mnist_jax.training import optim, steps
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 
+# jax.random's PRNG implementations: JAX's counter-based hash (its default), and XLA's
+# RngBitGenerator ('rbg': its split and fold_in still hash; 'unsafe_rbg': those too by XLA).
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+
 
 @dataclasses.dataclass(frozen=True)
 class Keys:
@@ -33,8 +37,8 @@ class Keys:
     dropout: jax.Array  # per step: fold_in(dropout, step) -> augmentation and dropout
 
     @classmethod
-    def from_seed(cls, seed: int) -> "Keys":
-        root = jax.random.key(seed)
+    def from_seed(cls, seed: int, impl: str = "threefry2x32") -> "Keys":
+        root = jax.random.key(seed, impl=impl)  # the keys derived from it keep its PRNG
         return cls(*(jax.random.fold_in(root, i) for i in range(3)))
 
 
@@ -116,7 +120,7 @@ class Trainer:
             )
         return cls(
             config, par, model, schedule, tx, options, steps_per_epoch,
-            Keys.from_seed(config.seed),
+            Keys.from_seed(config.seed, config.prng_impl),
         )  # fmt: skip
 
     def init_state(self) -> steps.TrainState:

@@ -14,7 +14,7 @@ from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import augment, sources
 from mnist_jax.data.pca import check_components
 from mnist_jax.models import layers
-from mnist_jax.training import optim, parallel, steps
+from mnist_jax.training import optim, parallel, steps, trainer
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -22,6 +22,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     models.create_model(config)
     check_choice("dtype", config.dtype, list(models.registry.DTYPES))
     check_range("seed", config.seed, 0, 2**32 - 1, integer=True)
+    check_choice("prng_impl", config.prng_impl, trainer.PRNG_IMPLS)
     d = config.data
     check_choice("data.source", d.source, sources.SOURCES)
     check_range("data.validation_fraction", d.validation_fraction, 0, 1, hi_open=True)
