@@ -62,6 +62,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.data.augment_translate = 0.0  # random sub-pixel translation, px in [-t, t]
     config.data.augment_elastic_alpha = 0.0  # elastic distortion strength, px (Simard et al.: 34)
     config.data.augment_elastic_sigma = 4.0  # elastic field smoothness, px (Simard et al.: 4)
+    config.data.augment_corruptions = ""  # e.g. 'gaussian_noise,contrast': data/corruptions.py's
+    config.data.augment_corruption_prob = 0.0  # share of examples given one, at U(0, default)
 
     config.mlp = ml_collections.ConfigDict()
     config.mlp.hidden_sizes = (512, 512)  # width of each hidden layer
@@ -74,6 +76,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.cnn.convs_per_block = 1  # conv layers in each block (the block's channels each)
     config.cnn.pool = "max"  # pooling after each block: 'max', 'avg' or 'none'
     config.cnn.padding = "SAME"  # 'SAME': a conv keeps the map's size; 'VALID': shrinks it by k-1
+    config.cnn.input_norm = "dataset"  # 'per_image': each image standardised on its own first
     config.cnn.dense = (128,)  # widths of the dense layers after the conv stack
     config.cnn.activation = "relu"  # activation after every conv and dense layer
     config.cnn.dropout = 0.5  # dropout rate before each dense layer

@@ -1,12 +1,14 @@
 """MNIST-C style corruptions on real digits: exact identity at severity 0, keys per example, and
 the effect each corruption claims (one compiled program per corruption, reused across tests)."""
 
+import jax
 import numpy as np
 import pytest
 import scipy.ndimage
 
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import corruptions, load_mnist
+from mnist_jax.data.augment import AugmentSpec
 
 NAMES = list(corruptions.CORRUPTIONS)
 MNIST_C = [
@@ -140,3 +142,21 @@ def test_parse_names():
     assert corruptions.parse_names(" rotate, fog,rotate ") == ["rotate", "fog"]
     with pytest.raises(ConfigError, match=r"'fgo'.*'all', 'none'"):
         corruptions.parse_names("rotate,fgo")
+
+
+def test_training_corruption_is_per_example_and_keeps_the_rest_clean(digits):
+    """corruptions.augment: each output is a function of (image, key) alone; about
+    corruption_prob of the examples change, the others are returned as they were."""
+    augment = jax.jit(corruptions.augment, static_argnums=2)  # as inside the train step
+    spec = AugmentSpec(corruptions=("gaussian_noise", "contrast"), corruption_prob=0.5)
+    images = np.concatenate([digits] * 16)[:128]  # 128 real digits
+    keys = jax.random.split(jax.random.key(3), 128)
+    out = np.asarray(augment(images, keys, spec))
+    sub = np.asarray(augment(images[40:72][::-1], keys[40:72][::-1], spec))
+    np.testing.assert_array_equal(sub, out[40:72][::-1])  # another batch around it: same
+    changed = (out != images).any(axis=(1, 2))
+    assert 40 <= changed.sum() <= 88, changed.sum()  # Binomial(128, 0.5): mean 64, sd 5.7
+    none = AugmentSpec(corruptions=("gaussian_noise",), corruption_prob=0.0)
+    np.testing.assert_array_equal(np.asarray(augment(images, keys, none)), images)
+    with pytest.raises(ConfigError, match="unknown corruption 'gausian_noise'; valid: gaussian"):
+        corruptions.check_training(AugmentSpec(corruptions=("gausian_noise",)))

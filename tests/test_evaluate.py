@@ -68,8 +68,11 @@ def tiny_config(model: str, seed: int = 0, **overrides):
 def runs(mnist_dir, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     specs = {"mlp_s0": ("mlp", 0), "mlp_s1": ("mlp", 1), "cnn_s0": ("cnn", 0)}
+    # The CNN trains on noisy images too: the robustness section names what it saw.
+    noisy = {"data.augment_corruptions": "gaussian_noise", "data.augment_corruption_prob": 0.5}
     for name, (model, seed) in specs.items():
-        train.train_and_evaluate(tiny_config(model, seed), str(root / name))
+        overrides = noisy if model == "cnn" else {}
+        train.train_and_evaluate(tiny_config(model, seed, **overrides), str(root / name))
     return {name: root / name for name in specs}
 
 
@@ -126,6 +129,20 @@ def _logits(model, variables, images, conv_impl="auto"):
             return model.apply(v, normalize(x), train=False)
 
     return np.asarray(jax.jit(forward)(variables, images))
+
+
+def test_robustness_names_what_each_model_saw_in_training(comparison):
+    result, out = comparison
+    mean = result["robustness"]["mean_over_corruptions"]
+    assert mean["cnn"]["seen_in_training"] == ["gaussian_noise"]
+    assert mean["mlp"]["seen_in_training"] == []
+    rotate = next(c for c in result["robustness"]["corruptions"] if c["name"] == "rotate")
+    held_out = mean["cnn"]["held_out_accuracy"]["values"]
+    assert held_out == rotate["models"]["cnn"]["accuracy"]["values"]  # the one it never saw
+    assert mean["mlp"]["held_out_accuracy"] == mean["mlp"]["accuracy"]
+    report = (out / "report.md").read_text()
+    assert "| gaussian_noise (seen in training by cnn) |" in report
+    assert "| rotate |" in report and "never saw in training" in report
 
 
 def test_json_schema(comparison):

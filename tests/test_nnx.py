@@ -39,9 +39,9 @@ def test_the_nnx_cnn_is_built_by_the_registry_rule_with_the_linen_cnns_parameter
     registry.check_contract(nnx_model, "cnn_nnx")
     # 'VALID' convolutions: 32-64 3x3 kernels and a dense 64 make 121,930 parameters
     # (conv 320 + 18,496 on 28 -> 26 -> 13 -> 11 -> 5, dense 5*5*64*64+64 = 102,464, out 650),
-    # the same logits in both.
+    # the same logits in both (each image standardised on its own first, too).
     valid = {"padding": "VALID", "channels": (32, 64), "kernel_sizes": (3, 3), "dense": (64,),
-             "stem_patch": 1}  # fmt: skip
+             "stem_patch": 1, "input_norm": "per_image"}  # fmt: skip
     pair = []
     for get_config, name in ((cnn_nnx.get_config, "cnn_nnx"), (cnn.get_config, "cnn")):
         config = get_config()

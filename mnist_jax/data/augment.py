@@ -9,7 +9,8 @@ outside the image, rounded to nearest and clipped to [0, 255]).
 `augment` derives one stream per transform from an example's key with `jax.random.fold_in`:
   1: the integer shift (the stream train steps have always used for `random_shift`),
   2: the affine parameters (rotation, scale, shear, translation),
-  3: the elastic displacement field.
+  3: the elastic displacement field,
+  4: training-time corruption (corruptions.augment: noise, blur, contrast, ... of MNIST-C).
 """
 
 import dataclasses
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import filters
 
-SHIFT_STREAM, AFFINE_STREAM, ELASTIC_STREAM = 1, 2, 3
+SHIFT_STREAM, AFFINE_STREAM, ELASTIC_STREAM, CORRUPTION_STREAM = 1, 2, 3, 4
 
 
 def random_shift(images: jax.Array, keys: jax.Array, max_shift: int) -> jax.Array:
@@ -178,6 +179,11 @@ _RANGES = {
         "px in (0, 14] (0 allowed only when augment_elastic_alpha is 0)",
         lambda v, spec: (v > 0 or not spec.elastic_alpha) and 0 <= v <= 14,
     ),
+    "augment_corruption_prob": (
+        "corruption_prob",
+        "a probability in [0, 1]",
+        lambda v, _: 0 <= v <= 1,
+    ),
 }
 
 
@@ -188,7 +194,9 @@ class AugmentSpec:
     Fields and their config.data keys: shift (augment_shift, int px), rotation (augment_rotation,
     deg), scale (augment_scale, fraction), shear (augment_shear, deg), translate
     (augment_translate, sub-pixel px), elastic_alpha / elastic_sigma (augment_elastic_alpha /
-    augment_elastic_sigma, px; Simard et al. used alpha 34, sigma 4).
+    augment_elastic_sigma, px; Simard et al. used alpha 34, sigma 4), corruptions
+    (augment_corruptions: names of data/corruptions.py, comma-separated) applied to a fraction
+    corruption_prob (augment_corruption_prob) of the examples.
     """
 
     shift: int = 0
@@ -198,6 +206,8 @@ class AugmentSpec:
     translate: float = 0.0
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
+    corruptions: tuple[str, ...] = ()
+    corruption_prob: float = 0.0
 
     def __post_init__(self):
         for key, (field, valid, check) in _RANGES.items():
@@ -217,7 +227,10 @@ class AugmentSpec:
             if field != "shift" and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             values[field] = value
-        return cls(**values)
+        names = data_config.get("augment_corruptions", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",") if n.strip()]
+        return cls(**values, corruptions=tuple(names))
 
     @property
     def resamples(self) -> bool:
@@ -225,8 +238,12 @@ class AugmentSpec:
         return any((self.rotation, self.scale, self.shear, self.translate, self.elastic_alpha))
 
     @property
+    def corrupts(self) -> bool:
+        return bool(self.corruptions) and self.corruption_prob > 0
+
+    @property
     def is_identity(self) -> bool:
-        return not self.resamples and self.shift == 0
+        return not self.resamples and self.shift == 0 and not self.corrupts
 
 
 def augment(images: jax.Array, keys: jax.Array, spec: AugmentSpec) -> jax.Array:

@@ -192,16 +192,35 @@ def robustness_lines(comparison: dict[str, Any]) -> list[str]:
     if not section:
         return []
     ms = list(comparison["models"])
+    mean = section["mean_over_corruptions"]
+    seen_by = {
+        c["name"]: [m for m in ms if c["name"] in mean[m].get("seen_in_training", ())]
+        for c in section["corruptions"]
+    }
+
+    def label(name: str) -> str:
+        return f"{name} (seen in training by {', '.join(seen_by[name])})" if seen_by[name] else name
+
     rows = [
-        _set_table(c, [c["name"], f"{c['severity']:g}", c["unit"]], ms)
+        _set_table(c, [label(c["name"]), f"{c['severity']:g}", c["unit"]], ms)
         for c in section["corruptions"]
     ]
-    mean = section["mean_over_corruptions"]
     rows.append(
         ["**mean over corruptions**", "", ""]
         + [_stat(mean[m]["accuracy"], ".2f", 100) for m in ms]
         + ["" for _ in comparison["comparisons"]]
     )
+    if any(seen_by.values()):
+        rows.append(
+            ["**mean over the corruptions each model never saw in training**", "", ""]
+            + [
+                _stat(mean[m]["held_out_accuracy"], ".2f", 100)
+                if mean[m].get("held_out_accuracy")
+                else "n/a"
+                for m in ms
+            ]
+            + ["" for _ in comparison["comparisons"]]
+        )
     drops = ", ".join(
         f"{m} {_stat(mean[m]['drop'], '.2f', 100)} points below its clean accuracy" for m in ms
     )

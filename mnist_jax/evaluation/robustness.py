@@ -111,12 +111,16 @@ def section(
         entries.append(info | comparison.score_set(part, seeds))
     mean = {}
     for m in correct:
-        per_run = np.mean([e["models"][m]["accuracy"]["values"] for e in entries], axis=0)
+        seen = [e["name"] for e in entries if e["name"] in training_corruptions(models[m])]
+        per_run = _mean_of_runs(entries, m)
+        held_out = _mean_of_runs([e for e in entries if e["name"] not in seen], m)
         clean = np.asarray(models[m]["accuracy"]["values"])
         mean[m] = {
             "accuracy": stats.summarize(per_run.tolist()),
             "clean_accuracy": models[m]["accuracy"],
             "drop": stats.summarize((clean - per_run).tolist()),
+            "seen_in_training": seen,
+            "held_out_accuracy": None if held_out is None else stats.summarize(held_out.tolist()),
         }
     return {
         "seed": corrupted.seed,
@@ -124,3 +128,17 @@ def section(
         "corruptions": entries,
         "mean_over_corruptions": mean,
     }
+
+
+def training_corruptions(model: dict[str, Any]) -> list[str]:
+    """The corruptions a model's runs were trained on (config.data.augment_corruptions)."""
+    data = model["config"].get("data", {})
+    names = data.get("augment_corruptions", "") if data.get("augment_corruption_prob") else ""
+    return [n.strip() for n in names.split(",") if n.strip()]
+
+
+def _mean_of_runs(entries: list[dict[str, Any]], model: str) -> np.ndarray | None:
+    """Each run's accuracy averaged over `entries` (None for none)."""
+    if not entries:
+        return None
+    return np.mean([e["models"][model]["accuracy"]["values"] for e in entries], axis=0)

@@ -17,7 +17,8 @@ from mnist_jax.models.registry import NUM_CLASSES, choice, register
 class CNN(nn.Module):
     """Convolutions in blocks (`convs_per_block` each), pooling, dense layers, dropout.
 
-    `padding` 'SAME' keeps each convolution's map size, 'VALID' shrinks it by kernel - 1.
+    `padding` 'SAME' keeps each convolution's map size, 'VALID' shrinks it by kernel - 1;
+    `input_norm` 'per_image' first standardises each image alone (layers.input_standardization).
 
     `stem_patch` > 1 starts with a space-to-depth stem (b x b patches become channels);
     `batch_norm` normalises every convolution's output (layers.BatchNorm, before the activation).
@@ -28,6 +29,7 @@ class CNN(nn.Module):
     convs_per_block: int = 1
     pool: str = "max"
     padding: str = "SAME"
+    input_norm: str = "dataset"
     dense: Sequence[int] = (128,)
     activation: str = "relu"
     dropout: float = 0.0
@@ -47,6 +49,7 @@ class CNN(nn.Module):
         check_sizes("dense", self.dense)
         choice("pool", self.pool, layers.POOLS)
         choice("padding", self.padding, layers.PADDINGS)
+        choice("input_norm", self.input_norm, layers.INPUT_NORMS)
         choice("activation", self.activation, layers.ACTIVATIONS)
         check_rate("dropout", self.dropout)
         if not isinstance(self.stem_patch, int) or self.stem_patch < 1 or 28 % self.stem_patch:
@@ -58,6 +61,7 @@ class CNN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         act = layers.ACTIVATIONS[self.activation]
+        x = layers.input_standardization(x, self.input_norm)
         x = layers.space_to_depth(x.astype(self.dtype), self.stem_patch)
         for features, size in zip(self.channels, self.kernel_sizes, strict=True):
             for i in range(self.convs_per_block):

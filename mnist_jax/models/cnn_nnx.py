@@ -23,6 +23,7 @@ class CNNNNX(nnx.Module):
     def __init__(
         self, *, channels: Sequence[int] = (32, 64), kernel_sizes: Sequence[int] = (5, 5),
         convs_per_block: int = 1, pool: str = "max", padding: str = "SAME",
+        input_norm: str = "dataset",
         dense: Sequence[int] = (128,), activation: str = "relu", dropout: float = 0.0,
         stem_patch: int = 1,
         batch_norm: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs,
@@ -36,6 +37,7 @@ class CNNNNX(nnx.Module):
         check_sizes("dense", dense)
         self.pool = choice("pool", pool, layers.POOLS)
         choice("padding", padding, layers.PADDINGS)
+        self.input_norm = choice("input_norm", input_norm, layers.INPUT_NORMS)
         self.act = choice("activation", activation, layers.ACTIVATIONS)
         check_rate("dropout", dropout)
         if not isinstance(stem_patch, int) or stem_patch < 1 or 28 % stem_patch:
@@ -68,6 +70,7 @@ class CNNNNX(nnx.Module):
         self.drop = nnx_layers.Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        x = layers.input_standardization(x, self.input_norm)
         x = layers.space_to_depth(x.astype(self.dtype), self.stem_patch)
         blocks, per_block = self.blocks
         for b in range(blocks):

@@ -39,6 +39,7 @@ CONV_IMPLS = ("auto", "xla", "im2col")
 POOL_IMPLS = ("auto", "reduce_window", "reshape")
 POOLS = ("max", "avg", "none")
 PADDINGS = ("SAME", "VALID")  # of the CNNs' convolutions
+INPUT_NORMS = ("dataset", "per_image")  # of the CNNs' inputs (input_standardization)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
@@ -106,6 +107,19 @@ def pool_impl() -> str:
 
 
 # Convolution.
+
+
+def input_standardization(x: jax.Array, kind: str) -> jax.Array:
+    """'dataset': the inputs as given (standardised with the training set's statistics);
+    'per_image': each image shifted and scaled to mean 0 and std 1 on its own, so that a change
+    of its brightness or contrast (an affine map of its pixels) does not reach the network."""
+    if kind == "dataset":
+        return x
+    if kind != "per_image":
+        raise ValueError(f"input normalisation must be one of {', '.join(INPUT_NORMS)}")
+    mean = x.mean(axis=(1, 2, 3), keepdims=True)
+    var = jnp.square(x - mean).mean(axis=(1, 2, 3), keepdims=True)
+    return (x - mean) * lax.rsqrt(var + 1e-4)  # a blank image stays 0, not 0/0
 
 
 def conv_padding(
