@@ -68,7 +68,8 @@ def test_configs_by_name_path_and_configdict():
     with pytest.raises(ConfigError, match="names a variant and variant='quick' too"):
         api.load_config("mlp:quick", variant="quick")
     with pytest.raises(
-        ConfigError, match="unknown config 'mpl'; shipped: cnn, cnn_best, cnn_nnx, default"
+        ConfigError,
+        match="unknown config 'mpl'; shipped: cnn, cnn_best, cnn_nnx, cnn_robust, default, hybrid",
     ):
         api.load_config("mpl")
     with pytest.raises(ConfigError, match="expected an ml_collections ConfigDict"):

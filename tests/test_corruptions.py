@@ -7,7 +7,7 @@ import pytest
 import scipy.ndimage
 
 from mnist_jax.core.errors import ConfigError
-from mnist_jax.data import corruptions, load_mnist
+from mnist_jax.data import corruption_augment, corruptions, load_mnist
 from mnist_jax.data.augment import AugmentSpec
 
 NAMES = list(corruptions.CORRUPTIONS)
@@ -145,9 +145,9 @@ def test_parse_names():
 
 
 def test_training_corruption_is_per_example_and_keeps_the_rest_clean(digits):
-    """corruptions.augment: each output is a function of (image, key) alone; about
+    """corruption_augment.augment: each output is a function of (image, key) alone; about
     corruption_prob of the examples change, the others are returned as they were."""
-    augment = jax.jit(corruptions.augment, static_argnums=2)  # as inside the train step
+    augment = jax.jit(corruption_augment.augment, static_argnums=2)  # as inside the train step
     spec = AugmentSpec(corruptions=("gaussian_noise", "contrast"), corruption_prob=0.5)
     images = np.concatenate([digits] * 16)[:128]  # 128 real digits
     keys = jax.random.split(jax.random.key(3), 128)
@@ -159,4 +159,4 @@ def test_training_corruption_is_per_example_and_keeps_the_rest_clean(digits):
     none = AugmentSpec(corruptions=("gaussian_noise",), corruption_prob=0.0)
     np.testing.assert_array_equal(np.asarray(augment(images, keys, none)), images)
     with pytest.raises(ConfigError, match="unknown corruption 'gausian_noise'; valid: gaussian"):
-        corruptions.check_training(AugmentSpec(corruptions=("gausian_noise",)))
+        corruption_augment.check(AugmentSpec(corruptions=("gausian_noise",)))

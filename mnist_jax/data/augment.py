@@ -10,7 +10,7 @@ outside the image, rounded to nearest and clipped to [0, 255]).
   1: the integer shift (the stream train steps have always used for `random_shift`),
   2: the affine parameters (rotation, scale, shear, translation),
   3: the elastic displacement field,
-  4: training-time corruption (corruptions.augment: noise, blur, contrast, ... of MNIST-C).
+  4: training-time corruption (corruption_augment.py: noise, blur, contrast, ... of MNIST-C).
 """
 
 import dataclasses

@@ -22,15 +22,7 @@ import numpy as np
 
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import filters, patterns
-from mnist_jax.data.augment import (
-    CORRUPTION_STREAM,
-    AugmentSpec,
-    bilinear,
-    draw,
-    elastic_field,
-    to_uint8,
-    warp,
-)
+from mnist_jax.data.augment import bilinear, draw, elastic_field, to_uint8, warp
 
 SIZE = 28
 
@@ -374,43 +366,3 @@ def grid(
     """
     out = corrupt_many(jnp.asarray(image)[None], names, seed=seed, start=index)
     return {name: np.asarray(images[0]) for name, images in out.items()}
-
-
-def check_training(spec: AugmentSpec) -> None:
-    """config.data.augment_corruptions: known names, each once."""
-    for name in spec.corruptions:
-        if name not in CORRUPTIONS:
-            raise ConfigError(
-                f"config.data.augment_corruptions: unknown corruption {name!r}; valid: "
-                f"{', '.join(CORRUPTIONS)}"
-            )
-    if len(set(spec.corruptions)) != len(spec.corruptions):
-        raise ConfigError(f"config.data.augment_corruptions names one twice: {spec.corruptions}")
-
-
-def augment(images: jax.Array, keys: jax.Array, spec: AugmentSpec) -> jax.Array:
-    """Training-time corruption of uint8 images (N, 28, 28), one key per example: with
-    probability `spec.corruption_prob` an example gets one of `spec.corruptions` (uniformly
-    chosen) at a severity uniform in [0, its default]; the rest stay as they are.
-
-    Everything is drawn from the example's own key (augment.py's stream 4), so, as the other
-    augmentations, the result is a function of (image, key) alone. Every named corruption is
-    computed for the whole batch and one is selected per example: cheap for noise and contrast,
-    a blur's cost for the blurs."""
-    if not spec.corrupts:
-        return images
-    names = spec.corruptions
-    defaults = jnp.array([CORRUPTIONS[n].default_severity for n in names], jnp.float32)
-    keys = jax.vmap(jax.random.fold_in, (0, None))(keys, CORRUPTION_STREAM)
-    split = jax.vmap(lambda k: jax.random.split(k, 4))(keys)  # apply, which, severity, noise
-    apply = jax.vmap(jax.random.uniform)(split[:, 0]) < spec.corruption_prob
-    which = jax.vmap(lambda k: jax.random.randint(k, (), 0, len(names)))(split[:, 1])
-    severity = jax.vmap(jax.random.uniform)(split[:, 2]) * defaults[which]
-
-    def one(fn):  # a per-example severity: each image corrupted on its own
-        return jax.vmap(lambda x, k, s: fn(x[None], k[None], s)[0])(images, split[:, 3], severity)
-
-    out = images
-    for i, name in enumerate(names):
-        out = jnp.where((apply & (which == i))[:, None, None], one(CORRUPTIONS[name].fn), out)
-    return out

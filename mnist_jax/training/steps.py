@@ -31,7 +31,7 @@ import optax
 from jax import lax
 
 from mnist_jax.data import augment as augment_lib
-from mnist_jax.data import corruptions, preprocess
+from mnist_jax.data import corruption_augment, preprocess
 from mnist_jax.models import layers
 from mnist_jax.training import optim
 
@@ -201,7 +201,7 @@ def make_train_chunk(
             idx = lax.dynamic_slice_in_dim(perm, i * opts.global_batch + pos[0], part)
             keys = jax.vmap(jax.random.fold_in, (None, 0))(augment_key, pos)
             x = augment_lib.augment(images[idx], keys, opts.augment)
-            x = preprocess.normalize(corruptions.augment(x, keys, opts.augment))
+            x = preprocess.normalize(corruption_augment.augment(x, keys, opts.augment))
             return x, labels[idx], pos
 
         def step(state, i):

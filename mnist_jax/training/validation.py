@@ -11,7 +11,7 @@ import ml_collections
 from mnist_jax import models
 from mnist_jax.core.checks import check_choice, check_range
 from mnist_jax.core.errors import ConfigError
-from mnist_jax.data import augment, corruptions, sources
+from mnist_jax.data import augment, corruption_augment, sources
 from mnist_jax.data.pca import check_components
 from mnist_jax.models import layers
 from mnist_jax.training import optim, parallel, steps, trainer
@@ -34,7 +34,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"data.pca_components={d.pca_components} needs model='mlp' (PCA scores are flat "
             f"vectors, not images); {config.model!r} needs data.pca_components=0"
         )
-    corruptions.check_training(augment.AugmentSpec.from_config(d))
+    corruption_augment.check(augment.AugmentSpec.from_config(d))
     check_choice("layers.conv_impl", config.layers.conv_impl, layers.CONV_IMPLS)
     check_choice("layers.pool_impl", config.layers.pool_impl, layers.POOL_IMPLS)
     optim.validate(config)
