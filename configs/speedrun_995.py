@@ -8,8 +8,8 @@ average short enough for so few epochs (decay 0.99).
 
 Measured at `e83730a` + this file, JAX 0.12.0.1, 2-core AMD EPYC (Zen 4, AVX-512), seeds 0-4:
 99.46, 99.50, 99.52, 99.61, 99.52% (mean 99.52%); training 82.6 s (median, benchmark, alone),
-141-143 s two at a time. 6 epochs gave 99.44, 99.51, 99.43, 99.45, 99.44% (mean 99.45%): short of the mark.
-Only these two lengths were tried.
+141-143 s two at a time. 6 epochs gave 99.44, 99.51, 99.43, 99.45, 99.44% (mean 99.45%): short
+of the mark. Only these two lengths were tried.
 """
 
 import ml_collections
