@@ -10,18 +10,17 @@ import jax
 import jax.numpy as jnp
 
 from mnist_jax.core.errors import ConfigError
+from mnist_jax.data import corruptions
 from mnist_jax.data.augment import CORRUPTION_STREAM, AugmentSpec
-from mnist_jax.data.corruptions import CORRUPTIONS
 
 
 def check(spec: AugmentSpec) -> None:
     """config.data.augment_corruptions: known names, each once."""
     for name in spec.corruptions:
-        if name not in CORRUPTIONS:
-            raise ConfigError(
-                f"config.data.augment_corruptions: unknown corruption {name!r}; valid: "
-                f"{', '.join(CORRUPTIONS)}"
-            )
+        try:
+            corruptions.get(name)
+        except ConfigError as e:
+            raise ConfigError(f"config.data.augment_corruptions: {e}") from None
     if len(set(spec.corruptions)) != len(spec.corruptions):
         raise ConfigError(f"config.data.augment_corruptions names one twice: {spec.corruptions}")
 
@@ -38,7 +37,7 @@ def augment(images: jax.Array, keys: jax.Array, spec: AugmentSpec) -> jax.Array:
     if not spec.corrupts:
         return images
     names = spec.corruptions
-    defaults = jnp.array([CORRUPTIONS[n].default_severity for n in names], jnp.float32)
+    defaults = jnp.array([corruptions.get(n).default_severity for n in names], jnp.float32)
     keys = jax.vmap(jax.random.fold_in, (0, None))(keys, CORRUPTION_STREAM)
     split = jax.vmap(lambda k: jax.random.split(k, 4))(keys)  # apply, which, severity, noise
     apply = jax.vmap(jax.random.uniform)(split[:, 0]) < spec.corruption_prob
@@ -50,5 +49,5 @@ def augment(images: jax.Array, keys: jax.Array, spec: AugmentSpec) -> jax.Array:
 
     out = images
     for i, name in enumerate(names):
-        out = jnp.where((apply & (which == i))[:, None, None], one(CORRUPTIONS[name].fn), out)
+        out = jnp.where((apply & (which == i))[:, None, None], one(corruptions.get(name).fn), out)
     return out

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_jax.data import Split, corruptions
+from mnist_jax.data import Split, augment, corruptions
 from mnist_jax.evaluation import comparison, stats
 
 SEED = 0
@@ -132,9 +132,8 @@ def section(
 
 def training_corruptions(model: dict[str, Any]) -> list[str]:
     """The corruptions a model's runs were trained on (config.data.augment_corruptions)."""
-    data = model["config"].get("data", {})
-    names = data.get("augment_corruptions", "") if data.get("augment_corruption_prob") else ""
-    return [n.strip() for n in names.split(",") if n.strip()]
+    spec = augment.AugmentSpec.from_config(model["config"].get("data", {}))
+    return list(spec.corruptions) if spec.corrupts else []
 
 
 def _mean_of_runs(entries: list[dict[str, Any]], model: str) -> np.ndarray | None:
