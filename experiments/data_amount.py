@@ -19,7 +19,7 @@ def get_study(variant: str = "") -> Study:
     check_variant(variant, ("", "reduced"))
     if variant == "reduced":
         return Study(
-            bases={"mlp": "configs/mlp.py", "cnn": "configs/cnn.py"},
+            bases={"mlp": "mlp", "cnn": "cnn"},
             axes=[
                 Zip(
                     {
@@ -31,7 +31,7 @@ def get_study(variant: str = "") -> Study:
             seeds=[0, 1],
         )
     return Study(
-        bases={"mlp": "configs/mlp.py", "cnn": "configs/cnn.py"},
+        bases={"mlp": "mlp", "cnn": "cnn"},
         axes=[{"data.train_fraction": [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]}],
         seeds=[0, 1, 2],
     )

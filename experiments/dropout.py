@@ -18,7 +18,7 @@ def get_study(variant: str = "") -> Study:
     check_variant(variant, ("", "reduced"))
     reduced = variant == "reduced"
     return Study(
-        bases={"mlp": "configs/mlp.py", "cnn": "configs/cnn.py"},
+        bases={"mlp": "mlp", "cnn": "cnn"},
         axes=[{"dropout": [0.0, 0.25, 0.5] if reduced else [0.0, 0.2, 0.4, 0.6]}],
         derived=alias("dropout", "mlp.dropout", "cnn.dropout"),
         seeds=[0, 1] if reduced else [0, 1, 2],

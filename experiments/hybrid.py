@@ -27,7 +27,7 @@ def get_study(variant: str = "") -> Study:
     check_variant(variant, ("", "narrow", "reduced"))
     if variant == "reduced":
         return Study(
-            bases={"hybrid": "configs/hybrid.py"},
+            bases={"hybrid": "hybrid"},
             axes=[{"hybrid.channels": CHANNELS[:3]}],
             seeds=[0, 1],
             overrides={
@@ -38,7 +38,7 @@ def get_study(variant: str = "") -> Study:
             },
         )
     return Study(
-        bases={"hybrid": "configs/hybrid.py"},
+        bases={"hybrid": "hybrid"},
         axes=[{"hybrid.channels": CHANNELS[:3] if variant == "narrow" else CHANNELS}],
         seeds=[0, 1, 2],
     )

@@ -14,7 +14,7 @@ def get_study(variant: str = "") -> Study:
     check_variant(variant, ("", "reduced"))
     reduced = variant == "reduced"
     return Study(
-        bases={"mlp": "configs/mlp.py"},
+        bases={"mlp": "mlp"},
         axes=[{"width": [64, 256, 1024], "depth": [1, 2] if reduced else [1, 2, 3]}],
         derived=[Derived("mlp.hidden_sizes", ("width", "depth"), lambda w, d: (w,) * d)],
         seeds=[0, 1] if reduced else [0, 1, 2],

@@ -13,9 +13,7 @@ from mnist_jax.studies.study import Study, check_variant
 def get_study(variant: str = "") -> Study:
     check_variant(variant, ("", "reduced"))
     reduced = variant == "reduced"
-    bases = (
-        {"mlp": "configs/mlp.py"} if reduced else {"mlp": "configs/mlp.py", "cnn": "configs/cnn.py"}
-    )
+    bases = {"mlp": "mlp"} if reduced else {"mlp": "mlp", "cnn": "cnn"}
     return Study(
         bases=bases,
         axes=[

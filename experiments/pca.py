@@ -16,7 +16,7 @@ def get_study(variant: str = "") -> Study:
     check_variant(variant, ("", "reduced"))
     reduced = variant == "reduced"
     return Study(
-        bases={"mlp": "configs/mlp.py"},
+        bases={"mlp": "mlp"},
         axes=[{"data.pca_components": [0, 10, 20, 50, 100, 200]}],
         seeds=[0, 1] if reduced else [0, 1, 2],
         overrides={"num_epochs": 3} if reduced else {},

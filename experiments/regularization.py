@@ -65,7 +65,7 @@ def get_study(variant: str = "") -> Study:
     check_variant(variant, ("", "reduced"))
     reduced = variant == "reduced"
     return Study(
-        bases={"mlp": "configs/mlp.py", "cnn": "configs/cnn.py"},
+        bases={"mlp": "mlp", "cnn": "cnn"},
         axes=[{"regularizer": REDUCED if reduced else FULL}],
         derived=[Derived(key, ("regularizer",), _value(key)) for key in OFF],
         seeds=[0] if reduced else [0, 1, 2],

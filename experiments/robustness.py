@@ -64,7 +64,7 @@ def get_study(variant: str = "") -> Study:
     check_variant(variant, ("", "reduced"))
     reduced = variant == "reduced"
     return Study(
-        bases={"cnn": "configs/cnn.py"},
+        bases={"cnn": "cnn"},
         axes=[{"change": list(CHANGES)}],
         derived=_derived(),
         seeds=[0] if reduced else [0, 1, 2],

@@ -24,7 +24,7 @@ def get_study(variant: str = "") -> Search:
     check_variant(variant, ("", "reduced"))
     if variant == "reduced":
         return Search(
-            base="configs/mlp.py",
+            base="mlp",
             space={
                 "optimizer.learning_rate": LogUniform(3e-4, 1e-2),
                 "mlp.dropout": Uniform(0.0, 0.3),
@@ -37,7 +37,7 @@ def get_study(variant: str = "") -> Search:
             overrides={"data.train_fraction": 0.1, "steps_per_chunk": 1_000_000},
         )
     return Search(
-        base="configs/mlp.py",
+        base="mlp",
         space={
             "optimizer.learning_rate": LogUniform(3e-4, 3e-3),
             "mlp.dropout": Uniform(0.0, 0.5),

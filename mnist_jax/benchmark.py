@@ -47,8 +47,17 @@ _MATMUL = flags.DEFINE_integer("matmul_size", 2048, "n of the n x n x n calibrat
 _TINY = flags.DEFINE_bool(
     "tiny",
     False,
-    "Smoke test: 2% of the data, 1 epoch, batch 32, tiny timings, 2 seeds; targets not judged.",
+    "Smoke test: 2% of the data, 1 epoch, batch 32, tiny timings, 2 seeds (unless "
+    "--batch_sizes, --naive_batch_sizes or --seeds are given); targets not judged.",
 )
+
+
+_TINY_VALUES = {"batch_sizes": ["32"], "naive_batch_sizes": ["32"], "seeds": 2}
+
+
+def _tiny_or_given(holder: flags.FlagHolder) -> object:
+    """--tiny's value of a flag (one batch of 32, 2 seeds), unless the flag was given."""
+    return holder.value if holder.present else _TINY_VALUES[holder.name]
 
 
 def main(argv: list[str]) -> None:
@@ -56,16 +65,17 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with platform.user_errors_exit():
         platform.initialize()
+        value = _tiny_or_given if _TINY.value else lambda holder: holder.value
         options = speed.Options(
             throughput_configs=tuple(_THROUGHPUT_CONFIGS.value),
-            batch_sizes=tuple(int(b) for b in _BATCH_SIZES.value),
+            batch_sizes=tuple(int(b) for b in value(_BATCH_SIZES)),
             naive=_NAIVE.value,
-            naive_batch_sizes=tuple(int(b) for b in _NAIVE_BATCH_SIZES.value),
+            naive_batch_sizes=tuple(int(b) for b in value(_NAIVE_BATCH_SIZES)),
             images_per_timing=_IMAGES.value,
             naive_images_per_timing=_NAIVE_IMAGES.value,
             rounds=_ROUNDS.value,
             speedrun_configs=tuple(_SPEEDRUN_CONFIGS.value),
-            seeds=_SEEDS.value,
+            seeds=value(_SEEDS),
             matmul_size=_MATMUL.value,
             tiny=_TINY.value,
         )

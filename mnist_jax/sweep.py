@@ -1,11 +1,13 @@
 """Run a study from experiments/ (a grid or a hyperparameter search) and aggregate it into
 tables and figures.
 
-  python -m mnist_jax.sweep --study=experiments/data_amount.py:reduced \
-      --output_dir=runs/data_amount_reduced
-  python -m mnist_jax.sweep --study=experiments/dropout.py --output_dir=runs/dropout --dry_run
-  python -m mnist_jax.sweep --study=experiments/search_mlp.py:reduced --output_dir=runs/search
-  python -m mnist_jax.sweep --study=experiments/regularization.py --output_dir=runs/reg --jobs=2
+  python -m mnist_jax.sweep --study=data_amount:reduced --output_dir=runs/data_amount_reduced
+  python -m mnist_jax.sweep --study=dropout --output_dir=runs/dropout --dry_run
+  python -m mnist_jax.sweep --study=search_mlp:reduced --output_dir=runs/search
+  python -m mnist_jax.sweep --study=path/to/my_study.py --output_dir=runs/mine --jobs=2
+
+--study is a shipped study's name (experiments/NAME.py in the repository: compare, dropout,
+robustness, ...) or the path of a study file of your own, either with an optional variant.
 
 Every trial is an ordinary training run in <output_dir>/trials/<name>/ (name = its overrides,
 or trial=007 in a search). Running the same command again skips finished trials and resumes an
@@ -29,7 +31,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from mnist_jax.configs import default
-from mnist_jax.core import cli, platform
+from mnist_jax.core import cli, configuration, platform
 from mnist_jax.core.checks import suggest
 from mnist_jax.core.errors import UserError
 from mnist_jax.launcher import commands, slurm, subcommands
@@ -39,7 +41,8 @@ from mnist_jax.training import guards, rundir
 _STUDY = flags.DEFINE_string(
     "study",
     None,
-    "Study file, optionally with a variant after a colon: experiments/data_amount.py:reduced.",
+    "A shipped study's name or a study file, optionally with a variant after a colon: "
+    "data_amount:reduced, path/to/study.py:reduced.",
 )
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Directory of the study: trials/<name>/ per trial, then the results."
@@ -147,6 +150,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with platform.user_errors_exit():
+        configuration.resolve(_STUDY.value, "study")  # a bad name: one line, before JAX starts
         if _SLURM.value:
             submit(_STUDY.value, _OUTPUT_DIR.value, command_line())
             return

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from mnist_jax.core import configuration
 from mnist_jax.core.errors import UserError
 from mnist_jax.launcher import commands as C
 from mnist_jax.launcher import slurm, subcommands, supervisor
@@ -160,23 +161,23 @@ def test_tpu_config_path_is_relative_to_the_repository(tmp_path):
 def test_compare_is_the_compare_study_run_by_the_sweep():
     command = C.compare_command(SITE, "out", seeds=2, quick=False,
                                 overrides=["--config.num_epochs=1"])  # fmt: skip
-    assert command.argv == (PY, "-m", "mnist_jax.sweep", "--study=experiments/compare.py",
+    assert command.argv == (PY, "-m", "mnist_jax.sweep", "--study=compare",
                             "--output_dir=out", "--seeds=2", "--jobs=1",
                             "--config.num_epochs=1")  # fmt: skip
     assert command.label == "seeds 0-1 of each config, 1 at a time, then their evaluation"
     quick = C.compare_command(SITE, "o", seeds=1, quick=True, overrides=[], jobs=2, dry_run=True)
-    assert quick.argv[3:] == ("--study=experiments/compare.py:quick", "--output_dir=o",
+    assert quick.argv[3:] == ("--study=compare:quick", "--output_dir=o",
                               "--seeds=1", "--jobs=2", "--dry_run")  # fmt: skip
     named = C.compare_command(SITE, "o", seeds=1, quick=False, overrides=[],
                               configs=["mlp_best", "cnn_best"])  # fmt: skip
-    assert named.argv[3] == "--study=experiments/compare.py:mlp_best,cnn_best"
+    assert named.argv[3] == "--study=compare:mlp_best,cnn_best"
 
 
-def test_compare_from_another_directory_uses_the_repository_study(tmp_path):
+def test_compare_from_another_directory_runs_the_shipped_study(tmp_path):
     command = C.compare_command(C.Site(PY, ROOT, tmp_path, {}), "o", seeds=1, quick=False,
                                 overrides=[])  # fmt: skip
-    study = command.argv[3].removeprefix("--study=").partition(":")[0]
-    assert study == str(ROOT / "experiments" / "compare.py") and Path(study).is_file()
+    assert command.argv[3] == "--study=compare"
+    assert configuration.resolve("compare", "study") == str(ROOT / "experiments" / "compare.py")
     assert command.env == {"PYTHONPATH": str(ROOT)}
 
 
@@ -390,7 +391,7 @@ def test_compare_dry_run_from_another_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     header, command, *trials, summary = result.stdout.strip().splitlines()
     assert header == "# seeds 0-0 of each config, 2 at a time, then their evaluation"
-    assert f"--study={ROOT}/experiments/compare.py:quick" in shlex.split(command)
+    assert "--study=compare:quick" in shlex.split(command)
     assert [line.split() for line in trials] == [
         ["1/2", "pending", "mlp/seed_0"], ["2/2", "pending", "cnn/seed_0"],
     ]  # fmt: skip
@@ -432,7 +433,14 @@ def test_compare_on_slurm_dry_run_prints_the_worker_array_and_the_final_job(tmp_
         (("tpu", "configs/cnn.py", "w", "--dry_run"), "--name=TPU and --zone=ZONE"),
         (("multiprocess", "two", "configs/mlp.py", "w"), "positive integer, got 'two'"),
         (("multiprocess", "2", "configs/mlp.py", "w", "--cpu_devices=0"), "--cpu_devices=0"),
-        (("local", "nope.py", "w", "--dry_run"), "CONFIG 'nope.py': no such file"),
+        (
+            ("local", "nope.py", "w", "--dry_run"),
+            "CONFIG 'nope.py': no such file or shipped config; shipped: cnn,",
+        ),
+        (
+            ("local", "mpl:quick", "w", "--dry_run"),
+            "'mpl:quick': no such file or shipped config; did you mean 'mlp'?",
+        ),
         (("compare", "--seeds=x"), "'x' is not an integer"),
         (("compare", "--configs=mlp,nope", "--dry_run"), "nope is not a shipped config; valid: "),
         (("sweep", "experiments/dropout.py"), "sweep takes STUDY OUTDIR"),

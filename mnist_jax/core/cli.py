@@ -22,14 +22,13 @@ from absl import app, flags, logging
 from ml_collections import config_dict
 from ml_collections.config_flags import config_flags
 
-from mnist_jax.core import logs
+from mnist_jax.core import configuration, logs
 from mnist_jax.core.checks import closest
-from mnist_jax.core.errors import UserError
+from mnist_jax.core.errors import ConfigError, UserError
 
 EXIT_ERROR = 1
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a checkpoint was saved; rerun (or requeue) to resume
 EXIT_INTERRUPTED = 130
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 _SHORT_HELP = {"-h", "-?", "--help", "-help", "--helpshort", "-helpshort"}
 _FULL_HELP = {"--helpfull", "-helpfull"}
@@ -132,19 +131,18 @@ def parse_flags(
     mode = help_requested(argv)
     if mode is not None:
         print_help(help_text(mode == "full") if help_text else usage(flag_values, mode == "full"))
-    for name in _config_flag_names(flag_values):
-        value = _argv_value(name, argv)
-        if value is not None:
-            _check_config_file(name, value)
+    given = argv
+    argv = _with_config_files(argv, _config_flag_names(flag_values))
     try:
         rest = flag_values(argv)
     except Exception as e:  # every failure of parsing is the user's input, not a crash
-        exit_with(f"error: {explain(e, argv, flag_values)}")
+        exit_with(_as_given(f"error: {explain(e, argv, flag_values)}", argv, given))
     for name in _config_flag_names(flag_values):
         value = flag_values[name].value
         if type(value).__name__ == "_ErrorConfig":  # ml_collections defers load errors
             error = object.__getattribute__(value, "_error")
-            exit_with(f"error: --{name}={_argv_value(name, argv)}: {_first_line(error)}")
+            line = f"error: --{name}={_argv_value(name, argv)}: {_first_line(error)}"
+            exit_with(_as_given(line, argv, given))
     return rest
 
 
@@ -282,22 +280,53 @@ def _bad_value(name: str, message: str, argv: Sequence[str], fv: flags.FlagValue
     return f"--{name}={value}: {detail}"
 
 
-def _check_config_file(name: str, spec: str) -> None:
-    """A missing config file, named before ml_collections turns it into a deferred error."""
+def _with_config_files(argv: list[str], names: Sequence[str]) -> list[str]:
+    """argv with each config flag's value as a file: a shipped name (`cnn:quick`) becomes its
+    installed file, which ml_collections' config flag needs; a missing file is one line here,
+    before ml_collections turns it into a deferred error."""
+    argv = list(argv)
+    for name in names:
+        spec = _argv_value(name, argv)
+        if spec is None:
+            continue
+        try:
+            resolved = configuration.resolve(spec)
+        except ConfigError as e:
+            exit_with(f"error: --{name}={spec}: {_missing_config(spec, e)}")
+        for i, arg in enumerate(argv):
+            if arg == "--":
+                break
+            for prefix in (f"--{name}=", f"-{name}="):
+                if arg == prefix + spec:
+                    argv[i] = prefix + resolved
+            if arg in (f"--{name}", f"-{name}") and i + 1 < len(argv) and argv[i + 1] == spec:
+                argv[i + 1] = resolved
+    return argv
+
+
+def _missing_config(spec: str, error: ConfigError) -> str:
+    """Why `spec` names no config: beside a folder of configs, the closest file in it; else
+    the closest shipped name or the list of them."""
     path = spec.split(":", 1)[0]
-    if Path(path).is_file():
-        return
     folder = Path(path).parent
-    if not (folder.is_dir() and any(folder.glob("*.py"))):
-        folder = CONFIGS_DIR
-    candidates = [
-        os.path.relpath(p) if p.is_relative_to(Path.cwd()) else str(p)
-        for p in sorted(folder.glob("*.py"))
-        if p.name != "__init__.py"
-    ]
-    guess = closest(path, candidates)
-    valid = f"did you mean {guess}?" if guess else f"valid: {', '.join(candidates)}"
-    exit_with(f"error: --{name}={spec}: no such config file {path!r}; {valid}")
+    if folder != Path() and folder.is_dir() and any(folder.glob("*.py")):
+        candidates = [
+            os.path.relpath(p) if p.is_relative_to(Path.cwd()) else str(p)
+            for p in sorted(folder.glob("*.py"))
+            if p.name != "__init__.py"
+        ]
+        guess = closest(path, candidates)
+        valid = f"did you mean {guess}?" if guess else f"valid: {', '.join(candidates)}"
+        return f"no such config file {path!r}; {valid}"
+    return str(error).split(": ", 1)[1]
+
+
+def _as_given(line: str, argv: Sequence[str], given: Sequence[str]) -> str:
+    """An error line naming the config flags' values as the user typed them."""
+    for original, used in zip(given, argv, strict=True):
+        if original != used:
+            line = line.replace(used.split("=", 1)[-1], original.split("=", 1)[-1])
+    return line
 
 
 def _touches_file(error: BaseException, path: str) -> bool:

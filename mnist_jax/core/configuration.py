@@ -1,11 +1,17 @@
-"""Config files: `path/to/config.py[:variant]` from any directory, or a shipped config by name.
+"""Config and study files: `path/to/file.py[:variant]` from any directory, or a shipped one by
+name (`cnn:quick`, `dropout:reduced`).
 
 The shipped configs are the top-level configs/ directory, installed as the `mnist_jax.configs`
-package; every config's `get_config(variant)` takes an optional variant (e.g. 'quick').
+package, and the shipped studies experiments/, installed as `mnist_jax.experiments`: a name
+finds the same file in a checkout (an editable install maps the packages onto those
+directories) and in an installed wheel. Every config's `get_config(variant)` takes an optional
+variant (e.g. 'quick'), every study's `get_study(variant)` too.
 """
 
+import importlib
 import importlib.util
 import os
+import pkgutil
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +19,7 @@ from typing import Any
 
 import ml_collections
 
+from mnist_jax.core.checks import closest
 from mnist_jax.core.errors import ConfigError
 
 
@@ -58,10 +65,13 @@ def load(spec: str) -> ml_collections.ConfigDict:
     path_str, _, variant = spec.partition(":")
     path = Path(path_str)
     if not path.suffix and not path.exists():  # a name: the installed mnist_jax.configs.<name>
-        module = _shipped(path_str)
+        names = shipped_names()
+        if path_str not in names:
+            raise ConfigError(f"config {path_str!r}: {_not_found(path_str, 'config')}")
+        module = importlib.import_module(f"mnist_jax.configs.{path_str}")
     else:
         if not path.is_file():
-            raise ConfigError(f"config file {path_str!r} does not exist (e.g. configs/mlp.py)")
+            raise ConfigError(f"config {path_str!r}: {_not_found(path_str, 'config')}")
         module = import_file(path, "_config")
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path_str} defines no get_config(variant) function")
@@ -70,19 +80,38 @@ def load(spec: str) -> ml_collections.ConfigDict:
     return call_file_function(Path(module.__file__), module.get_config)
 
 
-def shipped_names() -> list[str]:
-    """The configs that ship with the package: configs/NAME.py, loadable by NAME."""
-    import pkgutil
-
-    from mnist_jax import configs
-
-    return sorted(m.name for m in pkgutil.iter_modules(configs.__path__))
+# What a name may stand for: the package the shipped files of that kind are installed as.
+_PACKAGES = {"config": "mnist_jax.configs", "study": "mnist_jax.experiments"}
 
 
-def _shipped(name: str) -> types.ModuleType:
-    import importlib
+def shipped_names(kind: str = "config") -> list[str]:
+    """The configs (or studies) that ship with the package, each loadable by its NAME."""
+    package = importlib.import_module(_PACKAGES[kind])
+    return sorted(
+        m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")
+    )
 
-    names = shipped_names()
-    if name not in names:
-        raise ConfigError(f"unknown config {name!r}; shipped: {', '.join(names)} (or a path)")
-    return importlib.import_module(f"mnist_jax.configs.{name}")
+
+def resolve(spec: str, kind: str = "config") -> str:
+    """`spec` (`path[:variant]` or `NAME[:variant]`) with a file path before the colon: a file
+    as given, a shipped name as its installed file. Raises ConfigError naming the shipped ones.
+
+    For what wants a file (ml_collections' --config flag, study files), so that a shipped name
+    works from any directory and in an installed package.
+    """
+    path_str, colon, variant = spec.partition(":")
+    if Path(path_str).is_file():
+        return spec
+    if path_str in shipped_names(kind):
+        package = importlib.import_module(_PACKAGES[kind])
+        return f"{Path(package.__path__[0]) / path_str}.py{colon}{variant}"
+    raise ConfigError(f"{kind} {path_str!r}: {_not_found(path_str, kind)}")
+
+
+def _not_found(path_str: str, kind: str) -> str:
+    """'no such file or shipped config; did you mean X?' or '...; shipped: a, b, ...'."""
+    names = shipped_names(kind)
+    stem = Path(path_str).stem if path_str.endswith(".py") else path_str
+    guess = closest(stem, names)
+    hint = f"did you mean {guess!r}?" if guess else f"shipped: {', '.join(names)}"
+    return f"no such file or shipped {kind}; {hint} (or the path of a .py file)"

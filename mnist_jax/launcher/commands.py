@@ -19,7 +19,8 @@ from pathlib import Path
 from mnist_jax.core import configuration
 from mnist_jax.core.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: configs/, launch.sh, mnist_jax/
+# The checkout (configs/, launch.sh, mnist_jax/); in an installed package, site-packages.
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,20 +38,16 @@ class Site:
         return cls(sys.executable, ROOT, Path.cwd(), dict(os.environ))
 
     def python_path(self) -> dict[str, str]:
-        """PYTHONPATH with the repository on it, when the children would not find `configs`
-        (config files import `configs.default`) from the working directory; else nothing."""
+        """PYTHONPATH with the checkout on it, when the children would not find this package
+        from the working directory; else (an installed package, or cwd the checkout) nothing."""
         existing = self.environ.get("PYTHONPATH", "")
-        if self.cwd.resolve() == self.root.resolve() or str(self.root) in existing.split(":"):
+        if (
+            not (self.root / "pyproject.toml").is_file()
+            or self.cwd.resolve() == self.root.resolve()
+            or str(self.root) in existing.split(":")
+        ):
             return {}
         return {"PYTHONPATH": ":".join(p for p in (str(self.root), existing) if p)}
-
-    def repo_file(self, relative: str) -> str:
-        """A file of the repository as the user would type it here: relative if below cwd."""
-        path = self.root / relative
-        try:
-            return str(path.relative_to(self.cwd))
-        except ValueError:
-            return str(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,11 +286,11 @@ def compare_command(
     dry_run: bool = False,
     extra: Sequence[str] = (),
 ) -> Command:
-    """The study experiments/compare.py run by the sweep: configs/NAME.py for every NAME in
-    `configs` (empty: the study's own, mlp and cnn; their `quick` variant with `quick`), seeds
-    0..seeds-1 into OUTDIR/NAME/seed_<s>, seed by seed, then one evaluation of them all into
-    OUTDIR (robustness, the seed ensembles and the int8 models). `jobs` > 1: that many worker
-    processes, logging to OUTDIR/logs/."""
+    """The shipped study `compare` (experiments/compare.py) run by the sweep: the shipped
+    config NAME for every NAME in `configs` (empty: the study's own, mlp and cnn; their `quick`
+    variant with `quick`), seeds 0..seeds-1 into OUTDIR/NAME/seed_<s>, seed by seed, then one
+    evaluation of them all into OUTDIR (robustness, the seed ensembles and the int8 models).
+    `jobs` > 1: that many worker processes, logging to OUTDIR/logs/."""
     if configs:
         check_compare_configs(configs)
     if seeds < 1:
@@ -302,7 +299,7 @@ def compare_command(
         raise UserError("compare sets config.seed itself: --seeds=K trains seeds 0..K-1")
     variant = ",".join([*configs, *(["quick"] if quick else [])])
     argv = (site.python, "-m", "mnist_jax.sweep",
-            f"--study={site.repo_file('experiments/compare.py')}{':' * bool(variant)}{variant}",
+            f"--study=compare{':' * bool(variant)}{variant}",
             f"--output_dir={outdir}", f"--seeds={seeds}", f"--jobs={jobs}", *overrides,
             *extra, *(["--dry_run"] if dry_run else []))  # fmt: skip
     label = f"seeds 0-{seeds - 1} of each config, {jobs} at a time, then their evaluation"

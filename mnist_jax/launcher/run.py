@@ -13,16 +13,19 @@ from pathlib import Path
 
 from absl import logging
 
-from mnist_jax.core.errors import UserError
+from mnist_jax.core import configuration
+from mnist_jax.core.errors import ConfigError, UserError
 from mnist_jax.launcher import commands as C
 from mnist_jax.launcher import slurm, subcommands, supervisor
 from mnist_jax.launcher.subcommands import Invocation
 
 
 def _check_config(config: str) -> None:
-    path = config.partition(":")[0]
-    if not Path(path).is_file():
-        raise UserError(f"CONFIG {config!r}: no such file (e.g. configs/mlp.py)")
+    """CONFIG names a file or a shipped config (the children resolve it themselves)."""
+    try:
+        configuration.resolve(config)
+    except ConfigError as e:
+        raise UserError(f"CONFIG {config!r}: {str(e).split(': ', 1)[1]}") from None
 
 
 def _free_port() -> int:
@@ -93,6 +96,9 @@ def run_tpu(inv: Invocation, site: C.Site) -> int:
         o["heartbeat_timeout"],
     )  # fmt: skip
     head = _git(site, "rev-parse", "--short", "HEAD")
+    if target.copy and (head.returncode != 0 or not (site.root / "pyproject.toml").is_file()):
+        raise UserError(f"tpu copies a git checkout to the workers, and {site.root} is none: run "
+                        "it from a clone of the repository, or with --no_copy")  # fmt: skip
     commit = head.stdout.strip() if head.returncode == 0 else "src"
     tmpdir = os.environ.get("TMPDIR", "/tmp")
     steps = C.tpu_commands(site, target, config, workdir, inv.overrides, commit=commit,

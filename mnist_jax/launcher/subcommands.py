@@ -65,7 +65,8 @@ class Subcommand:
     def help(self) -> str:
         description = textwrap.fill(self.description, WIDTH, break_on_hyphens=False)
         lines = [f"usage: {prog()} {self.name} {self.args} [options] [--config.key=value ...]",
-                 "", description, "", "options:"]  # fmt: skip
+                 "", description, *_CONFIG_HELP * ("CONFIG" in self.args), "",
+                 "options:"]  # fmt: skip
         for o in self.options:
             spec = f"--{o.name}" + (f"={o.metavar}" if o.metavar else "")
             default = "" if o.default in (None, "", False) else f" (default {o.default})"
@@ -77,6 +78,11 @@ class Subcommand:
                   "", f"e.g. {prog()} {self.name} {self.example}", ""]  # fmt: skip
         return "\n".join(lines)
 
+
+_CONFIG_HELP = ("", *textwrap.wrap(
+    "CONFIG: a shipped config's name (mlp, cnn, lenet, ...: configs/NAME.py in the repository) "
+    "or a config file's path, either with an optional variant: cnn:quick, my_config.py:quick.",
+    WIDTH))  # fmt: skip
 
 # The resources a study's --slurm takes (its workers are single processes).
 STUDY_SLURM_OPTIONS = ("gpus_per_node", "cpus_per_task", "cpu_devices", "time", "partition",
@@ -107,7 +113,7 @@ LOCAL = Subcommand(
     "Trains in one process on every device of this machine (GPUs, TPUs, else the CPU).",
     (Option("cpu_devices", None, "N", "run on N simulated CPU devices instead (XLA_FLAGS), "
             "e.g. to compare with 'multiprocess'"), DRY_RUN),
-    "configs/mlp.py runs/mlp --cpu_devices=4 --config.num_epochs=3",
+    "mlp runs/mlp --cpu_devices=4 --config.num_epochs=3",
 )  # fmt: skip
 SUBCOMMANDS = {
     s.name: s
@@ -125,7 +131,7 @@ SUBCOMMANDS = {
             (Option("cpu_devices", 2, "K", "CPU devices per process"),
              Option("port", None, "P", "coordinator port on localhost (default: a free one)"),
              _heartbeat(60), DRY_RUN),
-            "2 configs/mlp.py runs/mlp_2proc --config.num_epochs=3",
+            "2 mlp runs/mlp_2proc --config.num_epochs=3",
         ),
         Subcommand(
             "slurm", "CONFIG WORKDIR", "submit an sbatch job: N nodes x T processes (srun)",
@@ -142,7 +148,7 @@ SUBCOMMANDS = {
             "dead process stops the others within S seconds, and srun --kill-on-bad-exit ends "
             "the step.",
             SLURM_OPTIONS,
-            "configs/cnn.py /shared/runs/cnn --nodes=2 --gpus_per_node=4 --partition=gpu "
+            "cnn /shared/runs/cnn --nodes=2 --gpus_per_node=4 --partition=gpu "
             "--time=00:30:00  (CPU cluster: --tasks_per_node=2 --cpu_devices=2)",
         ),
         Subcommand(
@@ -170,12 +176,13 @@ SUBCOMMANDS = {
              Option("no_copy", False, "", "the code is already in DIR: only ssh"),
              _heartbeat(120),
              dataclasses.replace(DRY_RUN, help="print the git and gcloud commands instead")),
-            "configs/cnn.py /mnt/shared/runs/cnn --name=my-v4-32 --zone=us-central2-b",
+            "cnn /mnt/shared/runs/cnn --name=my-v4-32 --zone=us-central2-b",
         ),
         Subcommand(
             "compare", "[OUTDIR]", "train the MLP and the CNN over seeds, then compare them",
-            "Runs the study experiments/compare.py (python -m mnist_jax.sweep): trains "
-            "configs/mlp.py and configs/cnn.py (or --configs) with seeds 0..K-1 into "
+            "Runs the shipped study compare (experiments/compare.py; python -m "
+            "mnist_jax.sweep): trains the configs mlp and cnn (or --configs) with seeds 0..K-1 "
+            "into "
             "OUTDIR/{mlp,cnn}/seed_<s> (default OUTDIR runs/compare, runs/compare_quick with "
             "--quick), seed by seed, --jobs runs at a time; then evaluates them all: "
             "OUTDIR/comparison.json, report.md and figures. Running it again skips finished "
@@ -183,14 +190,14 @@ SUBCOMMANDS = {
             "status.",
             (Option("seeds", 3, "K", "seeds per model"),
              Option("configs", "", "NAME,...", "the shipped configs to train and compare "
-                    "(configs/NAME.py; default: experiments/compare.py's, mlp,cnn), each into "
+                    "(configs/NAME.py; default: the compare study's, mlp,cnn), each into "
                     "OUTDIR/NAME/, e.g. "
                     "mlp_best,cnn_best"),
              Option("jobs", "auto", "N", "training runs at once; with N > 1 each worker logs "
                     "to OUTDIR/logs/ and their progress lines show here. 'auto': 2 where JAX can "
                     "only use the CPU (their numbers are the same bits as one at a time), 1 "
                     "with a GPU or TPU"),
-             Option("quick", False, "", "the configs' quick variant (configs/mlp.py:quick): a "
+             Option("quick", False, "", "the configs' quick variant (mlp:quick): a "
                     "smoke test of the whole pipeline"),
              Option("slurm", False, "", "submit to SLURM instead (sweep --slurm): a job array "
                     "of --workers tasks trains the runs, then one job evaluates them; OUTDIR on "

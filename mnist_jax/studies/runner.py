@@ -30,12 +30,10 @@ from mnist_jax.training.progress import hms
 
 
 def load(spec: str) -> study_lib.Study | search_lib.Search:
-    """`path/to/study.py[:variant]` -> the Study (or Search) its `get_study(variant)` returns,
-    its name and description filled in."""
-    path_str, _, variant = spec.partition(":")
+    """`path/to/study.py[:variant]` or a shipped study's `NAME[:variant]` -> the Study (or
+    Search) its `get_study(variant)` returns, its name and description filled in."""
+    path_str, _, variant = configuration.resolve(spec, "study").partition(":")
     path = Path(path_str)
-    if not path.is_file():
-        raise ConfigError(f"study file {path_str!r} does not exist (e.g. experiments/dropout.py)")
     module = configuration.import_file(path, "_study")
     if not hasattr(module, "get_study"):
         raise ConfigError(f"{path_str} defines no get_study(variant) function")
