@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 
 from mnist_jax.core import configuration, logs
-from mnist_jax.core.errors import ConfigError
+from mnist_jax.core.errors import ConfigError, UserError
 from mnist_jax.data import images as images_lib
 from mnist_jax.evaluation import metrics, runs
 from mnist_jax.training import rundir
@@ -85,17 +85,23 @@ class Run(runs.Run):
     def checkpoint_step(self) -> int:
         return self.step
 
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        """float32 logits (N, 10) of uint8 images (N, 28, 28)."""
-        return runs.logits(self.model, self.variables, images, self.batch_size)
+    def logits(self, images: Any, *, raw: bool = False) -> np.ndarray:
+        """float32 logits (N, 10) of digits in MNIST's form: uint8 (N, 28, 28), white on black,
+        centred as MNIST's are (the test set, `load_digits`); a dark digit on a light ground
+        is refused, not misread. `raw=True` takes any digit images (a sequence of 2-D or
+        colour arrays of any size, either polarity) and brings each to that form first, as
+        `predict_files` does for files."""
+        if raw:
+            images = to_mnist_form(images)
+        return runs.logits(self.model, self.variables, check_mnist_form(images), self.batch_size)
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities (N, 10) of uint8 images (N, 28, 28), in float64."""
-        return metrics.softmax(self.logits(images))
+    def predict_proba(self, images: Any, *, raw: bool = False) -> np.ndarray:
+        """Class probabilities (N, 10) in float64; `images` as for `logits`."""
+        return metrics.softmax(self.logits(images, raw=raw))
 
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """The most probable class (N,) of uint8 images (N, 28, 28)."""
-        return self.logits(images).argmax(-1)
+    def predict(self, images: Any, *, raw: bool = False) -> np.ndarray:
+        """The most probable class (N,); `images` as for `logits`."""
+        return self.logits(images, raw=raw).argmax(-1)
 
     def predict_files(self, paths: Sequence[str | os.PathLike]) -> np.ndarray:
         """The most probable class (N,) of image files, brought to MNIST's form first."""
@@ -109,6 +115,38 @@ def load_digits(paths: Sequence[str | os.PathLike]) -> np.ndarray:
         paths = [paths]
     digits = [images_lib.load_digit(p) for p in paths]
     return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
+
+
+def to_mnist_form(images: Any) -> np.ndarray:
+    """Digit images of any size, dtype, colour and polarity -> uint8 (N, 28, 28) in MNIST's form
+    (mnist_jax.data.images.to_mnist, as predict_files and the server use)."""
+    digits = [images_lib.to_mnist(image, source=f"image {i}") for i, image in enumerate(images)]
+    return np.stack(digits) if digits else np.zeros((0, 28, 28), np.uint8)
+
+
+# MNIST's digits leave a 4-pixel border black; a border this bright is a light background.
+_LIGHT_BORDER = 128
+
+
+def check_mnist_form(images: Any) -> np.ndarray:
+    """`images` as uint8 (N, 28, 28) white on black, or a UserError naming what is wrong."""
+    array = np.asarray(images)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[1:] != (28, 28):
+        raise UserError(
+            f"images must be uint8 of shape (N, 28, 28) in MNIST's form, got {array.dtype} "
+            f"{array.shape}; raw=True brings digit images of any size and kind to that form"
+        )
+    border = np.concatenate(
+        [array[:, 0], array[:, -1], array[:, 1:-1, 0], array[:, 1:-1, -1]], axis=1
+    )
+    light = np.flatnonzero(np.median(border, axis=1) >= _LIGHT_BORDER)
+    if light.size:
+        raise UserError(
+            f"image {light[0]} is a dark digit on a light background (median border pixel "
+            f"{np.median(border[light[0]]):.0f}); MNIST's form is white on black: pass raw=True, "
+            "or 255 - images for inverted MNIST digits"
+        )
+    return array
 
 
 def run_name(workdir: str | os.PathLike) -> str:

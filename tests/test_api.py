@@ -67,11 +67,14 @@ def test_configs_by_name_path_and_configdict():
     assert mine.num_epochs == api.load_config("mlp").num_epochs > 1
     with pytest.raises(ConfigError, match="names a variant and variant='quick' too"):
         api.load_config("mlp:quick", variant="quick")
+    with pytest.raises(ConfigError, match="config 'mpl': no such file or shipped config; did you"
+                       " mean 'mlp'"):  # fmt: skip
+        api.load_config("mpl")
     with pytest.raises(
         ConfigError,
-        match="unknown config 'mpl'; shipped: cnn, cnn_best, cnn_nnx, cnn_robust, default, hybrid",
+        match="config 'vit': no such file or shipped config; shipped: cnn, cnn_best, cnn_nnx, ",
     ):
-        api.load_config("mpl")
+        api.load_config("vit")
     with pytest.raises(ConfigError, match="expected an ml_collections ConfigDict"):
         api.load_config({"model": "mlp"})
     assert isinstance(api.load_config("default"), ml_collections.ConfigDict)
@@ -133,12 +136,11 @@ def test_console_scripts_run_the_binaries():
 
 def test_every_package_directory_is_installed():
     packages = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    on_disk = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for p in (ROOT / "mnist_jax").rglob("__init__.py")
-        if "configs" not in p.parts  # the symlink to configs/, mapped by package-dir
-    }
-    assert on_disk | {"mnist_jax.configs"} == packages
-    assert PYPROJECT["tool"]["setuptools"]["package-dir"]["mnist_jax.configs"] == "configs"
+    inits = (ROOT / "mnist_jax").rglob("__init__.py")
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in inits}
+    mapped = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    assert mapped == {"mnist_jax.configs": "configs", "mnist_jax.experiments": "experiments"}
+    assert all((ROOT / folder / "__init__.py").is_file() for folder in mapped.values())
+    assert on_disk | set(mapped) == packages
     assert PYPROJECT["project"]["license"] == "Apache-2.0"
     assert "Apache License" in (ROOT / "LICENSE").read_text()

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,10 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from mnist_jax.configs import default
 from mnist_jax.core.errors import ConfigError, DataError
 from mnist_jax.data import dataset, preprocess, sources
+from mnist_jax.training import validation
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -384,6 +387,17 @@ def test_tfds_not_prepared_explains_how(tmp_path: Path) -> None:
     message = str(info.value)
     for part in ("tfds build mnist", "--file_format=array_record", "--manual_dir", str(tmp_path)):
         assert part in message
+
+
+def test_tfds_is_an_optional_extra_named_when_missing(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if not installed
+    with pytest.raises(DataError, match=r"needs tensorflow-datasets, an optional extra: pip "
+                       r"install 'mnist_jax\[tfds\]'"):  # fmt: skip
+        dataset.load_mnist("", "tfds")
+    config = default.get_config()
+    config.data.source = "tfds"
+    with pytest.raises(DataError, match="optional extra"):  # before any work
+        validation.validate(config)
 
 
 def test_load_dataset_tfds_source() -> None:

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import importlib.util
 import math
 import os
 import tempfile
@@ -269,12 +270,26 @@ def _records_to_arrays(records: Sequence[dict]) -> Arrays:
     return images, labels
 
 
+def check_tfds_installed() -> None:
+    """data.source='tfds' needs the optional extra; one line saying how to get it."""
+    try:
+        found = importlib.util.find_spec("tensorflow_datasets") is not None
+    except ValueError:  # a module set to None in sys.modules: as good as absent
+        found = False
+    if not found:
+        raise DataError(
+            "data.source='tfds' needs tensorflow-datasets, an optional extra: pip install "
+            "'mnist_jax[tfds]' (or use data.source='idx', the default)"
+        )
+
+
 def load_tfds(data_dir: str = "") -> tuple[Arrays, Arrays]:
     """(train, test) from a prepared TFDS `mnist` via random-access data sources.
 
     `download=False`: loading must never start a build or a network fetch behind the user's back;
     reading ArrayRecord files needs no TensorFlow.
     """
+    check_tfds_installed()
     import tensorflow_datasets as tfds  # deferred: only this source needs it
 
     try:

@@ -5,9 +5,8 @@ images, so an accuracy difference between two models varies for two reasons: the
 (retrain and the accuracy moves) and the test images (another 10,000 digits from the same
 source would give other numbers). McNemar's test on one seed pair sees only the second; it can
 call a 0.5-point gap significant when reseeding alone moves accuracy by that much. The
-comparison here (`compare_accuracy`) accounts for both. Numpy only: the Student-t distribution
-is computed from the regularised incomplete beta function (a continued fraction), so scipy is
-not a runtime dependency; the tests check it against scipy.
+comparison here (`compare_accuracy`) accounts for both. Student's t distribution is scipy's
+(installed with JAX, which depends on it).
 """
 
 import math
@@ -22,67 +21,26 @@ from mnist_jax.evaluation import metrics
 # Student's t distribution.
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes)."""
-    tiny, eps = 1e-300, 1e-16
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 100_000):
-        for aa in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < eps:
-            return h
-    raise ArithmeticError(f"incomplete beta did not converge for a={a}, b={b}, x={x}")
-
-
-def _betainc(a: float, b: float, x: float, y: float) -> float:
-    """I_x(a, b) with y = 1 - x passed separately (no cancellation when x is close to 1)."""
-    if x <= 0.0:
-        return 0.0
-    if y <= 0.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x)
-    log_front += b * math.log(y)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, y) / b
-
-
 def t_two_sided_p(t: float, df: float) -> float:
     """P(|T| >= |t|) for Student's t with `df` (> 0, need not be an integer) degrees of freedom."""
     if not df > 0:
         raise ValueError(f"degrees of freedom must be > 0, got {df}")
     if math.isinf(df):
         return math.erfc(abs(t) / math.sqrt(2.0))
-    t2 = t * t
-    return _betainc(df / 2.0, 0.5, df / (df + t2), t2 / (df + t2))
+    from scipy import stats as scipy_stats  # deferred: a second of imports, for evaluation only
+
+    return float(2.0 * scipy_stats.t.sf(abs(t), df))
 
 
 def t_critical(df: float, confidence: float = 0.95) -> float:
     """The t with P(|T| <= t) = confidence: the half-width of a t interval in standard errors."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    alpha = 1.0 - confidence
-    lo, hi = 0.0, 1.0
-    while t_two_sided_p(hi, df) > alpha:
-        lo, hi = hi, 2.0 * hi
-    for _ in range(200):  # bisection: the tail probability falls monotonically in t
-        mid = 0.5 * (lo + hi)
-        if t_two_sided_p(mid, df) > alpha:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-14 * hi:
-            break
-    return 0.5 * (lo + hi)
+    if not df > 0:
+        raise ValueError(f"degrees of freedom must be > 0, got {df}")
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.t.ppf(0.5 + confidence / 2.0, df))
 
 
 # ---------------------------------------------------------------------------------------------

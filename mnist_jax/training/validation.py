@@ -9,22 +9,26 @@ split over the devices) are checked by the trainer once those are known.
 import ml_collections
 
 from mnist_jax import models
-from mnist_jax.core.checks import check_choice, check_range
+from mnist_jax.configs import default
+from mnist_jax.core.checks import check_choice, check_range, suggest
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import augment, corruption_augment, sources
 from mnist_jax.data.pca import check_components
 from mnist_jax.models import layers
-from mnist_jax.training import optim, parallel, steps, trainer
+from mnist_jax.training import optim, parallel, rundir, steps, trainer
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Every value of a training config, checked without touching data or devices."""
+    check_known_keys(config)
     models.create_model(config)
     check_choice("dtype", config.dtype, list(models.registry.DTYPES))
     check_range("seed", config.seed, 0, 2**32 - 1, integer=True)
     check_choice("prng_impl", config.prng_impl, trainer.PRNG_IMPLS)
     d = config.data
     check_choice("data.source", d.source, sources.SOURCES)
+    if d.source == "tfds":
+        sources.check_tfds_installed()
     check_range("data.validation_fraction", d.validation_fraction, 0, 1, hi_open=True)
     check_range("data.train_fraction", d.train_fraction, 0, 1, lo_open=True)
     check_range("data.split_seed", d.split_seed, 0, 2**32 - 1, integer=True)
@@ -55,3 +59,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_range("log_every_seconds", config.log_every_seconds, 0, lo_open=True)
     check_range("log_every_steps", config.log_every_steps, 0, integer=True)
     check_range("test_every_epochs", config.test_every_epochs, 0, integer=True)
+
+
+def check_known_keys(config: ml_collections.ConfigDict) -> None:
+    """Every key at the top level or in a section of configs/default.py is one of default.py's:
+    a misspelt key set from Python (`config.num_epoch = 2`) or in a config file fails here, as
+    `--config.num_epoch` does. A section default.py lacks is a family added by a user (its
+    model's own keys), taken as it is.
+    """
+    defaults = default.get_config()
+    known = rundir.flatten(defaults.to_dict())
+    sections = {k for k, v in defaults.items() if isinstance(v, ml_collections.ConfigDict)}
+    for key in rundir.flatten(config.to_dict()):
+        section, dot, _ = key.partition(".")
+        if key not in known and (not dot or section in sections):
+            raise ConfigError(
+                f"unknown config key {key!r}{suggest(key, known)}; every key is listed in "
+                "configs/default.py"
+            )
