@@ -31,11 +31,12 @@ from mnist_jax.core.errors import ConfigError, DataError, UserError
 from mnist_jax.data import corruptions, external, load_dataset, normalize
 from mnist_jax.evaluation import comparison as comparison_lib
 from mnist_jax.evaluation import plots, quantize, scores, stats
+from mnist_jax.evaluation import report as report_lib
 from mnist_jax.evaluation import runner as evaluate
 from mnist_jax.evaluation import runs as runs_lib
 from mnist_jax.models import layers
 from mnist_jax.training import train
-from tests import events, readme
+from tests import readme
 
 # One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
 # they are built once even when tests of other modules run in between (docs/testing.md).
@@ -366,39 +367,6 @@ def test_launch_compare_help_and_bad_option():
 
 
 @pytest.mark.slow
-def test_launch_compare_quick_end_to_end_and_rerun(mnist_dir, tmp_path):
-    """The README's first command, shortened: trains both models, evaluates; a rerun reuses."""
-    out = tmp_path / "compare"
-    short = ("--seeds=1", "--quick")
-    result = _launch("compare", str(out), *short)
-    assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads((out / "comparison.json").read_text())
-    assert {m: v["test_count"] for m, v in data["models"].items()} == {"mlp": 10_000, "cnn": 10_000}
-    assert all((out / f).stat().st_size > 10_000 for f in data["figures"].values())
-    assert set(data["quantization"]["models"]) == {"mlp", "cnn"}  # the main job evaluates int8 too
-    assert "int8" in (out / "report.md").read_text()
-    # TensorBoard: >= 10 train-loss points an epoch in every run; the figures as images.
-    for model in ("mlp", "cnn"):
-        run = out / model / "seed_0"
-        steps_per_epoch = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["step"]
-        points = events.scalars(run / "tensorboard")["train/loss"]
-        assert min(events.points_per_epoch(points, steps_per_epoch).values()) >= 10
-    assert sorted(events.load(out / "tensorboard").Tags()["images"]) == sorted(data["figures"])
-    # Training output: on the console with --jobs=1, in OUTDIR/logs/ with more (auto on a CPU).
-    logs = lambda: "".join(p.read_text() for p in sorted((out / "logs").glob("*.log")))
-    assert not third_party_warnings(result.stdout + result.stderr + logs())
-    result = _launch("compare", str(out), *short)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Study compare_quick: 2 trials, 2 already done, 0 to run" in result.stderr
-    assert "already holds the comparison of these runs" in result.stderr  # not evaluated again
-    # The README's reader of comparison.json, as written, on this comparison.
-    code = readme.block("Read comparison.json").replace("runs/compare/", f"{out}/")
-    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert printed.returncode == 0, printed.stderr
-    mean = data["models"]["mlp"]["accuracy"]["mean"]
-    assert printed.stdout.splitlines()[0].startswith(f"mlp {mean}")
-
-
 def test_readme_metric_example_reaches_every_table(runs, plain, tmp_path, monkeypatch):
     """README's "Add a metric" entry, as written: recorded for every run, summarised per model,
     for the ensembles and the int8 models, and shown in report.md."""
@@ -689,3 +657,40 @@ def test_int8_section_float_and_int8_side_by_side(comparison):
         )
         for run in entry["runs"]:
             assert run["throughput_images_per_second"] > 0 and run["latency_ms_median"] > 0
+
+
+def test_per_class_numbers_and_figures_say_what_they_pool(comparison, mnist_dir):
+    result, out = comparison
+    test = load_dataset(tiny_config("mlp").data).test
+    counts = np.bincount(test.labels, minlength=10).tolist()
+    mlp, cnn = result["models"]["mlp"], result["models"]["cnn"]
+    assert (mlp["per_class"]["runs_pooled"], cnn["per_class"]["runs_pooled"]) == (2, 1)
+    assert mlp["per_class"]["support_per_run"] == cnn["per_class"]["support_per_run"] == counts
+    assert mlp["per_class"]["support"] == [2 * c for c in counts]  # the pooled matrix's rows
+    report = (out / "report.md").read_text()
+    table = report.split("## Per-class precision / recall / F1")[1]
+    header = "| digit | test images per run | mlp P / R / F1 (2 runs pooled) | cnn P / R / F1 |"
+    assert header in table
+    assert f"\n| 0 | {counts[0]} | " in table and f"\n| 9 | {counts[9]} | " in table
+    for figure in result["figures"]:  # each figure is said what it aggregates, beside it
+        if figure in report_lib.FIGURE_CAPTIONS:
+            assert report_lib.FIGURE_CAPTIONS[figure] in report
+    assert {"confusion_matrices", "reliability", "accuracy_vs_cost"} <= set(result["figures"])
+
+
+def test_run_predict_checks_the_input_form_and_brings_raw_digits_to_it(runs, mnist_dir):
+    import mnist_jax
+
+    run = mnist_jax.load_run(runs["cnn_s0"])
+    test = load_dataset(tiny_config("mlp").data).test
+    images = test.images[:40]
+    with pytest.raises(UserError, match="image 0 is a dark digit on a light background"):
+        run.predict(255 - images)  # a black-on-white array: refused, not misread
+    with pytest.raises(UserError, match=r"uint8 of shape \(N, 28, 28\).*raw=True"):
+        run.predict(images.astype(np.float32))
+    raw = run.predict([255 - image for image in images], raw=True)
+    assert np.array_equal(raw, run.predict(list(images), raw=True))  # either polarity
+    assert np.array_equal(raw, run.predict(mnist_jax.api.to_mnist_form(images)))
+    # In the form it was trained on: the accuracy its training measured on the whole test set.
+    accuracy = np.mean(run.predict(test.images) == test.labels)
+    assert accuracy == pytest.approx(run.summary["test_accuracy"], abs=2e-4)

@@ -1,5 +1,6 @@
 """plots.py: every figure is written, non-empty, of the expected pixel size (fast: no JAX)."""
 
+import itertools
 import struct
 from pathlib import Path
 
@@ -34,7 +35,10 @@ def fake_model(name: str, num_runs: int, skill: float, seed: int) -> tuple[dict,
     model = {
         "name": name,
         "num_runs": num_runs,
+        "seeds": list(range(num_runs)),
+        "workdirs": [f"runs/{name}/seed_{i}" for i in range(num_runs)],
         "accuracy": stats.summarize(acc),
+        "ece": stats.summarize([0.01 + 0.001 * i for i in range(num_runs)]),
         "num_params": 100_000 * (seed + 1),
         "flops_per_example": 1e6 * (seed + 1),
         "train_seconds": stats.summarize([60.0 * (seed + 1) + i for i in range(num_runs)]),
@@ -105,3 +109,49 @@ def test_model_colors_are_stable_and_distinct():
     colors = plots.model_colors(["mlp", "cnn", "lenet5"])
     assert len(set(colors.values())) == 3
     assert colors["mlp"] == plots.model_colors(["mlp"])["mlp"]
+
+
+def _drawn(comparison, figure: str, monkeypatch):
+    """The figure `figure` as plots draws it, before it is saved and closed."""
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig))
+    getattr(plots, figure)(comparison[0], Path("unused.png"))
+    (fig,) = drawn
+    fig.canvas.draw()
+    return fig
+
+
+def test_confusion_matrices_say_they_sum_a_models_runs(comparison, monkeypatch):
+    fig = _drawn(comparison, "confusion_matrices", monkeypatch)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    mlp = comparison[0]["models"]["mlp"]
+    pooled = int(np.sum(mlp["confusion_matrix"]))
+    assert titles[0].startswith(f"mlp: {pooled:,} predictions (2 runs pooled)\naccuracy ")
+    assert titles[0].endswith("(mean ± std over runs)")
+    assert titles[1].startswith("cnn: 1,000 predictions\naccuracy ")  # one run: nothing pooled
+    assert "summed over a model's runs" in fig._suptitle.get_text()
+
+
+def test_reliability_titles_give_the_pooled_and_the_mean_ece(comparison, monkeypatch):
+    fig = _drawn(comparison, "reliability", monkeypatch)
+    mlp = comparison[0]["models"]["mlp"]
+    title = next(ax.get_title() for ax in fig.axes if ax.get_title().startswith("mlp"))
+    pooled, mean = 100 * mlp["calibration"]["ece"], 100 * mlp["ece"]["mean"]
+    assert title.startswith(f"mlp: ECE {pooled:.2f}% (2 runs pooled)\nmean over runs {mean:.2f}")
+
+
+def test_accuracy_vs_cost_names_its_error_bars_and_keeps_tick_labels_apart(comparison, monkeypatch):
+    models = comparison[0]["models"]
+    # Every point within one decade of FLOPs: the case whose minor tick labels overlapped.
+    flops = dict(zip(models, (3.73e6, 3.76e6), strict=True))
+    close = {n: m | {"flops_per_example": flops[n]} for n, m in models.items()}
+    fig = _drawn(({"models": close}, None), "accuracy_vs_cost", monkeypatch)
+    assert "error bars: ±1 standard deviation over runs" in fig._suptitle.get_text()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        labels = [t for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        boxes = [b for b in boxes if ax.bbox.x0 - 1 <= b.x0 and b.x1 <= ax.bbox.x1 + 1]
+        assert boxes, ax.get_xlabel()
+        apart = all(a.x1 < b.x0 for a, b in itertools.pairwise(boxes))
+        assert apart, [t.get_text() for t in labels]

@@ -22,17 +22,23 @@ PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-c
 
 
 def _git_commit() -> str | None:
+    """The commit of the checkout this package runs from; None for an installed package (a
+    wheel in a venv that happens to lie inside some repository names no commit of its own)."""
+    package = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],
+            cwd=package,
             capture_output=True,
             text=True,
             timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != package.parent:
+        return None
+    return lines[1]
 
 
 def _cpuinfo() -> tuple[str, set[str]]:
@@ -100,7 +106,9 @@ def describe_cpu(kind: dict[str, Any], gflops: float | None = None) -> str:
 
 def collect() -> dict[str, Any]:
     """What produced a result: versions, devices, processes, host, code revision, time."""
-    versions = {"python": platform.python_version()}
+    from mnist_jax import __version__
+
+    versions = {"mnist_jax": __version__, "python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -69,11 +69,21 @@ def summarize_model(name: str, records: list[dict], outputs: list[Any], ece_bins
         ),
         **{m.name: stats.summarize([r[m.name] for r in records]) for m in scores.METRICS},
         "confusion_matrix": cm.astype(int).tolist(),
-        "per_class": metrics.per_class_report(cm),
+        "per_class": metrics.per_class_report(cm) | _support_per_run(records),
         "calibration": metrics.calibration(probs, labels, ece_bins),
         "confident_mistakes": records[0]["confident_mistakes"],
         "config": records[0]["config"],
         "runs": [{k: v for k, v in r.items() if k != "config"} for r in records],
+    }
+
+
+def _support_per_run(records: list[dict]) -> dict[str, Any]:
+    """How many runs the pooled per-class numbers sum, and the test images of each class one
+    run saw (None where the runs saw different test sets)."""
+    supports = {tuple(np.sum(r["confusion_matrix"], axis=1).tolist()) for r in records}
+    return {
+        "runs_pooled": len(records),
+        "support_per_run": list(supports.pop()) if len(supports) == 1 else None,
     }
 
 

@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import ticker
 
 DPI = 100
 DIGITS = list(range(10))
@@ -44,6 +45,25 @@ def figure_size(name: str, num_models: int, num_mistakes: int = 16) -> tuple[flo
 
 def _label(m: dict[str, Any]) -> str:
     return m["name"] if m["num_runs"] == 1 else f"{m['name']} ({m['num_runs']} runs)"
+
+
+def _pooled(m: dict[str, Any]) -> str:
+    """' (3 runs pooled)' where a figure sums or concatenates a model's runs."""
+    return f" ({m['num_runs']} runs pooled)" if m["num_runs"] > 1 else ""
+
+
+def _over_runs(m: dict[str, Any]) -> str:
+    """' (mean ± std over runs)' beside a per-run statistic of a model with several runs."""
+    return " (mean ± std over runs)" if m["num_runs"] > 1 else ""
+
+
+def _first_run(m: dict[str, Any]) -> str:
+    """'CNN' or 'CNN, seed 0 (the first of 3 runs)': what a figure of one run shows."""
+    if m["num_runs"] == 1:
+        return m["name"]
+    seed = m["seeds"][0]
+    which = f"seed {seed}" if seed is not None else f"run {m['workdirs'][0]}"
+    return f"{m['name']}, {which} (the first of {m['num_runs']} runs)"
 
 
 def _pct(stat: dict[str, float]) -> str:
@@ -86,9 +106,16 @@ def confusion_matrices(comparison: dict, path: Path) -> None:
                     color="white" if dark else "black",
                 )
         ax.set(xticks=DIGITS, yticks=DIGITS, xlabel="predicted digit", ylabel="true digit")
-        ax.set_title(f"{_label(m)}: accuracy {_pct(m['accuracy'])}", fontsize=11)
+        ax.set_title(
+            f"{m['name']}: {int(cm.sum()):,} predictions{_pooled(m)}\n"
+            f"accuracy {_pct(m['accuracy'])}{_over_runs(m)}",
+            fontsize=10,
+        )
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="fraction of the true class")
-    fig.suptitle("Confusion matrices on the 10,000 test images (counts in cells)", fontsize=12)
+    fig.suptitle(
+        "Confusion matrices on the test set (cells: counts, summed over a model's runs)",
+        fontsize=12,
+    )
     _save(fig, path)
 
 
@@ -148,7 +175,9 @@ def per_class_f1(comparison: dict, path: Path) -> None:
     ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 1.0 + 1e-9])
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", ncol=len(ms))
-    ax.set_title("Per-class F1 on the test set (y-axis zoomed)")
+    several = any(m["num_runs"] > 1 for m in ms)
+    pooled = "each model's runs pooled; " if several else ""
+    ax.set_title(f"Per-class F1 on the test set ({pooled}y-axis zoomed)")
     _save(fig, path)
 
 
@@ -190,6 +219,14 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
                 fontsize=10,
             )
         ax.set_xscale("log")
+        # 1-2-5 steps in SI units (200k, 500k, 1M): tick labels that do not overlap, even
+        # where every point lies within one decade (the minor ticks keep no labels).
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        seconds = key == "train_seconds"
+        ax.xaxis.set_major_formatter(
+            ticker.FuncFormatter(lambda v, _: f"{v:g}") if seconds else ticker.EngFormatter(sep="")
+        )
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.margins(x=0.3)
         ax.set(xlabel=label + " (log scale)")
         ax.grid(alpha=0.3, which="both")
@@ -199,7 +236,12 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
     axes[0].set_ylim(min(accs) - pad, min(max(accs) + pad, 100.0))
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].legend(loc="lower right", fontsize=9)
-    fig.suptitle("Accuracy against cost", fontsize=12)
+    several = any(m["num_runs"] > 1 for m in ms)
+    fig.suptitle(
+        "Accuracy against cost"
+        + (" (mean over runs; error bars: ±1 standard deviation over runs)" if several else ""),
+        fontsize=12,
+    )
     _save(fig, path)
 
 
@@ -213,7 +255,7 @@ def misclassified(comparison: dict, images: dict[str, np.ndarray], path: Path) -
     subfigs = np.atleast_1d(fig.subfigures(len(ms), 1))
     for sub, m in zip(subfigs, ms, strict=True):
         sub.suptitle(
-            f"{_label(m)}: most confident mistakes (true → predicted, confidence)",
+            f"{_first_run(m)}: most confident mistakes (true → predicted, confidence)",
             color=colors[m["name"]],
             fontsize=11,
             fontweight="bold",
@@ -264,13 +306,16 @@ def reliability(comparison: dict, path: Path) -> None:
         )
         top.plot([0, 1], [0, 1], "k--", label="perfect calibration")
         top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
-        top.set_title(f"{_label(m)}: ECE {100 * cal['ece']:.2f}%", fontsize=11)
+        title = f"{m['name']}: ECE {100 * cal['ece']:.2f}%{_pooled(m)}"
+        if m["num_runs"] > 1:  # the summary table's ECE is the mean of the runs' own
+            title += f"\nmean over runs {_pct(m['ece'])}"
+        top.set_title(title, fontsize=10)
         top.legend(loc="upper left", fontsize=9)
         top.grid(alpha=0.3)
         bottom.bar(centers, np.maximum(count, 0), width * 0.95, color=colors[m["name"]])
         bottom.set(yscale="log", xlabel="confidence (top-class probability)", ylabel="images (log)")
         bottom.grid(alpha=0.3)
-    fig.suptitle("Reliability diagrams (test set)", fontsize=12)
+    fig.suptitle("Reliability diagrams (test set; a model's runs pooled)", fontsize=12)
     _save(fig, path)
 
 

@@ -297,9 +297,21 @@ def quantization_lines(comparison: dict[str, Any]) -> list[str]:
     ]
 
 
+def _code(env: dict[str, Any]) -> str:
+    """'mnist_jax 0.1.0 at commit 1a2b3c4d5e' (the commit where it ran from a checkout)."""
+    version = env["versions"].get("mnist_jax", "(version not recorded)")
+    commit = env.get("git_commit")
+    return f"mnist_jax {version}" + (f" at commit {commit[:10]}" if commit else "")
+
+
 def per_class_table(comparison: dict[str, Any]) -> list[str]:
+    """Precision / recall / F1 per digit from each model's confusion matrix summed over its
+    runs, beside the test images of that digit in one run (per model where they differ)."""
     ms = list(comparison["models"].values())
-    header = ["digit", "support"] + [f"{m['name']} P / R / F1" for m in ms]
+    supports = [m["per_class"].get("support_per_run") for m in ms]
+    shared = all(s == supports[0] for s in supports)
+    header = ["digit", "test images per run" if shared else "test images per run, per model"]
+    header += [f"{m['name']} P / R / F1{_runs_pooled(m)}" for m in ms]
     rows = []
     for d in range(10):
         cells = [
@@ -307,8 +319,31 @@ def per_class_table(comparison: dict[str, Any]) -> list[str]:
             f"{m['per_class']['f1'][d]:.3f}"
             for m in ms
         ]
-        rows.append([str(d), str(ms[0]["per_class"]["support"][d]), *cells])
+        counts = [str(s[d]) if s else "?" for s in supports]
+        rows.append([str(d), counts[0] if shared else " / ".join(counts), *cells])
     return _table(header, rows)
+
+
+def _runs_pooled(m: dict[str, Any]) -> str:
+    return f" ({m['num_runs']} runs pooled)" if m["num_runs"] > 1 else ""
+
+
+# What each figure aggregates, said beside it (the figures' titles say it too).
+FIGURE_CAPTIONS = {
+    "confusion_matrices": "Counts summed over each model's runs (a row of one run sums to that "
+    "digit's test images); colour: the fraction of the true digit.",
+    "learning_curves": "Every run of every model, one line each.",
+    "per_class_f1": "F1 of each digit from the confusion matrix summed over a model's runs, as "
+    "in the per-class table.",
+    "accuracy_vs_cost": "A point per model: the mean over its runs; error bars: ±1 standard "
+    "deviation over runs (the summary table's ±), not the 95% interval of the seeds figure.",
+    "misclassified": "The most confident mistakes of each model's first run.",
+    "reliability": "Every run's test predictions pooled; each title gives the pooled ECE and, "
+    "beneath it, the mean of the runs' own ECE that the summary table shows.",
+    "seeds": "Each seed's test accuracy; the mean with its 95% t interval over seeds; the "
+    "ensemble of the seeds.",
+    "robustness": "Bars: the mean over a model's runs; error bars: ±1 standard deviation.",
+}
 
 
 def markdown(comparison: dict[str, Any]) -> str:
@@ -325,7 +360,8 @@ def markdown(comparison: dict[str, Any]) -> str:
         "# MNIST model comparison",
         "",
         f"Evaluated {env['time']} on {env['hostname']} ({machine}; {env['num_devices']} x "
-        f"{env['device_kind']}), JAX {env['versions'].get('jax')}. Test images evaluated per "
+        f"{env['device_kind']}), JAX {env['versions'].get('jax')}, {_code(env)}. Test images "
+        "evaluated per "
         f"model: {counts}. Bits are the same on the same CPU kind and JAX version; on other "
         "kinds the last digits, and so the trained models, differ (docs/determinism.md).",
         "",
@@ -369,10 +405,7 @@ def markdown(comparison: dict[str, Any]) -> str:
         "corruption_gallery": "The corruptions",
     }
     for name, filename in comparison.get("figures", {}).items():
-        lines += [
-            f"### {titles.get(name, name)}",
-            "",
-            f"![{titles.get(name, name)}]({filename})",
-            "",
-        ]
+        lines += [f"### {titles.get(name, name)}", ""]
+        lines += [FIGURE_CAPTIONS[name], ""] if name in FIGURE_CAPTIONS else []
+        lines += [f"![{titles.get(name, name)}]({filename})", ""]
     return "\n".join(lines)
