@@ -583,6 +583,12 @@ TRAIN_ERRORS = [
      ["batch_size=100000", "larger than"]),
     ("microbatches", "none", None, ["--config.microbatches=3"], ["microbatches=3"]),
     ("data-dir", "none", None, ["--config.data.dir=/nonexistent/mnist"], ["/nonexistent/mnist"]),
+    ("config-json-list", "run", _corrupt("config.json", "[]"), [],
+     ["config.json", "holds a JSON list, not an object"]),
+    ("epochs-beyond-int32", "none", None, ["--config.num_epochs=1000000000"],
+     ["num_epochs=1000000000", "int32", "at most"]),
+    ("kernel-beyond-map", "none", None, ["--config.model=cnn", "--config.cnn.kernel_sizes=100,100"],
+     ["kernel_sizes[0]=100", "larger than the 28x28 map"]),
 ]  # fmt: skip
 
 
@@ -623,6 +629,10 @@ EVALUATE_ERRORS = [
     ("torn-summary", "summary.json", '{"test_accuracy": 0.9', ["summary.json", "not valid JSON"]),
     ("metrics-line", "metrics.jsonl", 'garbage\n{"epoch": 2}\n', ["metrics.jsonl line 1"]),
     ("config-json", "config.json", "[1, 2", ["config.json"]),
+    ("config-list", "config.json", "[]", ["config.json", "holds a JSON list, not an object"]),
+    ("summary-list", "summary.json", "[]", ["summary.json", "holds a JSON list"]),
+    ("summary-text", "summary.json", '{"test_accuracy": "high"}',
+     ["summary.json", "'test_accuracy' is 'high', not a number"]),
     ("corrupt-checkpoint", "checkpoints", None, ["checkpoints/16", "cannot be evaluated"]),
     ("no-checkpoint", "checkpoints", "", ["has no checkpoint"]),
     ("missing-workdir", None, None, ["does not exist"]),

@@ -173,14 +173,23 @@ def strict_loads(text: str) -> Any:
     return json.loads(text, parse_constant=_reject_constant)
 
 
-def read_json(path: Path, what: str) -> Any:
-    """A JSON file, or a one-line error naming it."""
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from a file, or a one-line error naming the file and what is wrong."""
     try:
-        return strict_loads(path.read_text())
+        value = strict_loads(path.read_text())
     except OSError as e:
         raise UserError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except ValueError as e:
         raise UserError(f"{what} {path} is not valid JSON ({e}); it is corrupt") from None
+    if not isinstance(value, dict):
+        raise UserError(
+            f"{what} {path} holds a JSON {type(value).__name__}, not an object; it is corrupt"
+        )
+    return value
+
+
+# What readers of summary.json take from it (evaluation, studies), each a number.
+SUMMARY_NUMBERS = ("test_accuracy", "test_loss", "train_seconds", "epochs_run", "best_epoch")
 
 
 def describe(config: ml_collections.ConfigDict) -> str:
@@ -347,9 +356,18 @@ class RunDir:
             os.fsync(f.fileno())
 
     def read_summary(self) -> dict[str, Any] | None:
+        """summary.json, its numbers checked (a hand-edited or foreign file is one line)."""
         if not self.summary_path.exists():
             return None
-        return read_json(self.summary_path, "run summary")
+        summary = read_json(self.summary_path, "run summary")
+        for key in SUMMARY_NUMBERS:
+            value = summary.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(
+                    f"run summary {self.summary_path}: {key!r} is {value!r}, not a number; it "
+                    "is corrupt (delete it and rerun training to write it again)"
+                )
+        return summary
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         if self.is_writer:

@@ -6,6 +6,8 @@ the data or the devices can judge (a batch larger than the training set, a batch
 split over the devices) are checked by the trainer once those are known.
 """
 
+import math
+
 import ml_collections
 
 from mnist_jax import models
@@ -59,6 +61,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_range("log_every_seconds", config.log_every_seconds, 0, lo_open=True)
     check_range("log_every_steps", config.log_every_steps, 0, integer=True)
     check_range("test_every_epochs", config.test_every_epochs, 0, integer=True)
+    _check_step_count(config)  # after the values it reads are checked
 
 
 def check_known_keys(config: ml_collections.ConfigDict) -> None:
@@ -77,3 +80,19 @@ def check_known_keys(config: ml_collections.ConfigDict) -> None:
                 f"unknown config key {key!r}{suggest(key, known)}; every key is listed in "
                 "configs/default.py"
             )
+
+
+MAX_STEPS = 2**31 - 1  # the step counter is an int32 on the device
+TRAIN_IMAGES = 60_000  # MNIST's training split: the most examples an epoch can have
+
+
+def _check_step_count(config: ml_collections.ConfigDict) -> None:
+    """Every step numbered within int32 (num_epochs=10**9 overflowed it after config.json
+    and the lock were written)."""
+    per_epoch = math.ceil(TRAIN_IMAGES * config.data.train_fraction / config.batch_size)
+    if config.num_epochs * per_epoch > MAX_STEPS:
+        raise ConfigError(
+            f"num_epochs={config.num_epochs}: up to {config.num_epochs * per_epoch:,} steps of "
+            f"batch {config.batch_size}, more than the int32 step counter holds; at most "
+            f"{MAX_STEPS // per_epoch:,} epochs"
+        )
