@@ -45,7 +45,10 @@ _STUDY = flags.DEFINE_string(
     "data_amount:reduced, path/to/study.py:reduced.",
 )
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Directory of the study: trials/<name>/ per trial, then the results."
+    "output_dir",
+    "",
+    "Directory of the study: trials/<name>/ per trial, then the results (default: runs/<the "
+    "study's name>, e.g. runs/dropout_reduced).",
 )
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "List the trials (and which are done) without running or writing anything."
@@ -87,7 +90,7 @@ _WORKERS = flags.DEFINE_integer("workers", 2, "With --slurm: array tasks.", lowe
 for _option in subcommands.SLURM_OPTIONS:
     if _option.name in subcommands.STUDY_SLURM_OPTIONS:
         dataclasses.replace(_option, help=f"With --slurm: {_option.help}.").define(flags.FLAGS)
-flags.mark_flags_as_required(["study", "output_dir"])
+flags.mark_flags_as_required(["study"])
 _CONFIG_ARG = re.compile(r"^--?(no)?config\.([^=]+)")
 _config_args: list[str] = []  # the --config.KEY=VALUE arguments, set aside by parse_command_line
 
@@ -151,15 +154,16 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     with platform.user_errors_exit():
         configuration.resolve(_STUDY.value, "study")  # a bad name: one line, before JAX starts
+        output_dir = _OUTPUT_DIR.value or f"runs/{runner.load(_STUDY.value).name}"
         if _SLURM.value:
-            submit(_STUDY.value, _OUTPUT_DIR.value, command_line())
+            submit(_STUDY.value, output_dir, command_line())
             return
         if not _DRY_RUN.value:
             platform.initialize()
         try:
             runner.run_study(
                 _STUDY.value,
-                _OUTPUT_DIR.value,
+                output_dir,
                 dry_run=_DRY_RUN.value,
                 aggregate_only=_AGGREGATE_ONLY.value,
                 jobs=_JOBS.value,

@@ -102,8 +102,7 @@ def test_config_error_from_get_config_comes_through_verbatim(config_file):
     [
         ("mnist_jax.evaluate", ("--workdirs=a", "--output_dir=o", "--latency_calls=many"),
          "--latency_calls=many: 'many' is not an integer"),
-        ("mnist_jax.sweep", ("--study=experiments/dropout.py",),
-         "missing required flag --output_dir"),
+        ("mnist_jax.sweep", ("--output_dir=o",), "missing required flag --study"),
         ("mnist_jax.benchmark", ("--seedz=3",), "unknown flag --seedz; did you mean --seeds?"),
     ],
 )  # fmt: skip

@@ -213,11 +213,10 @@ def test_benchmark_tiny_writes_every_section(venv, elsewhere, mnist_dir):
 
 
 def test_a_shipped_study_by_name_and_the_launcher_by_config_name(venv, elsewhere):
-    result = run(venv, elsewhere, "mnist-jax-sweep", "--study=dropout:reduced",
-                 f"--output_dir={elsewhere / 'sweep'}", "--dry_run")  # fmt: skip
+    result = run(venv, elsewhere, "mnist-jax-sweep", "--study=dropout:reduced", "--dry_run")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "study dropout_reduced: 12 trials, 0 done" in result.stdout
-    assert not (elsewhere / "sweep").exists()
+    assert "study dropout_reduced: 12 trials, 0 done, in runs/dropout_reduced/" in result.stdout
+    assert not (elsewhere / "runs").exists()
     result = run(venv, elsewhere, "mnist-jax-launch", "local", "mlp:quick", "runs/l", "--dry_run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[:2] == [str(venv / "bin" / "python"), "-m"]  # no PYTHONPATH
