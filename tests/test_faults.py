@@ -631,8 +631,12 @@ EVALUATE_ERRORS = [
     ("config-json", "config.json", "[1, 2", ["config.json"]),
     ("config-list", "config.json", "[]", ["config.json", "holds a JSON list, not an object"]),
     ("summary-list", "summary.json", "[]", ["summary.json", "holds a JSON list"]),
-    ("summary-text", "summary.json", '{"test_accuracy": "high"}',
-     ["summary.json", "'test_accuracy' is 'high', not a number"]),
+    (
+        "summary-text",
+        "summary.json",
+        '{"test_accuracy": "high"}',
+        ["summary.json", "'test_accuracy' is 'high', not a number"],
+    ),
     ("corrupt-checkpoint", "checkpoints", None, ["checkpoints/16", "cannot be evaluated"]),
     ("no-checkpoint", "checkpoints", "", ["has no checkpoint"]),
     ("missing-workdir", None, None, ["does not exist"]),
@@ -727,6 +731,59 @@ def test_read_only_workdir_is_one_line(interrupted, tmp_path, mnist_dir):
     assert_user_error(Result(proc.returncode, proc.stdout, proc.stderr), str(workdir),
                       "not writable")  # fmt: skip
     assert snapshot(workdir) == before
+
+
+def test_full_disk_under_tensorboard_is_one_line_within_seconds(bins, tmp_path, mnist_dir):
+    """A full tmpfs under <workdir>/tensorboard (a private mount): the event writer's failure
+    stops the run at once with one line, where tensorboardX's writer thread died and the next
+    event blocked training forever; no result is left that looks finished."""
+    workdir = tmp_path / "run"
+    board = workdir / "tensorboard"
+    board.mkdir(parents=True)
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a private tmpfs")
+    mount = (f"mount -t tmpfs -o size=8k tmpfs {board} && "
+             f"(dd if=/dev/zero of={board}/fill bs=1k count=8 2>/dev/null || true)")  # fmt: skip
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && echo x > {board}/x"],
+                           capture_output=True, text=True)  # fmt: skip
+    if probe.returncode == 0 or "echo" not in probe.stderr:  # the write failed: full
+        pytest.skip(f"cannot mount a full tmpfs here: {probe.stderr.strip()[:200]}")
+    command = " ".join([sys.executable, "-m", "mnist_jax.main", *BASE, f"--workdir={workdir}"])
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MNIST_DIR=mnist_dir, JAX_PLATFORMS="cpu")
+    env.pop(faults.ENV, None)
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && exec {command}"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    assert_user_error(result, f"cannot write TensorBoard events in {board}", "No space left")
+    assert not (workdir / "summary.json").exists()
+    # The same command with room on the disk trains the run from where it stopped.
+    result = bins.train(workdir)
+    assert result.status == 0, result.stderr[-3000:]
+    assert (workdir / "summary.json").exists()
+
+
+def test_full_disk_under_evaluate_or_export_is_one_line(bins, interrupted, tmp_path, mnist_dir):
+    """evaluate into a tmpfs with 100 KB (a private mount), export onto /dev/full: one line
+    naming where, exit 1, no traceback, no hang; the run directory unchanged."""
+    before = snapshot(interrupted)
+    result = bins.run("mnist_jax.export", f"--workdir={interrupted}", "--output=/dev/full")
+    assert_user_error(result, "cannot write into /dev/full", "No space left on device")
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a private tmpfs")
+    out = tmp_path / "small"
+    out.mkdir()
+    command = " ".join([sys.executable, "-m", "mnist_jax.evaluate", f"--workdirs={interrupted}",
+                        f"--output_dir={out / 'eval'}", "--corruptions=none"])  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MNIST_DIR=mnist_dir, JAX_PLATFORMS="cpu")
+    env.pop(faults.ENV, None)
+    mount = f"mount -t tmpfs -o size=100k tmpfs {out}"
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && exec {command}"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    if "mount:" in proc.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    assert_user_error(result, f"cannot write into {out / 'eval'}", "No space left on device")
+    assert snapshot(interrupted) == before
 
 
 # --- Multi-process: every process agrees on the stop -------------------------------------------

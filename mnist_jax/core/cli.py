@@ -11,6 +11,7 @@ Exit statuses of every binary: 0 success (and --help), 1 bad input (flags, confi
 (rerun to resume); anything else is a crash or the status of a failed child process.
 """
 
+import errno
 import os
 import re
 import sys
@@ -30,6 +31,8 @@ EXIT_ERROR = 1
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a checkpoint was saved; rerun (or requeue) to resume
 EXIT_INTERRUPTED = 130
 
+# A full, read-only or quota-bound disk: the machine's state, not a bug; one line, exit 1.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 _SHORT_HELP = {"-h", "-?", "--help", "-help", "--helpshort", "-helpshort"}
 _FULL_HELP = {"--helpfull", "-helpfull"}
 _LIST_AT_MOST = 12  # valid names listed in an error message; beyond that, point to --help
@@ -39,7 +42,8 @@ _TYPES = {"int": "an integer", "float": "a number", "bool": "true or false", "st
 def run(main: Callable[[list[str]], Any], flags_parser: Callable[[list[str]], Any] | None = None):
     """`app.run(main)` with `parse_flags` (or `flags_parser`) and one-line errors from main.
 
-    main's app.UsageError and UserError become `error: <message>` and exit status 1;
+    main's app.UsageError and UserError become `error: <message>` and exit status 1, and so
+    does an OSError of a full or read-only disk;
     KeyboardInterrupt becomes `interrupted` and exit status 130, without a traceback; a closed
     stdout pipe ends the program quietly.
     """
@@ -49,6 +53,12 @@ def run(main: Callable[[list[str]], Any], flags_parser: Callable[[list[str]], An
             return main(argv)
         except (app.UsageError, UserError) as e:
             exit_with(f"error: {e}")
+        except OSError as e:  # one not caught nearer, where the directory is known
+            if e.errno not in _DISK_ERRORS:
+                raise
+            where = f" {e.filename}" if e.filename else ""
+            exit_with(f"error: cannot write{where} ({e.strerror}); free space or choose another "
+                      "directory, and run the command again")  # fmt: skip
 
     try:
         app.run(guarded_main, flags_parser=flags_parser or parse_flags)

@@ -380,12 +380,12 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     pictures = {"mistakes": gallery}
     if corrupted:
         pictures["corruptions"] = robustness.gallery(corrupted, test, GALLERY_INDEX)
-    with logs.heartbeat("Drawing the figures"):
+    with rundir.writing_into(out), logs.heartbeat("Drawing the figures"):
         comparison["figures"] = plots.write_all(comparison, pictures, out)
-    figures = {name: out / file for name, file in comparison["figures"].items()}
-    logbook.write_images(out / logbook.SUBDIR, figures)  # TensorBoard's IMAGES tab
-    rundir.write_atomic(out / "comparison.json", rundir.to_json(comparison, indent=1) + "\n")
-    rundir.write_atomic(out / "report.md", report.markdown(comparison))
+        figures = {name: out / file for name, file in comparison["figures"].items()}
+        logbook.write_images(out / logbook.SUBDIR, figures)  # TensorBoard's IMAGES tab
+        rundir.write_atomic(out / "comparison.json", rundir.to_json(comparison, indent=1) + "\n")
+        rundir.write_atomic(out / "report.md", report.markdown(comparison))
     logging.info(
         "Wrote %s, %s and %d figures", out / "comparison.json", out / "report.md",
         len(comparison["figures"]),

@@ -30,6 +30,7 @@ from mnist_jax.core import logs
 from mnist_jax.core.errors import UserError
 from mnist_jax.data import preprocess
 from mnist_jax.models import layers
+from mnist_jax.training import rundir
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 INPUT = "uint8 (B, 28, 28), white digit on black (MNIST form: mnist_jax.data.images)"
@@ -62,7 +63,8 @@ def export_run(workdir: str | os.PathLike, output: str | os.PathLike, data_dir: 
     with logs.heartbeat(f"Exporting {run.name} for {', '.join(PLATFORMS)}", done=True):
         exported = export_model(run.model, run.variables)
         data = exported.serialize()
-    out.write_bytes(data)
+    with rundir.writing_into(out):
+        out.write_bytes(data)
     sidecar = {
         "run": str(run.workdir),
         "model": run.config.model,
@@ -75,6 +77,7 @@ def export_run(workdir: str | os.PathLike, output: str | os.PathLike, data_dir: 
         "sha256": hashlib.sha256(data).hexdigest(),
         "load": "jax.export.deserialize(open(path, 'rb').read()).call(images)",
     }
-    Path(f"{out}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    with rundir.writing_into(f"{out}.json"):
+        Path(f"{out}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
     logging.info("Wrote %s (%d bytes) and %s.json", out, len(data), out)
     return out

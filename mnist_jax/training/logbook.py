@@ -21,8 +21,11 @@ Only process 0 writes. A resumed run opens its writer with `purge_step` = the ch
 and no step appears twice.
 """
 
+import contextlib
 import glob
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mnist_jax.core.errors import UserError
 from mnist_jax.training import rundir
 
 SUBDIR = "tensorboard"
@@ -76,7 +80,6 @@ class Logbook:
         """Opens the writer at global step `step` (0, or the checkpoint resumed from)."""
         if not self.enabled:
             return
-        from tensorboardX import SummaryWriter
         from tensorboardX.summary import hparams as hparams_summary
 
         # Compiled: an optax schedule called eagerly costs milliseconds of op dispatch, and a
@@ -86,15 +89,13 @@ class Logbook:
             jax.jit(schedule),
             batch_size,
         )
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        self._writer = SummaryWriter(str(self.logdir), purge_step=step + 1, flush_secs=30)
+        self._writer = EventFile(self.logdir, purge_step=step + 1)
         if step == 0:
             experiment, start_info, _ = hparams_summary(
                 hparams(self.config), dict.fromkeys(HPARAM_METRICS, 0.0)
             )
-            file_writer = self._writer._get_file_writer()
-            file_writer.add_summary(experiment, 0)
-            file_writer.add_summary(start_info, 0)
+            self._writer.add_summary(experiment, 0)
+            self._writer.add_summary(start_info, 0)
 
     def train_steps(self, epoch: int, first: int, loss_sums: np.ndarray, correct: np.ndarray):
         """Steps first.. of `epoch` (0-based within it): per-step sums over the global batch."""
@@ -136,7 +137,7 @@ class Logbook:
         self._writer.add_scalar("best/test_loss", summary["test_loss"], step)
         self._writer.add_scalar("best/test_accuracy", summary["test_accuracy"], step)
         _, _, end_info = hparams_summary({}, {})
-        self._writer._get_file_writer().add_summary(end_info, step)
+        self._writer.add_summary(end_info, step)
 
     def close(self) -> None:
         """Writes the steps of a window cut short (a preemption, an error), then closes."""
@@ -145,6 +146,66 @@ class Logbook:
         self._flush_window()
         self._writer.close()
         self._writer = None
+
+
+class EventFile:
+    """One TensorBoard event file, appended to synchronously.
+
+    tensorboardX's SummaryWriter hands events to a writer thread through a bounded queue; when
+    a write fails (a full or read-only disk) the thread dies, and the next `put` on the full
+    queue blocks training forever. Here a failed write raises in the training loop, as one line
+    naming the directory, and the run stops with its last checkpoint intact. `purge_step`: as
+    SummaryWriter's, TensorBoard drops the events of earlier files from that step on.
+    """
+
+    def __init__(self, logdir: str | os.PathLike, purge_step: int | None = None):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        self.logdir = Path(logdir)
+        with self._failing_as_one_line():
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            self._writer = EventsWriter(str(self.logdir / "events"))
+        if purge_step is not None:
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+            self._write(Event(step=purge_step, file_version="brain.Event:2"))
+            self._write(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+
+    def add_summary(self, summary: Any, step: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+
+        self._write(Event(summary=summary, step=int(step), wall_time=time.time()))
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboardX.summary import scalar
+
+        self.add_summary(scalar(tag, float(value)), step)
+
+    def add_image(self, tag: str, pixels: np.ndarray, step: int) -> None:
+        from tensorboardX.summary import image
+
+        self.add_summary(image(tag, pixels, dataformats="HWC"), step)
+
+    def flush(self) -> None:
+        with self._failing_as_one_line():
+            self._writer.flush()
+
+    def close(self) -> None:
+        with self._failing_as_one_line():
+            self._writer.close()
+
+    def _write(self, event: Any) -> None:
+        with self._failing_as_one_line():
+            self._writer.write_event(event)
+
+    @contextlib.contextmanager
+    def _failing_as_one_line(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as e:
+            raise UserError(
+                f"cannot write TensorBoard events in {self.logdir}: {e.strerror or e}"
+            ) from None
 
 
 class _Window:
@@ -163,13 +224,13 @@ class _Window:
 def write_images(logdir: str | os.PathLike, pngs: dict[str, str | os.PathLike]) -> None:
     """PNG files as TensorBoard images (tag = name), in one fresh event file under `logdir`."""
     from PIL import Image
-    from tensorboardX import SummaryWriter
 
     logdir = Path(logdir)
     for old in glob.glob(str(logdir / "events.out.tfevents.*")):
         os.remove(old)  # a rerun replaces the figures rather than adding a second copy
-    with SummaryWriter(str(logdir)) as writer:
-        for name, path in pngs.items():
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert("RGB"))
-            writer.add_image(name, pixels, 0, dataformats="HWC")
+    writer = EventFile(logdir)
+    for name, path in pngs.items():
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        writer.add_image(name, pixels, 0)
+    writer.close()
