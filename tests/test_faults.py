@@ -17,6 +17,7 @@ resumed. Marked slow: the kill matrix, the signals, the lock and the later diver
 each) and the two-process stop (about 55 s).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -784,6 +786,48 @@ def test_full_disk_under_evaluate_or_export_is_one_line(bins, interrupted, tmp_p
     result = Result(proc.returncode, proc.stdout, proc.stderr)
     assert_user_error(result, f"cannot write into {out / 'eval'}", "No space left on device")
     assert snapshot(interrupted) == before
+
+
+def _processes_naming(text: str) -> list[int]:
+    """The pids whose command line contains `text`."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if text in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def test_a_killed_launcher_takes_its_children_with_it(tmp_path, mnist_dir):
+    """kill -9 of `launch compare` while its sweep's workers train: none of them is left
+    running, and the run directory's lock is free for an immediate rerun."""
+    if not Path("/proc/self/cmdline").exists():
+        pytest.skip("needs /proc to list processes")
+    out = tmp_path / "compare"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MNIST_DIR=mnist_dir, JAX_PLATFORMS="cpu")
+    env.pop(faults.ENV, None)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "mnist_jax.launch", "compare", str(out), "--configs=mlp",
+         "--seeds=1", "--jobs=2", *BASE[1:], "--config.num_epochs=5000"],
+        cwd=tmp_path, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    run = out / "mlp" / "seed_0"
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists():  # a worker, two levels down, is training
+        assert launcher.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    os.kill(launcher.pid, signal.SIGKILL)
+    launcher.wait()
+    deadline = time.monotonic() + 15
+    while (left := _processes_naming(str(out))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:  # a failure here leaves no trainings behind
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, "children of the killed launcher still run"
+    rundir.RunDir(run).check_usable()  # no 'in use by pid ...': a rerun may start at once
+    assert not (run / "summary.json").exists()
 
 
 # --- Multi-process: every process agrees on the stop -------------------------------------------

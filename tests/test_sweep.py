@@ -20,7 +20,7 @@ from conftest import ROOT, run_module
 
 from mnist_jax import models
 from mnist_jax.core import configuration
-from mnist_jax.core.errors import ConfigError, UserError
+from mnist_jax.core.errors import ConfigError, UserError, WorkdirBusyError
 from mnist_jax.data import load_dataset, normalize, pca
 from mnist_jax.studies import runner as sweep
 from mnist_jax.studies import study as study_lib
@@ -462,3 +462,29 @@ def test_bad_run_dir_or_evaluate_is_one_line_before_anything_runs(tmp_path, fiel
     with pytest.raises(ConfigError, match=re.escape(message)):
         sweep.run_study(spec, str(tmp_path / "o"), dry_run=True)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_study_that_ends_with_a_trial_missing_does_not_succeed(tmp_path, monkeypatch, mnist_dir):
+    """A trial another process holds (a worker of a killed sweep, say) is skipped by a worker;
+    the study then writes its partial tables and fails, naming what is missing."""
+    spec = write_study(tmp_path, """
+        def get_study(variant=""):
+            return Study(bases={"mlp": "mlp"}, axes=[{"mlp.dropout": [0.0, 0.1]}], seeds=[0],
+                         overrides={"num_epochs": 1, "data.train_fraction": 0.02,
+                                    "mlp.hidden_sizes": (16,)})
+    """)  # fmt: skip
+    real = train.train_and_evaluate
+
+    def busy_second(config, workdir):
+        if "dropout=0.1" in workdir:
+            raise WorkdirBusyError(f"workdir {workdir} is in use by pid 1")
+        return real(config, workdir)
+
+    monkeypatch.setattr(train, "train_and_evaluate", busy_second)
+    # The workers, in this process: worker 0 of 1 trains what it can and skips the busy one.
+    monkeypatch.setattr(sweep, "_run_workers", lambda spec, out, jobs, args: sweep.run_study(
+        spec, out, worker=0, jobs=1))  # fmt: skip
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"1 of 2 trials have no result \(first: .*dropout=0\.1"):
+        sweep.run_study(spec, str(out), jobs=2)
+    assert json.loads((out / "results.json").read_text())["missing_trials"]

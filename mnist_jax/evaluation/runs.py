@@ -50,7 +50,7 @@ def open_run(workdir: str | Path) -> Run:
             "by python -m mnist_jax.main --workdir=..."
         )
     config_dict = rundir.read_json(files.config_path, "run config")
-    summary = files.read_summary()
+    summary = files.read_summary(required=rundir.SUMMARY_NUMBERS)
     metrics = files.read_metrics()
     steps = []
     if files.checkpoint_dir.is_dir():

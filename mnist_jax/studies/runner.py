@@ -152,11 +152,22 @@ def run_study(
         summary = rundir.RunDir(out / t.run_dir).read_summary()
         if summary is not None:
             summaries[t.name] = summary
+    missing = [t.run_dir for t in trials if t.name not in summaries]
+    unfinished = None
+    if missing and not aggregate_only:  # e.g. a trial another process held: never exit 0
+        unfinished = UserError(
+            f"study {study.name}: {len(missing)} of {len(trials)} trials have no result (first: "
+            f"{out / missing[0]}); run the same command again to train them"
+        )
     if options is not None:
+        if unfinished:  # no comparison of part of the runs that would look finished
+            raise unfinished
         return _evaluate_all(options, trials, summaries, out)
     command = command_line.command(spec, output_dir)
     paths = sweep_report.write_all(out, study, trials, summaries, command)
     logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))
+    if unfinished:  # the partial tables are written, and say which trials they lack
+        raise unfinished
     return paths
 
 

@@ -207,7 +207,7 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
-# What readers of summary.json take from it (evaluation, studies), each a number.
+# What readers of summary.json take from it (evaluation, studies), each a number or null.
 SUMMARY_NUMBERS = ("test_accuracy", "test_loss", "train_seconds", "epochs_run", "best_epoch")
 
 
@@ -374,14 +374,18 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
 
-    def read_summary(self) -> dict[str, Any] | None:
-        """summary.json, its numbers checked (a hand-edited or foreign file is one line)."""
+    def read_summary(self, required: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """summary.json, its numbers checked (a hand-edited or foreign file is one line):
+        each of SUMMARY_NUMBERS present is a number or null (a loss that was not finite), and
+        each key of `required` is there."""
         if not self.summary_path.exists():
             return None
         summary = read_json(self.summary_path, "run summary")
         for key in SUMMARY_NUMBERS:
             value = summary.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if (key not in summary and key in required) or isinstance(
+                value, bool | str | list | dict
+            ):
                 raise UserError(
                     f"run summary {self.summary_path}: {key!r} is {value!r}, not a number; it "
                     "is corrupt (delete it and rerun training to write it again)"
