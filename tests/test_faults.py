@@ -36,6 +36,7 @@ import pytest
 from conftest import ROOT
 from forkserver import Child, ForkServer
 
+from mnist_jax.core.errors import WorkdirBusyError
 from mnist_jax.training import faults, rundir
 from mnist_jax.training.loop_state import BestTracker
 
@@ -826,7 +827,15 @@ def test_a_killed_launcher_takes_its_children_with_it(tmp_path, mnist_dir):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
     assert not left, "children of the killed launcher still run"
-    rundir.RunDir(run).check_usable()  # no 'in use by pid ...': a rerun may start at once
+    # A process killed is gone from /proc's command lines before its files are closed: the
+    # lock follows within moments, and then a rerun may start ('in use by pid ...' before).
+    while True:
+        try:
+            rundir.RunDir(run).check_usable()
+            break
+        except WorkdirBusyError:
+            assert time.monotonic() < deadline, "the killed run's lock is still held"
+            time.sleep(0.1)
     assert not (run / "summary.json").exists()
 
 

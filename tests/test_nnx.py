@@ -57,8 +57,12 @@ def test_the_nnx_cnn_is_built_by_the_registry_rule_with_the_linen_cnns_parameter
     )
     config = cnn.get_config()
     config.cnn.update(valid | {"kernel_sizes": (9, 11)})  # 28 -> 20 -> 10, and then 11x11
-    with pytest.raises(ConfigError, match=r"'VALID' leaves a 10x10 map, too small for a 11x11"):
+    with pytest.raises(ConfigError, match=r"kernel_sizes\[1\]=11 is larger than the 10x10 map"):
         registry.check_contract(registry.create_model(config), "cnn")
+    config = cnn_nnx.get_config()
+    config.cnn_nnx.update(valid | {"kernel_sizes": (9, 11)})  # the same check as the Linen CNN's
+    with pytest.raises(ConfigError, match=r"kernel_sizes\[1\]=11 is larger than the 10x10 map"):
+        registry.create_model(config)
     config = cnn_nnx.get_config()
     config.cnn_nnx.stem_patch = 3
     with pytest.raises(ConfigError, match=r"cnn_nnx.stem_patch=3 must divide 28"):

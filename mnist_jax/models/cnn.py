@@ -56,22 +56,9 @@ class CNN(nn.Module):
             raise ConfigError(f"stem_patch={self.stem_patch!r} must divide 28 (1, 2, 4, 7, ...)")
         if not isinstance(self.batch_norm, bool):
             raise ConfigError(f"batch_norm={self.batch_norm!r} is not true or false")
-        self._check_kernels_fit()
+        layers.check_kernels_fit(self.kernel_sizes, self.stem_patch, self.convs_per_block,
+                                 self.padding, self.pool)  # fmt: skip
         super().__post_init__()
-
-    def _check_kernels_fit(self) -> None:
-        """A kernel no larger than the map it slides over: a larger one sees only padding
-        beyond the image, and compiles for minutes (kernel_sizes=100,100)."""
-        side = 28 // self.stem_patch
-        for i, size in enumerate(self.kernel_sizes):
-            if size > side:
-                raise ConfigError(
-                    f"kernel_sizes[{i}]={size} is larger than the {side}x{side} map that block "
-                    f"convolves; at most {side}"
-                )
-            for _ in range(self.convs_per_block):
-                side = layers.conv_output_size(side, size, self.padding)
-            side = side // 2 if self.pool != "none" else side
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:

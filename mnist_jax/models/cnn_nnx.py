@@ -42,6 +42,7 @@ class CNNNNX(nnx.Module):
         check_rate("dropout", dropout)
         if not isinstance(stem_patch, int) or stem_patch < 1 or 28 % stem_patch:
             raise ConfigError(f"stem_patch={stem_patch!r} must divide 28 (1, 2, 4, 7, ...)")
+        layers.check_kernels_fit(kernel_sizes, stem_patch, convs_per_block, padding, pool)
         self.stem_patch, self.batch_norm, self.dtype = stem_patch, batch_norm, dtype
         size, features = INPUT_SHAPE[0] // stem_patch, INPUT_SHAPE[2] * stem_patch**2
         # Layers are named attributes (conv0, norm0, dense0, ...): string keys in the variables.

@@ -25,7 +25,7 @@ formulations, no cross-device statistics, positions 0..B-1.
 import contextlib
 import contextvars
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -137,6 +137,23 @@ def conv_padding(
     hi = size - 1 - lo if mode == "SAME" else 0
     rows, cols = drop_last
     return ((lo, hi - rows), (lo, hi - cols))
+
+
+def check_kernels_fit(
+    kernel_sizes: Sequence[int], stem_patch: int, convs_per_block: int, padding: str, pool: str
+) -> None:
+    """Every kernel no larger than the map its block slides it over: a larger one sees only
+    padding beyond the image, and compiled for minutes (kernel_sizes=100,100)."""
+    side = 28 // stem_patch
+    for i, size in enumerate(kernel_sizes):
+        if size > side:
+            raise ConfigError(
+                f"kernel_sizes[{i}]={size} is larger than the {side}x{side} map that block "
+                f"convolves; at most {side}"
+            )
+        for _ in range(convs_per_block):
+            side = conv_output_size(side, size, padding)
+        side = side // 2 if pool != "none" else side
 
 
 def conv_output_size(size: int, kernel: int, mode: str) -> int:
