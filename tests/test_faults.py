@@ -196,7 +196,12 @@ def outcome(workdir: Path) -> dict:
         "summary": {k: v for k, v in summary.items() if k not in TIMING_SUMMARY | PROVENANCE},
         "metrics": [{k: v for k, v in r.items() if k not in TIMING_METRICS} for r in metrics],
         "last_step": steps[-1],
-        "meta": {"loop": loop, "checksums": meta["checksums"], "fingerprint": meta["fingerprint"]},
+        # The arrays' sums; the meta item's own sum covers its timings too (train_seconds).
+        "meta": {
+            "loop": loop,
+            "fingerprint": meta["fingerprint"],
+            "checksums": {k: v for k, v in meta["checksums"].items() if k != "meta"},
+        },
         "arrays": checkpoint_arrays(workdir / "checkpoints" / str(steps[-1])),
     }
 
@@ -407,6 +412,26 @@ def test_corrupt_latest_checkpoint_is_moved_aside_and_the_run_falls_back(
     moved_file = moved / bad.relative_to(workdir / "checkpoints" / "16")
     assert hashlib.sha256(moved_file.read_bytes()).hexdigest() == bad_sha  # kept, not deleted
     assert (moved / "REASON.txt").read_text().strip()
+    assert "from the checkpoint of step 8 " in rerun.stderr
+    assert_same_run(workdir, reference.outcome)
+
+
+def test_a_forged_loop_state_is_refused_and_the_run_falls_back(
+    bins, reference, interrupted, tmp_path
+):
+    """The last checkpoint's meta item edited to say 1 epoch done (its arrays untouched): the
+    restore refuses it as it refuses a corrupt array, and the run ends as the uninterrupted one
+    (before, it trained 2 more epochs on top of step 16)."""
+    workdir = copy_run(interrupted, tmp_path)
+    meta = workdir / "checkpoints" / "16" / "meta" / "metadata"
+    forged = json.loads(meta.read_text())
+    forged["loop"]["epoch"] = 1
+    forged["loop"]["history"] = forged["loop"]["history"][:1]
+    meta.write_text(json.dumps(forged))
+    rerun = bins.train(workdir)
+    assert rerun.status == 0, rerun.stderr[-3000:]
+    assert "its loop state (epoch, history, best) does not match its checksum" in rerun.stderr
+    assert (workdir / "corrupt_checkpoints" / "16" / "REASON.txt").is_file()
     assert "from the checkpoint of step 8 " in rerun.stderr
     assert_same_run(workdir, reference.outcome)
 

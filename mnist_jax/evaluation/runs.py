@@ -85,9 +85,12 @@ def restore_best(run: Run, model: nn.Module) -> dict[str, Any]:
     try:
         restored = ckpt.restore(run.step, None, template, fingerprints)
     except CheckpointError as e:
+        # Training moves a bad checkpoint aside and retrains from the one before; a finished
+        # run (summary.json) does not train again until its summary is gone.
+        first = f"delete {run.workdir}/summary.json, then " if run.summary is not None else ""
         raise CheckpointError(
-            f"{e}; {run.workdir} cannot be evaluated (rerun training in it to repair it, or "
-            "delete it)"
+            f"{e}; {run.workdir} cannot be evaluated ({first}rerun training in it to repair "
+            "it, or delete the run)"
         ) from None
     want = jax.tree.map(np.shape, template)
     if jax.tree.map(np.shape, restored.best) != want:  # Orbax restores saved shapes silently

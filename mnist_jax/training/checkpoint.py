@@ -5,13 +5,15 @@ the chunk boundary where a preempted run stopped) and holds three items:
   state  the TrainState as host numpy arrays (restores on any number of devices);
   best   the variables (params and model state) of the best epoch so far by validation loss;
   meta   JSON: the training loop's own state (see train.py), the sha256 of every array in
-         `state` and `best`, and the fingerprint of the config that wrote it.
+         `state` and `best` and of the meta item itself (the loop's epoch, history and best:
+         an edited one is refused too), and the fingerprint of the config that wrote it.
 Orbax does not detect altered array files: a restore recomputes the checksums and refuses a
 checkpoint whose arrays, meta or config fingerprint do not match, so a corrupt checkpoint can
 never feed a result. The manager keeps the latest `keep` checkpoints.
 """
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -64,6 +66,12 @@ def _without_late_read_callbacks(previous: Any) -> Any:
 sys.unraisablehook = _without_late_read_callbacks(sys.unraisablehook)
 
 
+def _digest(meta: dict[str, Any]) -> str:
+    """sha256 of the meta item as canonical JSON (sorted keys): what a restore reads back."""
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def tree_checksums(tree: Any) -> dict[str, str]:
     """'/'-joined key path -> sha256 of the leaf's dtype, shape and bytes."""
     sums = {}
@@ -106,9 +114,10 @@ class Checkpointer:
     def save(
         self, step: int, state: Any, best: Any, meta: dict[str, Any], fingerprint: str
     ) -> None:
-        meta = dict(meta, fingerprint=fingerprint, checksums={
-            "state": tree_checksums(state), "best": tree_checksums(best),
-        })  # fmt: skip
+        meta = dict(meta, fingerprint=fingerprint)
+        meta["checksums"] = {
+            "state": tree_checksums(state), "best": tree_checksums(best), "meta": _digest(meta),
+        }  # fmt: skip
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -135,6 +144,17 @@ class Checkpointer:
         meta = restored.meta
         if not isinstance(meta, dict) or "checksums" not in meta:
             raise CheckpointError(f"checkpoint {path} has no checksums in its meta item")
+        sums = meta["checksums"]
+        # The loop state (epoch, history, best) too; a checkpoint written before it was summed
+        # has no "meta" sum and is taken as it is.
+        if (
+            "meta" in sums
+            and _digest({k: v for k, v in meta.items() if k != "checksums"}) != (sums["meta"])
+        ):
+            raise CheckpointError(
+                f"checkpoint {path}: its loop state (epoch, history, best) does not match its "
+                "checksum; it was edited or is corrupt"
+            )
         if meta.get("fingerprint") not in fingerprints:
             raise CheckpointError(f"checkpoint {path} was written by a different config")
         names = ("best",) if state is None else ("state", "best")
