@@ -25,6 +25,9 @@ _OUTPUT = flags.DEFINE_string("output", None, "The artifact file to write, e.g. 
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", "", "MNIST directory, needed only by PCA-input runs (their projection is refit)."
 )
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace --output (and its .json) if it exists; without it, refused."
+)
 flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -35,7 +38,7 @@ def main(argv: list[str]) -> None:
         platform.initialize()
         from mnist_jax.serving import exported  # deferred: --help needs no JAX tracing
 
-        exported.export_run(_WORKDIR.value, _OUTPUT.value, _DATA_DIR.value)
+        exported.export_run(_WORKDIR.value, _OUTPUT.value, _DATA_DIR.value, _OVERWRITE.value)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from mnist_jax.configs import default
 from mnist_jax.core.errors import ConfigError, DataError, UserError
 from mnist_jax.data import corruptions, external, load_dataset, normalize
 from mnist_jax.evaluation import comparison as comparison_lib
+from mnist_jax.evaluation import outputs as outdir
 from mnist_jax.evaluation import plots, quantize, scores, stats
 from mnist_jax.evaluation import report as report_lib
 from mnist_jax.evaluation import runner as evaluate
@@ -206,15 +207,15 @@ def test_a_comparison_is_reused_only_for_the_same_inputs_and_complete_files(runs
     digest = data["inputs_digest"]
     all_runs = [runs_lib.open_run(runs[n]) for n in WORKDIRS]
     env = data["environment"]  # what it was computed with
-    assert evaluate.inputs_digest(all_runs, full_options_of(data), env) == digest
-    assert evaluate.up_to_date(out, digest)["models"].keys() == data["models"].keys()
+    assert outdir.inputs_digest(all_runs, full_options_of(data), env) == digest
+    assert outdir.up_to_date(out, digest)["models"].keys() == data["models"].keys()
     other = dataclasses.replace(full_options_of(data), ece_bins=10)
-    assert evaluate.inputs_digest(all_runs, other, env) != digest
-    assert evaluate.inputs_digest(all_runs[:2], full_options_of(data), env) != digest
+    assert outdir.inputs_digest(all_runs, other, env) != digest
+    assert outdir.inputs_digest(all_runs[:2], full_options_of(data), env) != digest
     figure = out / data["figures"]["seeds"]
     moved = figure.rename(figure.with_suffix(".moved"))
     try:
-        assert evaluate.up_to_date(out, digest) is None  # a file it names is missing
+        assert outdir.up_to_date(out, digest) is None  # a file it names is missing
     finally:
         moved.rename(figure)
 

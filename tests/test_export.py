@@ -98,3 +98,8 @@ def test_export_errors_are_one_line(strong_runs, tmp_path):
         exported.export_run(strong_runs["mlp"], tmp_path)
     with pytest.raises(UserError, match="does not exist"):
         exported.export_run(strong_runs["mlp"], tmp_path / "no" / "m.jaxexport")
+    mine = tmp_path / "mine.jaxexport"
+    mine.write_text("someone's file")
+    with pytest.raises(UserError, match=r"mine\.jaxexport exists; pass --overwrite to replace"):
+        exported.export_run(strong_runs["mlp"], mine)
+    assert mine.read_text() == "someone's file"

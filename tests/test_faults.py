@@ -370,6 +370,20 @@ def test_stop_signal_saves_mid_epoch_and_the_rerun_resumes_bitwise(
     assert_same_run(workdir, reference.outcome)
 
 
+def test_a_stop_signal_after_the_last_epoch_says_the_run_ends_with_its_summary(bins, tmp_path):
+    """SIGTERM once the last checkpoint is written: no boundary is left to stop at, so the run
+    says that it finishes, and does (exit 0, summary.json), not that it is stopping."""
+    workdir = tmp_path / "run"
+    child = bins.start_train(workdir, fault="pause=120@checkpoint_done:2")
+    bins.server.wait_for(child, "test hook: pid")
+    os.kill(child.pid, signal.SIGTERM)
+    done = bins.finish(child)
+    assert done.status == 0 and (workdir / "summary.json").exists(), done.stderr[-3000:]
+    warnings = [x for x in done.stderr.splitlines() if x.startswith("W") and "SIGTERM" in x]
+    assert len(warnings) == 1 and "training is done and its final test is running" in warnings[0]
+    assert "stopping at the next chunk boundary" not in done.stderr
+
+
 # --- One writer per workdir --------------------------------------------------------------------
 
 
@@ -615,6 +629,8 @@ TRAIN_ERRORS = [
      ["config.json", "holds a JSON list, not an object"]),
     ("epochs-beyond-int32", "none", None, ["--config.num_epochs=1000000000"],
      ["num_epochs=1000000000", "int32", "at most"]),
+    ("beyond-memory", "none", None, ["--config.mlp.hidden_sizes=100000,100000"],
+     ["10,079,600,010 parameters", "GiB to train", "make config.mlp smaller"]),
     ("kernel-beyond-map", "none", None, ["--config.model=cnn", "--config.cnn.kernel_sizes=100,100"],
      ["kernel_sizes[0]=100", "larger than the 28x28 map"]),
 ]  # fmt: skip
@@ -794,7 +810,8 @@ def test_full_disk_under_evaluate_or_export_is_one_line(bins, interrupted, tmp_p
     """evaluate into a tmpfs with 100 KB (a private mount), export onto /dev/full: one line
     naming where, exit 1, no traceback, no hang; the run directory unchanged."""
     before = snapshot(interrupted)
-    result = bins.run("mnist_jax.export", f"--workdir={interrupted}", "--output=/dev/full")
+    result = bins.run("mnist_jax.export", f"--workdir={interrupted}", "--output=/dev/full",
+                      "--overwrite")  # fmt: skip
     assert_user_error(result, "cannot write into /dev/full", "No space left on device")
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare(1) to mount a private tmpfs")

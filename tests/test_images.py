@@ -160,3 +160,16 @@ def test_bad_arrays_raise_data_error():
     for bad in (np.zeros((0, 5)), np.zeros((4, 4, 5)), np.full((8, 8), np.nan), np.array("x")):
         with pytest.raises(DataError):
             images.to_mnist(bad)
+
+
+def test_an_image_over_the_pixel_cap_is_refused_from_its_header(tmp_path, monkeypatch):
+    """The cap is read from the header, before any decoding: a small file of huge dimensions
+    (a 176 KB PNG of 13000x13000 took 4.5 GB) costs nothing. A lowered cap stands in here."""
+    assert 7 * images.MAX_PIXELS <= 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses at 2x its limit
+    path = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(path)
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    with pytest.raises(DataError, match=r"wide\.png is 40x30 pixels; at most 1,000 are read"):
+        images.read_image(path)
+    monkeypatch.setattr(images, "MAX_PIXELS", 1200)
+    assert images.read_image(path).shape == (30, 40)

@@ -150,6 +150,15 @@ MALFORMED_JSON = {
     "negative pixel": json.dumps(_body(pixels=[-1] + [0] * 783)).encode(),
     "NaN pixel": b'{"width": 8, "height": 8, "pixels": [NaN' + b", 0" * 63 + b"]}",
     "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+    "a 4,000-digit pixel": b'{"width": 8, "height": 8, "pixels": ['
+    + b"9" * 4000
+    + b", 0" * 63
+    + b"]}",
+    "a 5,000-digit pixel": b'{"width": 8, "height": 8, "pixels": ['
+    + b"9" * 5000
+    + b", 0" * 63
+    + b"]}",
+    "1e400 pixel": b'{"width": 8, "height": 8, "pixels": [1e400' + b", 0" * 63 + b"]}",
 }
 
 
@@ -182,11 +191,12 @@ def test_http_level_errors(server):
     no_length = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n"
     assert _raw(server, no_length)[0] == 411
     # The server refuses from the header alone: the 3 MB body is never sent.
-    too_large = no_length[:-2] + b"Content-Length: 3000000\r\n\r\n"
+    too_large = no_length[:-2] + b"Content-Length: 6000000\r\n\r\n"
     status, reply = _raw(server, too_large)
     assert status == 413 and str(server_lib.MAX_BODY) in reply["error"]
-    bad_length = no_length[:-2] + b"Content-Length: -5\r\n\r\n"
-    assert _raw(server, bad_length)[0] == 400
+    for length in ("-5", "\u00b2", "\u0663"):  # '²' and an Arabic-Indic 3 pass str.isdigit()
+        bad_length = no_length[:-2] + f"Content-Length: {length}\r\n\r\n".encode()
+        assert _raw(server, bad_length)[0] == 400, length
     # A body cut short (the client stops sending) answers 400 and frees the thread.
     short = no_length[:-2] + b'Content-Length: 100\r\n\r\n{"width": 8'
     with socket.create_connection(server.server_address[:2], timeout=30) as sock:
@@ -199,7 +209,7 @@ def test_http_level_errors(server):
 
 
 def test_stalled_body_times_out_with_408(server, monkeypatch):
-    monkeypatch.setattr(server_lib.Handler, "timeout", 0.5)  # read per connection
+    monkeypatch.setattr(server_lib, "BODY_SECONDS", 0.5)  # for the whole body
     request = (
         b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b'Content-Length: 100\r\n\r\n{"width": 8'
@@ -209,6 +219,68 @@ def test_stalled_body_times_out_with_408(server, monkeypatch):
         response = http.client.HTTPResponse(sock)
         response.begin()
         assert response.status == 408 and "did not arrive" in json.loads(response.read())["error"]
+
+
+def test_a_trickled_body_meets_a_deadline_for_the_whole_body(server, monkeypatch):
+    """A byte every 0.2 s: each read arrives in time, the body does not (it used to be read
+    for as long as the client kept it trickling)."""
+    monkeypatch.setattr(server_lib, "BODY_SECONDS", 1.0)
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n")  # fmt: skip
+    with socket.create_connection(server.server_address[:2], timeout=30) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.2)
+        status = None
+        for _ in range(50):
+            try:
+                sock.sendall(b" ")
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            status = int(data.split()[1])
+            break
+    assert status == 408
+
+
+def test_the_largest_drawing_fits_and_many_clients_are_all_answered(server, mnist):
+    """A 1024x1024 drawing of 3-digit values (5 MB of JSON) is read, not refused with 413;
+    40 clients at once each get an answer (at most MAX_ACTIVE are served together, the listen
+    queue holds the rest), none a reset connection."""
+    side = server_lib.MAX_SIDE
+    status, reply = _post_json(server, _body(width=side, height=side, pixels=[255] * side**2))
+    assert status == 422 and reply["empty"]  # all white: read in full, and no digit in it
+    _, test = mnist
+    body = loadtest.drawing_body(test.images[0])
+    statuses, errors = [], []
+
+    def post() -> None:
+        try:
+            connection = http.client.HTTPConnection(*server.server_address[:2], timeout=60)
+            connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            statuses.append(connection.getresponse().status)
+            connection.close()
+        except OSError as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=post) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and statuses == [200] * 40, (errors, statuses)
+
+
+def test_a_client_that_leaves_early_is_no_error(server, caplog):
+    request = json.dumps(_body(width=280, height=280, pixels=[0] * 280 * 280)).encode()
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(request))  # fmt: skip
+    for _ in range(3):
+        with socket.create_connection(server.server_address[:2], timeout=30) as sock:
+            sock.sendall(head + request[: len(request) // 2])  # half a body, then gone
+    assert _request(server, "GET", "/health")[0] == 200
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
 
 
 def test_empty_drawing_says_draw_a_digit(server):

@@ -488,3 +488,22 @@ def test_a_study_that_ends_with_a_trial_missing_does_not_succeed(tmp_path, monke
     with pytest.raises(UserError, match=r"1 of 2 trials have no result \(first: .*dropout=0\.1"):
         sweep.run_study(spec, str(out), jobs=2)
     assert json.loads((out / "results.json").read_text())["missing_trials"]
+
+
+def test_one_study_per_output_directory(tmp_path):
+    """A second sweep or compare into a directory in use fails at once, naming the holder
+    (two compares each took one trial's lock from the other, and both failed)."""
+    spec = write_study(tmp_path, """
+        def get_study(variant=""):
+            return Study(bases={"mlp": "mlp"}, axes=[], seeds=[0])
+    """)  # fmt: skip
+    out = tmp_path / "out"
+    holder = rundir.RunDir(out, what="study output directory")
+    holder.lock()
+    try:
+        with pytest.raises(WorkdirBusyError, match=rf"study output directory {out} is in use by "
+                           rf"pid {os.getpid()}"):  # fmt: skip
+            sweep.run_study(spec, str(out))
+    finally:
+        holder.release()
+    assert not (out / "trials").exists()

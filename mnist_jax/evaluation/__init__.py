@@ -2,6 +2,7 @@
 
 runs.py        open a run directory and restore its verified best variables
 runner.py      evaluate runs and compare them (the evaluate binary's library)
+outputs.py     the output directory: checked first, reused if up to date, replaced as one unit
 metrics.py     numpy metrics: confusion matrix, per-class report, ECE, McNemar's test
 scores.py      the table of metrics comparison.json and report.md hold (one entry each)
 comparison.py  groups runs into models (seeds -> statistics), compares pairs, ensembles

@@ -12,11 +12,9 @@ test sets (data/external.py), each model's seeds as an ensemble, and each run's 
 """
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from mnist_jax.evaluation import (
     scores,
     scoring,
 )
+from mnist_jax.evaluation import outputs as outdir
 from mnist_jax.training import logbook, rundir
 from mnist_jax.training.parallel import Parallel
 
@@ -79,47 +78,6 @@ class Options:
             )
         corruptions.parse_names(self.corruptions)
         external.parse(list(self.test_sets))
-
-
-def check_output_dir(output_dir: str) -> Path:
-    """Creates `output_dir` and proves it writable before any slow work."""
-    path = Path(output_dir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise UserError(f"cannot write to --output_dir={output_dir}: {e.strerror or e}") from None
-    return path
-
-
-def inputs_digest(all_runs: list[runs.Run], options: Options, env: dict[str, Any]) -> str:
-    """What a comparison is a function of: the options, the code and its versions, the devices
-    (`env`: provenance.collect()), and each run's config, checkpoint step, metrics and summary.
-    Equal digests mean a rerun would recompute the same results (external test sets are files
-    outside it: never reused)."""
-    what = {
-        "code": [env["git_commit"], env["versions"], env["platform"], env["num_devices"]],
-        "options": dataclasses.asdict(options) | {"reuse": None},
-        "runs": [
-            [str(run.workdir.resolve()), run.config_dict, run.step, run.metrics, run.summary]
-            for run in all_runs
-        ],
-    }
-    return hashlib.sha256(rundir.to_json(what).encode()).hexdigest()[:16]
-
-
-def up_to_date(out: Path, digest: str) -> dict[str, Any] | None:
-    """The comparison in `out` if it was computed from these inputs and every file it names is
-    there; None otherwise (absent, older, from other inputs, or incomplete)."""
-    try:
-        comparison = json.loads((out / "comparison.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(comparison, dict) or comparison.get("inputs_digest") != digest:
-        return None
-    files = [out / "report.md", *(out / f for f in comparison.get("figures", {}).values())]
-    return comparison if all(f.is_file() for f in files) else None
 
 
 def _dir_bytes(path: Path) -> int:
@@ -280,11 +238,11 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     if len(set(map(os.path.abspath, workdirs))) != len(workdirs):
         raise UserError(f"--workdirs lists a directory twice: {','.join(workdirs)}")
     all_runs = [runs.open_run(w) for w in workdirs]  # every input checked before the slow part
-    out = check_output_dir(output_dir)
+    out = outdir.check_output_dir(output_dir)
     env = provenance.collect()
-    digest = inputs_digest(all_runs, options, env)
+    digest = outdir.inputs_digest(all_runs, options, env)
     reusable = options.reuse and not options.test_sets
-    if reusable and (done := up_to_date(out, digest)) is not None:
+    if reusable and (done := outdir.up_to_date(out, digest)) is not None:
         done_at = out / "comparison.json"
         logging.info(
             "%s already holds the comparison of these runs with these options (inputs %s); "
@@ -380,12 +338,14 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     pictures = {"mistakes": gallery}
     if corrupted:
         pictures["corruptions"] = robustness.gallery(corrupted, test, GALLERY_INDEX)
-    with rundir.writing_into(out), logs.heartbeat("Drawing the figures"):
-        comparison["figures"] = plots.write_all(comparison, pictures, out)
-        figures = {name: out / file for name, file in comparison["figures"].items()}
-        logbook.write_images(out / logbook.SUBDIR, figures)  # TensorBoard's IMAGES tab
-        rundir.write_atomic(out / "comparison.json", rundir.to_json(comparison, indent=1) + "\n")
-        rundir.write_atomic(out / "report.md", report.markdown(comparison))
+    # Written complete into a staging directory, then put in place as one unit (outdir).
+    with rundir.writing_into(out), outdir.staging(out) as stage:
+        with logs.heartbeat("Drawing the figures"):
+            comparison["figures"] = plots.write_all(comparison, pictures, stage)
+        figures = {name: stage / file for name, file in comparison["figures"].items()}
+        logbook.write_images(stage / logbook.SUBDIR, figures)  # TensorBoard's IMAGES tab
+        rundir.write_atomic(stage / "report.md", report.markdown(comparison))
+        rundir.write_atomic(stage / "comparison.json", rundir.to_json(comparison, indent=1) + "\n")
     logging.info(
         "Wrote %s, %s and %d figures", out / "comparison.json", out / "report.md",
         len(comparison["figures"]),

@@ -50,8 +50,12 @@ def export_model(model: Any, variables: Any, platforms: tuple[str, ...] = PLATFO
     return jax.export.export(jax.jit(probabilities), platforms=platforms)(spec)
 
 
-def export_run(workdir: str | os.PathLike, output: str | os.PathLike, data_dir: str = "") -> Path:
-    """Writes the run's best model to `output` (and `output`.json); returns the output path."""
+def export_run(
+    workdir: str | os.PathLike, output: str | os.PathLike, data_dir: str = "",
+    overwrite: bool = False,
+) -> Path:  # fmt: skip
+    """Writes the run's best model to `output` (and `output`.json); returns the output path.
+    An existing `output` is replaced only with `overwrite`."""
     from mnist_jax import api  # deferred: api imports this package's siblings
 
     out = Path(output)
@@ -59,6 +63,8 @@ def export_run(workdir: str | os.PathLike, output: str | os.PathLike, data_dir: 
         raise UserError(f"--output={output} is a directory; name a file: {out}/model.jaxexport")
     if not out.parent.is_dir():
         raise UserError(f"--output={output}: directory {out.parent} does not exist")
+    if out.exists() and not overwrite:
+        raise UserError(f"--output={output} exists; pass --overwrite to replace it")
     run = api.load_run(workdir, data_dir)
     with logs.heartbeat(f"Exporting {run.name} for {', '.join(PLATFORMS)}", done=True):
         exported = export_model(run.model, run.variables)

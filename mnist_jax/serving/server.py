@@ -14,16 +14,23 @@ through) and answers 200 with
 where `image` is what the models saw (white digit on black) and `ms` the server's time for the
 request. A drawing with no ink answers 422 {"error": "draw a digit: ...", "empty": true}.
 Every other bad request gets a JSON {"error": "..."}: 404 unknown path, 405 wrong method, 415
-not application/json, 411 no Content-Length, 413 body over MAX_BODY (refused before reading it),
-400 not JSON / missing or wrong fields / sizes / values. GET /health answers {"models": [...]}.
+not application/json, 411 no Content-Length, 413 body over MAX_BODY (refused before reading it;
+any MAX_SIDE x MAX_SIDE drawing fits), 408 a body slower than BODY_SECONDS in all, 400 not JSON
+/ missing or wrong fields / sizes / values (a 4,000-digit pixel too), 503 when MAX_ACTIVE
+connections are being served and no slot frees within BODY_SECONDS. GET /health answers
+{"models": [...]}.
 
 The server knows the models only through the `Predictor` protocol, so it never touches
-checkpoints; one thread per connection (ThreadingHTTPServer), and no request, however malformed,
-can end the server: every handler error becomes a JSON response.
+checkpoints; one thread per connection (ThreadingHTTPServer), at most MAX_ACTIVE at once, and no
+request, however malformed, can end the server: every handler error becomes a JSON response, and
+a client that disconnects is one debug line.
 """
 
+import contextlib
 import importlib.resources
 import json
+import re
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -34,24 +41,22 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from absl import logging
 
-from mnist_jax.core.errors import DataError, UserError
-from mnist_jax.data import images
+from mnist_jax.core.errors import UserError
+from mnist_jax.serving.drawing import (
+    MAX_SIDE,
+    Predictor,
+    RequestError,
+    parse_drawing,
+    predict_drawing,
+)
 
-MAX_BODY = 2 * 1024 * 1024  # bytes; a 280x280 drawing is ~250 KB of JSON
-MIN_SIDE, MAX_SIDE = 8, 1024  # accepted width and height of a drawing, pixels
-SOCKET_TIMEOUT = 10.0  # seconds a connection may sit idle or stall mid-body
-_NUMBER = (int, float)
-
-
-class Predictor(Protocol):
-    """The models behind the page: names, and class probabilities for a batch of digits."""
-
-    @property
-    def names(self) -> Sequence[str]: ...
-
-    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """uint8 (N, 28, 28) MNIST-form digits -> {name: (N, 10) probabilities}."""
-        ...
+# Bytes of a body: any MAX_SIDE x MAX_SIDE drawing of integers, compact or not ("255, " is 5
+# bytes a pixel), with room for the keys; a 280x280 drawing from the page is ~250 KB.
+MAX_BODY = 5 * MAX_SIDE * MAX_SIDE + 1024
+SOCKET_TIMEOUT = 10.0  # seconds a connection may sit idle between requests
+BODY_SECONDS = 10.0  # seconds the whole body of a request may take to arrive
+MAX_ACTIVE = 8  # connections served at once; more wait in the listen queue, then get 503
+LISTEN_BACKLOG = 128  # connections the kernel holds for accept (socketserver's default: 5)
 
 
 class Model(Protocol):
@@ -88,86 +93,15 @@ class ModelsPredictor:
             return {m.name: np.asarray(m.predict_proba(images)) for m in self._models}
 
 
-class RequestError(Exception):
-    """A request the server refuses: an HTTP status and a one-line reason for the client."""
-
-    def __init__(self, status: HTTPStatus, message: str, **extra: Any):
-        super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
-
-
-def parse_drawing(body: bytes) -> np.ndarray:
-    """The JSON body of POST /predict -> float (H, W) grayscale; RequestError(400) if malformed."""
-
-    def reject(constant: str) -> None:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"{constant} is not a valid pixel value")
-
-    try:
-        request = json.loads(body.decode("utf-8"), parse_constant=reject)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON ({e})") from None
-    if not isinstance(request, dict):
-        raise RequestError(HTTPStatus.BAD_REQUEST, 'expected a JSON object {"width", ...}')
-    missing = [key for key in ("width", "height", "pixels") if key not in request]
-    if missing:
-        raise RequestError(
-            HTTPStatus.BAD_REQUEST,
-            f"missing field(s) {missing}; expected "
-            '{"width": W, "height": H, "pixels": [W*H grayscale values 0..255]}',
-        )
-    sides = {}
-    for key in ("width", "height"):
-        value = request[key]
-        if type(value) is not int or not MIN_SIDE <= value <= MAX_SIDE:
-            raise RequestError(
-                HTTPStatus.BAD_REQUEST,
-                f"{key} must be an integer in {MIN_SIDE}..{MAX_SIDE}, got {value!r:.40}",
-            )
-        sides[key] = value
-    pixels = request["pixels"]
-    expected = sides["width"] * sides["height"]
-    if not isinstance(pixels, list) or len(pixels) != expected:
-        got = f"{len(pixels)} values" if isinstance(pixels, list) else type(pixels).__name__
-        raise RequestError(
-            HTTPStatus.BAD_REQUEST,
-            f"pixels must be a flat list of width*height = {expected} numbers, got {got}",
-        )
-    if not all(type(value) in _NUMBER for value in pixels):
-        bad = next(value for value in pixels if type(value) not in _NUMBER)
-        raise RequestError(
-            HTTPStatus.BAD_REQUEST, f"pixels must all be numbers 0..255, found {bad!r:.40}"
-        )
-    array = np.asarray(pixels, dtype=np.float64)
-    if not (array.min() >= 0 and array.max() <= 255):
-        raise RequestError(
-            HTTPStatus.BAD_REQUEST,
-            f"pixels must lie in 0..255, found {array.min():g}..{array.max():g}",
-        )
-    return array.reshape(sides["height"], sides["width"])
-
-
-def predict_drawing(predictor: Predictor, drawing: np.ndarray) -> dict[str, Any]:
-    """The response to a drawing: the MNIST-form image and each model's probabilities."""
-    try:
-        digit = images.to_mnist(drawing / 255.0, source="the drawing")
-    except DataError as e:
-        raise RequestError(
-            HTTPStatus.UNPROCESSABLE_ENTITY, f"draw a digit: {e}", empty=True
-        ) from None
-    outputs = predictor.predict(digit[None])
-    models = []
-    for name in predictor.names:
-        probabilities = np.asarray(outputs[name], dtype=np.float64).reshape(-1)
-        if probabilities.shape != (10,) or not np.isfinite(probabilities).all():
-            raise RuntimeError(f"model {name} returned {probabilities.shape} probabilities")
-        models.append(
-            {
-                "name": name,
-                "probabilities": [round(float(p), 6) for p in probabilities],
-                "top": int(probabilities.argmax()),
-            }
-        )
-    return {"image": digit.tolist(), "models": models}
+def _refuse_busy(request: Any) -> None:
+    """503 to a connection that found every slot taken, without reading its request."""
+    body = json.dumps({"error": "the server is busy; try again in a moment"}).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    with contextlib.suppress(OSError):
+        request.sendall(head.encode() + body)
 
 
 def page_html(names: Sequence[str]) -> bytes:
@@ -178,14 +112,43 @@ def page_html(names: Sequence[str]) -> bytes:
 
 
 class DigitServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer holding the predictor and the rendered page."""
+    """ThreadingHTTPServer holding the predictor and the rendered page, serving at most
+    MAX_ACTIVE connections at once (a thread each); a connection beyond them waits up to
+    BODY_SECONDS for a slot, then gets 503. The kernel queues LISTEN_BACKLOG more."""
 
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], predictor: Predictor):
         self.predictor = predictor
         self.page = page_html(predictor.names)
+        self._slots = threading.BoundedSemaphore(MAX_ACTIVE)
         super().__init__(address, Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(timeout=BODY_SECONDS):
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away is routine, one debug line; anything else is logged."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            logging.vlog(1, "%s: connection ended (%s)", client_address, type(error).__name__)
+        else:
+            logging.exception("error serving %s", client_address)
 
     @property
     def url(self) -> str:
@@ -272,25 +235,44 @@ class Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
-        if not length.strip().isdigit():
+        if not re.fullmatch(r"[0-9]{1,12}", length.strip()):  # ASCII digits: '²' isdigit()
             raise RequestError(HTTPStatus.BAD_REQUEST, f"bad Content-Length {length!r:.40}")
         if int(length) > MAX_BODY:
             raise RequestError(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"the body is {int(length)} bytes; at most {MAX_BODY} are accepted",
             )
-        try:
-            body = self.rfile.read(int(length))
-        except TimeoutError:
-            self.close_connection = True
-            raise RequestError(
-                HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive in {SOCKET_TIMEOUT:g} s"
-            ) from None
+        body = self._read_body(int(length))
         self._body_read = True
         if len(body) != int(length):
             self.close_connection = True
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body is shorter than Content-Length")
         return body
+
+    def _read_body(self, length: int) -> bytes:
+        """`length` bytes within BODY_SECONDS in all (a per-read timeout let a body trickle in
+        at a byte every few seconds); 408 past that."""
+        deadline = time.monotonic() + BODY_SECONDS
+        chunks, got = [], 0
+        try:
+            while got < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(length - got, 1 << 16))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except TimeoutError:
+            self.close_connection = True
+            raise RequestError(
+                HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive in {BODY_SECONDS:g} s"
+            ) from None
+        finally:
+            self.connection.settimeout(SOCKET_TIMEOUT)
+        return b"".join(chunks)
 
     def _has_body(self) -> bool:
         length = self.headers.get("Content-Length", "0").strip()
@@ -324,9 +306,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
-        if method != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.end_headers()
+            if method != "HEAD":
+                self.wfile.write(body)
+        except ConnectionError:  # the client left before its answer: nothing to tell it
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         logging.vlog(1, "%s %s", self.address_string(), format % args)

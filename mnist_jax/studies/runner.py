@@ -9,10 +9,11 @@ mnist_jax/studies/study.py (grids) and mnist_jax/studies/search.py (searches); t
 studies are listed in experiments/README.md.
 """
 
+import contextlib
 import dataclasses
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,47 +129,61 @@ def run_study(
         return statuses
 
     out.mkdir(parents=True, exist_ok=True)
-    plan = {"study": spec, "name": study.name, "command_line": list(command_line.args),
-            "trials": [t.run_dir for t in trials]}  # fmt: skip
-    if worker is None:
-        rundir.write_atomic(out / "study.json", rundir.to_json(plan, indent=2) + "\n")
-    todo = [(i, t) for i, (t, status) in enumerate(statuses, 1) if status != "done"]
-    logging.info(
-        "Study %s: %d trials, %d already done, %d to run%s", study.name, len(trials),
-        len(trials) - len(todo), len(todo), f" by {jobs} workers" if jobs > 1 else "",
-    )  # fmt: skip
-    start = time.perf_counter()
-    if not aggregate_only and todo:
-        if jobs > 1 and worker is None:
-            _run_workers(spec, output_dir, jobs, command_line.args)
-        else:
-            _train_grid(study, len(trials), todo, out, worker, jobs)
-        logging.info("Ran %d trials in %s", len(todo), hms(time.perf_counter() - start))
-    if worker is not None:
-        return {}
+    # One sweep or compare per output directory (its workers are its own processes).
+    with _owning(out) if worker is None else contextlib.nullcontext():
+        plan = {"study": spec, "name": study.name, "command_line": list(command_line.args),
+                "trials": [t.run_dir for t in trials]}  # fmt: skip
+        if worker is None:
+            rundir.write_atomic(out / "study.json", rundir.to_json(plan, indent=2) + "\n")
+        todo = [(i, t) for i, (t, status) in enumerate(statuses, 1) if status != "done"]
+        logging.info(
+            "Study %s: %d trials, %d already done, %d to run%s", study.name, len(trials),
+            len(trials) - len(todo), len(todo), f" by {jobs} workers" if jobs > 1 else "",
+        )  # fmt: skip
+        start = time.perf_counter()
+        if not aggregate_only and todo:
+            if jobs > 1 and worker is None:
+                _run_workers(spec, output_dir, jobs, command_line.args)
+            else:
+                _train_grid(study, len(trials), todo, out, worker, jobs)
+            logging.info("Ran %d trials in %s", len(todo), hms(time.perf_counter() - start))
+        if worker is not None:
+            return {}
 
-    summaries = {}
-    for t in trials:
-        summary = rundir.RunDir(out / t.run_dir).read_summary()
-        if summary is not None:
-            summaries[t.name] = summary
-    missing = [t.run_dir for t in trials if t.name not in summaries]
-    unfinished = None
-    if missing and not aggregate_only:  # e.g. a trial another process held: never exit 0
-        unfinished = UserError(
-            f"study {study.name}: {len(missing)} of {len(trials)} trials have no result (first: "
-            f"{out / missing[0]}); run the same command again to train them"
-        )
-    if options is not None:
-        if unfinished:  # no comparison of part of the runs that would look finished
+        summaries = {}
+        for t in trials:
+            summary = rundir.RunDir(out / t.run_dir).read_summary()
+            if summary is not None:
+                summaries[t.name] = summary
+        missing = [t.run_dir for t in trials if t.name not in summaries]
+        unfinished = None
+        if missing and not aggregate_only:  # e.g. a trial another process held: never exit 0
+            unfinished = UserError(
+                f"study {study.name}: {len(missing)} of {len(trials)} trials have no result "
+                f"(first: {out / missing[0]}); run the same command again to train them"
+            )
+        if options is not None:
+            if unfinished:  # no comparison of part of the runs that would look finished
+                raise unfinished
+            return _evaluate_all(options, trials, summaries, out)
+        command = command_line.command(spec, output_dir)
+        paths = sweep_report.write_all(out, study, trials, summaries, command)
+        logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))
+        if unfinished:  # the partial tables are written, and say which trials they lack
             raise unfinished
-        return _evaluate_all(options, trials, summaries, out)
-    command = command_line.command(spec, output_dir)
-    paths = sweep_report.write_all(out, study, trials, summaries, command)
-    logging.info("Results: %s", ", ".join(str(p) for p in paths.values()))
-    if unfinished:  # the partial tables are written, and say which trials they lack
-        raise unfinished
-    return paths
+        return paths
+
+
+@contextlib.contextmanager
+def _owning(out: Path) -> Iterator[None]:
+    """Holds the lock of the study's output directory: a second sweep or compare into it
+    fails at once, naming the holder, instead of each taking a trial's lock from the other."""
+    owner = rundir.RunDir(out, what="study output directory")
+    owner.lock()
+    try:
+        yield
+    finally:
+        owner.release()
 
 
 def _evaluation_options(study: study_lib.Study) -> eval_runner.Options | None:

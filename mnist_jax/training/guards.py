@@ -52,6 +52,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received = 0
+        self.finishing = False  # set once the last epoch is done: a signal cannot stop it then
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -60,6 +61,13 @@ class StopSignals:
             signal.raise_signal(signum)
             return
         self.received = signum
+        if self.finishing:  # no boundary is left: the run is done but for its summary
+            logging.warning(
+                "%s received: training is done and its final test is running; the run ends "
+                "with its summary in moments (send it again to stop at once: the rerun then "
+                "writes the summary)", signal.Signals(signum).name,
+            )  # fmt: skip
+            return
         logging.warning(
             "%s received: stopping at the next chunk boundary with a checkpoint (send it again "
             "to stop at once)", signal.Signals(signum).name,

@@ -225,8 +225,9 @@ def describe(config: ml_collections.ConfigDict) -> str:
 class RunDir:
     """Reads and writes one run directory."""
 
-    def __init__(self, workdir: str | os.PathLike):
+    def __init__(self, workdir: str | os.PathLike, what: str = "workdir"):
         self.path = Path(workdir)
+        self.what = what  # how errors name the directory ('workdir', 'study output directory')
         self.is_writer = jax.process_index() == 0
         self.config_path = self.path / "config.json"
         self.metrics_path = self.path / "metrics.jsonl"
@@ -284,6 +285,9 @@ class RunDir:
         f.write(f"pid {os.getpid()} on host {socket.gethostname()}\n")
         f.flush()
         self._lock_file = f
+        # The one writer now: a temporary file of write_atomic here is a killed writer's.
+        for stale in self.path.glob(".*.tmp[0-9]*"):
+            stale.unlink(missing_ok=True)
 
     def _try_lock(self, f: Any) -> None:
         try:
@@ -292,8 +296,8 @@ class RunDir:
             f.seek(0)
             holder = f.read().strip() or "another process"
             raise WorkdirBusyError(
-                f"workdir {self.path} is in use by {holder}; wait for it to finish or use "
-                "another --workdir"
+                f"{self.what} {self.path} is in use by {holder}; wait for it to finish or use "
+                f"another {self.what}"
             ) from None
 
     def wait_for_holder(self) -> None:

@@ -156,6 +156,7 @@ def _train(job: Job, pause_after: int | None) -> dict[str, Any] | None:
         if improved:
             best = par.to_host(state_dev.variables)
         last = epoch == config.num_epochs or loop.stopped_early
+        job.signals.finishing = last  # no boundary left: a signal is told the summary follows
         paused = epoch == until and not last
         if last or paused or epoch % config.checkpoint.every_epochs == 0 or stop:
             job.save(state_dev, best, loop)

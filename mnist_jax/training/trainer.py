@@ -42,6 +42,39 @@ class Keys:
         return cls(*(jax.random.fold_in(root, i) for i in range(3)))
 
 
+# Copies of the parameters a run holds at once: the weights, their gradients, Adam's two
+# moments, the moving average, the best epoch's, and host copies for a checkpoint.
+PARAM_COPIES = 8
+
+
+def _check_memory(config: ml_collections.ConfigDict, model: Any) -> None:
+    """A model that cannot fit fails here, before anything is written (hidden_sizes=100000,
+    100000 ran out of memory after config.json, the lock and checkpoints/ existed)."""
+    shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0)))
+    count = models.count_params(shapes["params"])
+    need = PARAM_COPIES * 4 * count
+    device = jax.local_devices()[0]
+    limit = (device.memory_stats() or {}).get("bytes_limit") or _host_memory()
+    if limit and need > limit:
+        raise ConfigError(
+            f"model {config.model!r} has {count:,} parameters: about {need / 2**30:.1f} GiB to "
+            f"train ({PARAM_COPIES} float32 copies), more than the {limit / 2**30:.1f} GiB "
+            f"this {device.platform.upper()} device has; make config.{config.model} smaller"
+        )
+
+
+def _host_memory() -> int | None:
+    """The host's available memory in bytes (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _check(config: ml_collections.ConfigDict, par: Parallel, num_train: int) -> int:
     """Settings that cannot run on this data and these devices; returns steps per epoch."""
     par.check_divisible("batch_size", config.batch_size)
@@ -97,6 +130,7 @@ class Trainer:
         model = models.create_model(config)
         model = models.project_inputs(model, dataset.projection)
         models.check_contract(model, config.model)
+        _check_memory(config, model)
         num_train = len(dataset.train)
         steps_per_epoch = _check(config, par, num_train)
         schedule = optim.create_schedule(config, steps_per_epoch)
