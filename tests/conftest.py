@@ -43,13 +43,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
+# The test groups that run longest (one worker each, --dist loadgroup), longest first: they
+# start at once, on both workers, instead of one of them ending the run alone.
+LONG_GROUPS = ("installed", "evaluate", "faults", "slurm", "train")
+
+
+def _group(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("xdist_group")
+    return (marker.args[0] if marker.args else marker.kwargs.get("name")) if marker else None
+
+
 def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
-    """The tests that start multi-device subprocesses (the longest) first, two others between
-    each two of them: xdist hands out work in this order and queues up to three tests on a
-    worker, so the long ones start early on different workers instead of ending a run alone."""
+    """The long groups first, then the tests that start multi-device subprocesses (the longest
+    single tests), two others between each two of them: xdist hands out work in this order and
+    queues up to three tests on a worker, so the long ones start early on different workers
+    instead of ending a run alone."""
+    grouped = [item for g in LONG_GROUPS for item in items if _group(item) == g]
+    items = [item for item in items if _group(item) not in LONG_GROUPS]
     long = [item for item in items if item.get_closest_marker("multidevice")]
     rest = [item for item in items if not item.get_closest_marker("multidevice")]
-    order: list[pytest.Item] = []
+    order: list[pytest.Item] = list(grouped)
     for item in long:
         order += [item, *rest[:2]]
         del rest[:2]

@@ -39,6 +39,7 @@ from forkserver import Child, ForkServer
 from mnist_jax.core.errors import WorkdirBusyError
 from mnist_jax.training import faults, rundir
 from mnist_jax.training.loop_state import BestTracker
+from tests import events
 
 # One worker runs this module (--dist loadgroup), and its trained runs are session fixtures, so
 # they are built once even when tests of other modules run in between (docs/testing.md).
@@ -317,6 +318,10 @@ def test_kill_9_then_rerun_is_bitwise_the_uninterrupted_run(bins, reference, tmp
     assert rerun.status == 0, rerun.stderr[-3000:]
     assert_same_run(workdir, reference.outcome)
     assert not list((workdir / "checkpoints").glob("*.orbax-checkpoint-tmp*"))  # replaced
+    # TensorBoard holds every epoch once: the killed process's events reached the file as they
+    # were logged (written in the loop, not queued for a thread the kill took down).
+    board = events.scalars(workdir / "tensorboard")
+    assert [step for step, _ in board["epoch/train_loss"]] == [8, 16]
     if moment.startswith("summary"):  # a finished run is returned, not trained again
         assert snapshot(workdir) == before
         assert "already holds a finished run" in rerun.stderr

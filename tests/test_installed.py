@@ -17,6 +17,7 @@ import sysconfig
 import tomllib
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from conftest import ROOT
@@ -111,7 +112,7 @@ def compared(venv, elsewhere, mnist_dir) -> tuple[Path, subprocess.CompletedProc
                   f"--workdir={out / 'cnn' / 'seed_0'}")  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     return out, run(venv, elsewhere, "mnist-jax-launch", "compare", str(out), "--quick",
-                    "--seeds=1")  # fmt: skip
+                    "--seeds=1", "--jobs=1")  # fmt: skip
 
 
 def test_compare_quick_end_to_end_and_rerun(venv, elsewhere, compared):
@@ -134,10 +135,11 @@ def test_compare_quick_end_to_end_and_rerun(venv, elsewhere, compared):
         points = events.scalars(run_dir / "tensorboard")["train/loss"]
         assert min(events.points_per_epoch(points, steps_per_epoch).values()) >= 10
     assert sorted(events.load(out / "tensorboard").Tags()["images"]) == sorted(data["figures"])
-    # Training output: in OUTDIR/logs/ with --jobs=auto on a CPU.
-    logs = "".join(p.read_text() for p in sorted((out / "logs").glob("*.log")))
-    assert not third_party_warnings(result.stdout + result.stderr + logs)
-    again = run(venv, elsewhere, "mnist-jax-launch", "compare", str(out), "--quick", "--seeds=1")
+    # Training output: on the console with --jobs=1 (one run left to train, so no workers).
+    assert "Test accuracy" in result.stderr
+    assert not third_party_warnings(result.stdout + result.stderr)
+    again = run(venv, elsewhere, "mnist-jax-launch", "compare", str(out), "--quick", "--seeds=1",
+                "--jobs=1")  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Study compare_quick: 2 trials, 2 already done, 0 to run" in again.stderr
     assert "already holds the comparison of these runs" in again.stderr  # not evaluated again
@@ -175,35 +177,30 @@ def test_predict_and_export_a_run_of_the_installed_package(venv, elsewhere, comp
     result = run(venv, elsewhere, "mnist-jax-export", f"--workdir={run_dir}",
                  f"--output={exported}")  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    code = (
-        "import sys, jax, numpy as np\n"
-        "exported = jax.export.deserialize(open(sys.argv[1], 'rb').read())\n"
-        "print(np.asarray(exported.call(np.load(sys.argv[2]))).argmax(-1).tolist())"
-    )
-    np.save(elsewhere / "images.npy", test.images[:64])
-    result = run(venv, elsewhere, "python", "-c", code, str(exported), "images.npy")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert np.mean(np.array(json.loads(result.stdout)) == test.labels[:64]) > 0.8
+    # The artifact needs JAX alone: this process's JAX runs it.
+    artifact = jax.export.deserialize(exported.read_bytes())
+    predicted = np.asarray(artifact.call(test.images[:64])).argmax(-1)
+    assert np.mean(predicted == test.labels[:64]) > 0.8
 
 
 def test_benchmark_tiny_writes_every_section(venv, elsewhere, mnist_dir):
     """`mnist-jax-benchmark --tiny` from outside the repository, on one config of each section
     (the speed targets themselves are judged by the full benchmark, benchmarks/RESULTS.md)."""
     out = elsewhere / "bench"
-    one_each = ("--throughput_configs=cnn", "--speedrun_configs=speedrun_mlp", "--seeds=1")
+    one_each = ("--throughput_configs=mlp", "--speedrun_configs=speedrun_mlp", "--seeds=1")
     result = run(venv, elsewhere, "mnist-jax-benchmark", "--tiny", f"--output_dir={out}", *one_each)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
     forms = {(r["config"], r["form"]) for r in report["throughput"]}
-    assert forms == {("cnn", "default"), ("cnn", "naive")}
+    assert forms == {("mlp", "default")}  # no convolutions: no naive form
     for r in report["throughput"]:
         assert r["batch"] == 32 and r["images_per_second"] > 0 and r["compile_seconds"] > 0
         assert r["flops_per_image"] > 0 and 0 < r["fraction_of_matmul"] < 10
-    assert report["cnn_speedup"] > 0
+    assert report["cnn_speedup"] is None  # the CNN's im2col speed-up needs the CNN timed
     (speedrun,) = report["time_to_accuracy"]
     assert [r["seed"] for r in speedrun["runs"]] == [0]
     assert all(0.1 < r["test_accuracy"] <= 1 and r["train_seconds"] > 0 for r in speedrun["runs"])
-    assert {r["config"] for r in report["inference"]} == {"cnn"}
+    assert {r["config"] for r in report["inference"]} == {"mlp"}
     machine = report["machine"]
     assert machine["cpu_model"] and machine["versions"]["mnist_jax"] == VERSION
     # The CPU kind the numbers hold for: model, AVX-512 or not, and the machine's sgemm speed.
