@@ -391,6 +391,9 @@ def test_readme_metric_example_reaches_every_table(runs, plain, tmp_path, monkey
     assert "top-2 accuracy (%)" in (tmp_path / "report.md").read_text()
 
 
+# Slow: a training and an evaluation of its own (about 12 s in CI); test_sweep.py's PCA tests
+# keep the projection and an MLP trained on it in the default set.
+@pytest.mark.slow
 def test_pca_run_is_evaluated_through_its_projection(mnist_dir, tmp_path):
     """A PCA-input MLP is rebuilt with the projection fitted on its training split."""
     config = tiny_config("mlp", **{"data.pca_components": 20})

@@ -220,15 +220,12 @@ def test_a_shipped_study_by_name_and_the_launcher_by_config_name(venv, elsewhere
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[:2] == [str(venv / "bin" / "python"), "-m"]  # no PYTHONPATH
     assert "--config=mlp:quick" in result.stdout.split()
-    for script, args, error in (
-        ("mnist-jax-train", ("--config=mpl:quick", "--workdir=w"), "did you mean 'mlp'?"),
-        ("mnist-jax-sweep", ("--study=dropuot", "--output_dir=o"), "did you mean 'dropout'?"),
-        ("mnist-jax-launch", ("local", "nope", "w"), "shipped: cnn, cnn_best,"),
-    ):
-        result = run(venv, elsewhere, script, *args)
-        assert result.returncode == 1 and error in result.stderr, result.stderr
-        assert result.stderr.count("\n") == 1
-    assert not any((elsewhere / name).exists() for name in ("w", "o"))
+    # A misspelt name lists the shipped ones there too (test_cli, test_sweep and test_launch
+    # check each binary's message in the checkout).
+    result = run(venv, elsewhere, "mnist-jax-launch", "local", "mpl:quick", "w")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "'mpl:quick': no such file or shipped config; did you mean 'mlp'?" in result.stderr
+    assert not (elsewhere / "w").exists()
 
 
 def test_every_console_script_answers_help(venv, elsewhere):

@@ -507,3 +507,16 @@ def test_one_study_per_output_directory(tmp_path):
     finally:
         holder.release()
     assert not (out / "trials").exists()
+
+
+def test_an_output_directory_that_is_a_file_is_one_error(tmp_path):
+    spec = write_study(tmp_path, """
+        def get_study(variant=""):
+            return Study(bases={"mlp": "mlp"}, axes=[], seeds=[0])
+    """)  # fmt: skip
+    taken = tmp_path / "results.txt"
+    taken.write_text("mine")
+    for dry_run in (True, False):
+        with pytest.raises(UserError, match=r"results\.txt is a file; name a directory"):
+            sweep.run_study(spec, str(taken), dry_run=dry_run)
+    assert taken.read_text() == "mine"

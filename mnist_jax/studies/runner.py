@@ -112,6 +112,8 @@ def run_study(
     """
     if jobs < 1 or (worker is not None and not 0 <= worker < jobs):
         raise UserError(f"jobs={jobs}, worker={worker}: need jobs >= 1 and 0 <= worker < jobs")
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise UserError(f"--output_dir={output_dir} is a file; name a directory for the study")
     study = command_line.apply(load(spec))
     if isinstance(study, search_lib.Search):
         return run_search(study, spec, output_dir, dry_run=dry_run, aggregate_only=aggregate_only,
