@@ -811,6 +811,28 @@ def test_full_disk_under_tensorboard_is_one_line_within_seconds(bins, tmp_path, 
     assert (workdir / "summary.json").exists()
 
 
+def test_a_workdir_on_a_full_disk_is_one_line_with_no_orbax_tracebacks(tmp_path, mnist_dir):
+    """A 3 MB tmpfs as the workdir (a private mount): the first checkpoint does not fit. Orbax
+    reports it from each of its writer threads; the user sees one line, exit 1."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a private tmpfs")
+    small = tmp_path / "small"
+    small.mkdir()
+    workdir = small / "run"
+    command = " ".join([sys.executable, "-m", "mnist_jax.main", "--config=configs/mlp.py",
+                        "--config.data.train_fraction=0.02", f"--workdir={workdir}"])  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MNIST_DIR=mnist_dir, JAX_PLATFORMS="cpu")
+    env.pop(faults.ENV, None)
+    mount = f"mount -t tmpfs -o size=3m tmpfs {small}"
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && exec {command}"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    if "mount:" in proc.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    assert_user_error(result, f"cannot write a checkpoint in {workdir / 'checkpoints'}",
+                      "No space left on device", "resume")  # fmt: skip
+
+
 def test_full_disk_under_evaluate_or_export_is_one_line(bins, interrupted, tmp_path, mnist_dir):
     """evaluate into a tmpfs with 100 KB (a private mount), export onto /dev/full: one line
     naming where, exit 1, no traceback, no hang; the run directory unchanged."""

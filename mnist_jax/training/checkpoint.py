@@ -12,12 +12,14 @@ checkpoint whose arrays, meta or config fingerprint do not match, so a corrupt c
 never feed a result. The manager keeps the latest `keep` checkpoints.
 """
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sys
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from mnist_jax.core.errors import CheckpointError
+from mnist_jax.core.errors import CheckpointError, UserError
+
+# (How Orbax/TensorStore name it, what to say): a full disk, a read-only one, a quota.
+_DISK_ERRORS = (
+    ("os_error_code='28'", "No space left on device"),
+    ("os_error_code='30'", "Read-only file system"),
+    ("os_error_code='122'", "Disk quota exceeded"),
+)
 
 
 def _not_read_only_notice(record: Any) -> bool:
@@ -39,6 +48,18 @@ def _not_read_only_notice(record: Any) -> bool:
 
 
 logging.get_absl_logger().addFilter(_not_read_only_notice)
+
+
+def _not_a_disk_error_report(record: Any) -> bool:
+    """Orbax logs a full or read-only disk from each of its writer threads, a traceback each;
+    `Checkpointer._disk` reports it once, in one line. Only those records are dropped."""
+    if "/orbax/" not in record.pathname.replace("\\", "/"):
+        return True
+    text = str(record.msg) + (str(record.exc_info[1]) if record.exc_info else "")
+    return not any(code in text for code, _ in _DISK_ERRORS)
+
+
+logging.get_absl_logger().addFilter(_not_a_disk_error_report)
 
 
 def _without_late_read_callbacks(previous: Any) -> Any:
@@ -111,6 +132,23 @@ class Checkpointer:
         """Every committed checkpoint, newest first."""
         return sorted(self._manager.all_steps(), reverse=True)
 
+    @contextlib.contextmanager
+    def _disk(self) -> Iterator[None]:
+        """A full or read-only disk under Orbax (its errors are ValueErrors naming the os error,
+        raised by the write or by the wait for a background one) is one line, not a traceback;
+        the run keeps its last complete checkpoint."""
+        try:
+            yield
+        except Exception as e:
+            text = str(e)
+            reason = next((r for code, r in _DISK_ERRORS if code in text or r in text), None)
+            if reason is None:
+                raise
+            raise UserError(
+                f"cannot write a checkpoint in {self.directory}: {reason}; free space, then rerun "
+                "the same command to resume from the last complete checkpoint"
+            ) from None
+
     def save(
         self, step: int, state: Any, best: Any, meta: dict[str, Any], fingerprint: str
     ) -> None:
@@ -118,14 +156,15 @@ class Checkpointer:
         meta["checksums"] = {
             "state": tree_checksums(state), "best": tree_checksums(best), "meta": _digest(meta),
         }  # fmt: skip
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                best=ocp.args.StandardSave(best),
-                meta=ocp.args.JsonSave(meta),
-            ),
-        )
+        with self._disk():
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state),
+                    best=ocp.args.StandardSave(best),
+                    meta=ocp.args.JsonSave(meta),
+                ),
+            )
 
     def restore(
         self, step: int, state: Any | None, best: Any, fingerprints: tuple[str, ...]
@@ -177,12 +216,16 @@ class Checkpointer:
         return target
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        with self._disk():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Wait for background writes to commit, then release the manager (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            with self._disk():
+                self._manager.wait_until_finished()
+        finally:
+            self._manager.close()
