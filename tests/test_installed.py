@@ -115,8 +115,9 @@ def compared(venv, elsewhere, mnist_dir) -> tuple[Path, subprocess.CompletedProc
                     "--seeds=1", "--jobs=1")  # fmt: skip
 
 
-def test_compare_quick_end_to_end_and_rerun(venv, elsewhere, compared):
-    """The README's first command, shortened: trains both models, evaluates; a rerun reuses."""
+def test_compare_quick_end_to_end(venv, elsewhere, compared):
+    """The README's first command, shortened: trains both models, evaluates (the reuse of a
+    finished comparison by a rerun: test_evaluate.py, in the checkout)."""
     out, result = compared
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Study compare_quick: 2 trials, 1 already done, 1 to run" in result.stderr
@@ -138,11 +139,6 @@ def test_compare_quick_end_to_end_and_rerun(venv, elsewhere, compared):
     # Training output: on the console with --jobs=1 (one run left to train, so no workers).
     assert "Test accuracy" in result.stderr
     assert not third_party_warnings(result.stdout + result.stderr)
-    again = run(venv, elsewhere, "mnist-jax-launch", "compare", str(out), "--quick", "--seeds=1",
-                "--jobs=1")  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "Study compare_quick: 2 trials, 2 already done, 0 to run" in again.stderr
-    assert "already holds the comparison of these runs" in again.stderr  # not evaluated again
     # The README's reader of comparison.json, as written, on this comparison.
     code = readme.block("Read comparison.json").replace("runs/compare/", f"{out}/")
     printed = run(venv, elsewhere, "python", "-c", code)
