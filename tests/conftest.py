@@ -43,9 +43,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
-# The test groups that run longest (one worker each, --dist loadgroup), longest first: they
-# start at once, on both workers, instead of one of them ending the run alone.
-LONG_GROUPS = ("installed", "evaluate", "faults", "slurm", "train")
+# The test groups that run longest (one worker each, --dist loadgroup), first: they start on
+# both workers at once instead of one of them ending the run alone. SLURM's first: its jobs
+# leave the CPU idle while they start, which the other worker and CI's other leg then use.
+LONG_GROUPS = ("slurm", "installed", "evaluate", "faults", "train")
 
 
 def _group(item: pytest.Item) -> str | None:

@@ -11,7 +11,6 @@ Exit statuses of every binary: 0 success (and --help), 1 bad input (flags, confi
 (rerun to resume); anything else is a crash or the status of a failed child process.
 """
 
-import errno
 import os
 import re
 import sys
@@ -23,16 +22,14 @@ from absl import app, flags, logging
 from ml_collections import config_dict
 from ml_collections.config_flags import config_flags
 
-from mnist_jax.core import configuration, logs
+from mnist_jax.core import configuration, lifeline, logs
 from mnist_jax.core.checks import closest
-from mnist_jax.core.errors import ConfigError, UserError
+from mnist_jax.core.errors import DISK_ERRNOS, ConfigError, UserError
 
 EXIT_ERROR = 1
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a checkpoint was saved; rerun (or requeue) to resume
 EXIT_INTERRUPTED = 130
 
-# A full, read-only or quota-bound disk: the machine's state, not a bug; one line, exit 1.
-_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 _SHORT_HELP = {"-h", "-?", "--help", "-help", "--helpshort", "-helpshort"}
 _FULL_HELP = {"--helpfull", "-helpfull"}
 _LIST_AT_MOST = 12  # valid names listed in an error message; beyond that, point to --help
@@ -54,13 +51,13 @@ def run(main: Callable[[list[str]], Any], flags_parser: Callable[[list[str]], An
         except (app.UsageError, UserError) as e:
             exit_with(f"error: {e}")
         except OSError as e:  # one not caught nearer, where the directory is known
-            if e.errno not in _DISK_ERRORS:
+            if e.errno not in DISK_ERRNOS:
                 raise
             where = f" {e.filename}" if e.filename else ""
             exit_with(f"error: cannot write{where} ({e.strerror}); free space or choose another "
                       "directory, and run the command again")  # fmt: skip
 
-    die_with_parent()
+    lifeline.die_with_parent()
     try:
         app.run(guarded_main, flags_parser=flags_parser or parse_flags)
     except KeyboardInterrupt:
@@ -68,29 +65,6 @@ def run(main: Callable[[list[str]], Any], flags_parser: Callable[[list[str]], An
     except BrokenPipeError:  # `prog ... | head`: the reader left; stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(EXIT_ERROR)
-
-
-PARENT_ENV = "MNIST_JAX_PARENT_PID"  # set by the launcher's supervisor for its children
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def die_with_parent() -> None:
-    """A child of a launcher (its pid in MNIST_JAX_PARENT_PID) dies when the launcher dies.
-
-    The children run in sessions of their own, so a kill -9 of the launcher (or of its process
-    group) used to leave them training, holding their run directories' locks against the rerun.
-    The kernel now sends them SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere nothing changes):
-    a killed run resumes from its last checkpoint, bit for bit, and the lock dies with it.
-    """
-    parent = os.environ.pop(PARENT_ENV, None)  # this process's own children get their own
-    if parent is None or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != int(parent):  # the launcher died before the line above
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def exit_with(message: str, status: int = EXIT_ERROR) -> NoReturn:

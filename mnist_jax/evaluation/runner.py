@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from mnist_jax.core import logs, provenance
+from mnist_jax.core import errors, logs, provenance
 from mnist_jax.core.errors import UserError
 from mnist_jax.data import Dataset, Split, corruptions, external, load_dataset
 from mnist_jax.evaluation import comparison as comparison_lib
@@ -339,7 +339,7 @@ def evaluate(workdirs: list[str], output_dir: str, options: Options | None = Non
     if corrupted:
         pictures["corruptions"] = robustness.gallery(corrupted, test, GALLERY_INDEX)
     # Written complete into a staging directory, then put in place as one unit (outdir).
-    with rundir.writing_into(out), outdir.staging(out) as stage:
+    with errors.writing_into(out), outdir.staging(out) as stage:
         with logs.heartbeat("Drawing the figures"):
             comparison["figures"] = plots.write_all(comparison, pictures, stage)
         figures = {name: stage / file for name, file in comparison["figures"].items()}

@@ -5,7 +5,7 @@ queue of independent commands a few at a time (the seeds of a comparison). Each 
 session of its own, so a Ctrl-C in the terminal or a SIGTERM from a scheduler
 (preemption) reaches the launcher alone, which passes it on once to every child; a second
 signal kills them. A launcher killed outright (kill -9) takes its children with it
-(cli.die_with_parent). The exit status is that of the first process to fail, so a preempted
+(core/lifeline.py). The exit status is that of the first process to fail, so a preempted
 launch reports what its processes did.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from absl import logging
 
-from mnist_jax.core import cli
+from mnist_jax.core import lifeline
 from mnist_jax.core.errors import UserError
 from mnist_jax.launcher.commands import Command
 
@@ -135,7 +135,7 @@ def _start(command: Command, stack: contextlib.ExitStack, append: bool = False) 
     try:
         return subprocess.Popen(
             command.argv,
-            env={**os.environ, **command.env, cli.PARENT_ENV: str(os.getpid())},
+            env={**os.environ, **command.env, lifeline.PARENT_ENV: str(os.getpid())},
             stdout=output,
             stderr=subprocess.STDOUT if output else None,
             start_new_session=True,

@@ -26,11 +26,10 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
-from mnist_jax.core import logs
+from mnist_jax.core import errors, logs
 from mnist_jax.core.errors import UserError
 from mnist_jax.data import preprocess
 from mnist_jax.models import layers
-from mnist_jax.training import rundir
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 INPUT = "uint8 (B, 28, 28), white digit on black (MNIST form: mnist_jax.data.images)"
@@ -69,7 +68,7 @@ def export_run(
     with logs.heartbeat(f"Exporting {run.name} for {', '.join(PLATFORMS)}", done=True):
         exported = export_model(run.model, run.variables)
         data = exported.serialize()
-    with rundir.writing_into(out):
+    with errors.writing_into(out):
         out.write_bytes(data)
     sidecar = {
         "run": str(run.workdir),
@@ -83,7 +82,7 @@ def export_run(
         "sha256": hashlib.sha256(data).hexdigest(),
         "load": "jax.export.deserialize(open(path, 'rb').read()).call(images)",
     }
-    with rundir.writing_into(f"{out}.json"):
+    with errors.writing_into(f"{out}.json"):
         Path(f"{out}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
     logging.info("Wrote %s (%d bytes) and %s.json", out, len(data), out)
     return out

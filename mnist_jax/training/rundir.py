@@ -12,8 +12,6 @@ Infinity). metrics.jsonl is rewritten from the checkpoint a run resumes from, so
 an epoch twice, whatever moment the run was killed at.
 """
 
-import contextlib
-import errno
 import fcntl
 import functools
 import hashlib
@@ -22,7 +20,6 @@ import math
 import os
 import re
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,22 +149,6 @@ def finite_tree(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [finite_tree(v) for v in value]
     return value
-
-
-# A full, read-only or quota-bound disk: the machine's state, not a bug.
-DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
-
-
-@contextlib.contextmanager
-def writing_into(where: str | os.PathLike) -> Iterator[None]:
-    """Writes under `where`: a full or read-only disk is a UserError naming it (one line)."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno not in DISK_ERRORS:
-            raise
-        raise UserError(f"cannot write into {where}: {e.strerror}; free space or choose "
-                        "another directory, and run the command again") from None  # fmt: skip
 
 
 def write_atomic(path: Path, text: str) -> None:
