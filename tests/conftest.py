@@ -44,9 +44,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # The test groups that run longest (one worker each, --dist loadgroup), first: they start on
-# both workers at once instead of one of them ending the run alone. SLURM's first: its jobs
-# leave the CPU idle while they start, which the other worker and CI's other leg then use.
-LONG_GROUPS = ("slurm", "installed", "evaluate", "faults", "train")
+# both workers at once instead of one of them ending the run alone.
+LONG_GROUPS = ("installed", "evaluate", "slurm", "faults", "train")
 
 
 def _group(item: pytest.Item) -> str | None:

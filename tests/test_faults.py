@@ -782,7 +782,7 @@ def test_read_only_workdir_is_one_line(interrupted, tmp_path, mnist_dir):
     assert snapshot(workdir) == before
 
 
-def test_full_disk_under_tensorboard_is_one_line_within_seconds(bins, tmp_path, mnist_dir):
+def test_full_disk_under_tensorboard_is_one_line_within_seconds(tmp_path, mnist_dir):
     """A full tmpfs under <workdir>/tensorboard (a private mount): the event writer's failure
     stops the run at once with one line, where tensorboardX's writer thread died and the next
     event blocked training forever; no result is left that looks finished."""
@@ -805,10 +805,6 @@ def test_full_disk_under_tensorboard_is_one_line_within_seconds(bins, tmp_path, 
     result = Result(proc.returncode, proc.stdout, proc.stderr)
     assert_user_error(result, f"cannot write TensorBoard events in {board}", "No space left")
     assert not (workdir / "summary.json").exists()
-    # The same command with room on the disk trains the run from where it stopped.
-    result = bins.train(workdir)
-    assert result.status == 0, result.stderr[-3000:]
-    assert (workdir / "summary.json").exists()
 
 
 def test_a_workdir_on_a_full_disk_is_one_line_with_no_orbax_tracebacks(tmp_path, mnist_dir):

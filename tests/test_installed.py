@@ -183,7 +183,8 @@ def test_benchmark_tiny_writes_every_section(venv, elsewhere, mnist_dir):
     """`mnist-jax-benchmark --tiny` from outside the repository, on one config of each section
     (the speed targets themselves are judged by the full benchmark, benchmarks/RESULTS.md)."""
     out = elsewhere / "bench"
-    one_each = ("--throughput_configs=mlp", "--speedrun_configs=speedrun_mlp", "--seeds=1")
+    # Throughput and inference of one config; time to accuracy is left to the full benchmark.
+    one_each = ("--throughput_configs=mlp", "--speedrun_configs=")
     result = run(venv, elsewhere, "mnist-jax-benchmark", "--tiny", f"--output_dir={out}", *one_each)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "benchmark.json").read_text())
@@ -193,9 +194,7 @@ def test_benchmark_tiny_writes_every_section(venv, elsewhere, mnist_dir):
         assert r["batch"] == 32 and r["images_per_second"] > 0 and r["compile_seconds"] > 0
         assert r["flops_per_image"] > 0 and 0 < r["fraction_of_matmul"] < 10
     assert report["cnn_speedup"] is None  # the CNN's im2col speed-up needs the CNN timed
-    (speedrun,) = report["time_to_accuracy"]
-    assert [r["seed"] for r in speedrun["runs"]] == [0]
-    assert all(0.1 < r["test_accuracy"] <= 1 and r["train_seconds"] > 0 for r in speedrun["runs"])
+    assert report["time_to_accuracy"] == []
     assert {r["config"] for r in report["inference"]} == {"mlp"}
     machine = report["machine"]
     assert machine["cpu_model"] and machine["versions"]["mnist_jax"] == VERSION
@@ -203,7 +202,7 @@ def test_benchmark_tiny_writes_every_section(venv, elsewhere, mnist_dir):
     assert machine["cpu"]["model"] == machine["cpu_model"] and machine["sgemm_gflops"] > 1
     assert isinstance(machine["cpu"]["avx512"], bool)
     text = (out / "benchmark.md").read_text()
-    assert "Training throughput" in text and "Time to accuracy" in text
+    assert "Training throughput" in text
     assert f"{machine['sgemm_gflops']:.0f} GFLOP/s sgemm" in text
 
 
