@@ -815,8 +815,9 @@ def test_a_workdir_on_a_full_disk_is_one_line_with_no_orbax_tracebacks(tmp_path,
     small = tmp_path / "small"
     small.mkdir()
     workdir = small / "run"
-    command = " ".join([sys.executable, "-m", "mnist_jax.main", "--config=configs/mlp.py",
-                        "--config.data.train_fraction=0.02", f"--workdir={workdir}"])  # fmt: skip
+    command = " ".join([sys.executable, "-m", "mnist_jax.main", *BASE[:1],
+                        "--config.mlp.hidden_sizes=256,256", "--config.data.train_fraction=0.02",
+                        f"--workdir={workdir}"])  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT), MNIST_DIR=mnist_dir, JAX_PLATFORMS="cpu")
     env.pop(faults.ENV, None)
     mount = f"mount -t tmpfs -o size=3m tmpfs {small}"

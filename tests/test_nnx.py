@@ -107,6 +107,9 @@ def test_killed_with_sigkill_then_rerun_is_bitwise_the_uninterrupted_run(nnx_run
     assert _digest(workdir) == _digest(nnx_run)
 
 
+# Slow, as the Linen models' export and predict tests are: three binaries end to end (about 20 s
+# in CI); the default set keeps the NNX model's training, tree reduction and exact resume.
+@pytest.mark.slow
 def test_evaluates_exports_serves_and_refuses_int8_in_one_line(nnx_run, tmp_path, mnist_dir):
     summary = json.loads((nnx_run / "summary.json").read_text())
     out = tmp_path / "eval"
