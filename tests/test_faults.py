@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -807,25 +808,31 @@ def test_full_disk_under_tensorboard_is_one_line_within_seconds(tmp_path, mnist_
     assert not (workdir / "summary.json").exists()
 
 
-def test_a_workdir_on_a_full_disk_is_one_line_with_no_orbax_tracebacks(tmp_path, mnist_dir):
-    """A 3 MB tmpfs as the workdir (a private mount): the first checkpoint does not fit. Orbax
-    reports it from each of its writer threads; the user sees one line, exit 1."""
+def _on_a_small_tmpfs(where: Path, size: str, mnist_dir: str, module: str, *args: str) -> Result:
+    """`python -m module args` with a tmpfs of `size` mounted on `where`, in a mount namespace
+    of its own (unshare -m: nothing outside sees it); skipped where none can be made."""
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare(1) to mount a private tmpfs")
-    small = tmp_path / "small"
-    small.mkdir()
-    workdir = small / "run"
-    command = " ".join([sys.executable, "-m", "mnist_jax.main", *BASE[:1],
-                        "--config.mlp.hidden_sizes=256,256", "--config.data.train_fraction=0.02",
-                        f"--workdir={workdir}"])  # fmt: skip
+    command = shlex.join([sys.executable, "-m", module, *args])
     env = dict(os.environ, PYTHONPATH=str(ROOT), MNIST_DIR=mnist_dir, JAX_PLATFORMS="cpu")
     env.pop(faults.ENV, None)
-    mount = f"mount -t tmpfs -o size=3m tmpfs {small}"
+    mount = f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(where))}"
     proc = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && exec {command}"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     if "mount:" in proc.stderr:
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
-    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_a_workdir_on_a_full_disk_is_one_line_with_no_orbax_tracebacks(tmp_path, mnist_dir):
+    """A 3 MB tmpfs as the workdir (a private mount): the first checkpoint does not fit. Orbax
+    reports it from each of its writer threads; the user sees one line, exit 1."""
+    small = tmp_path / "small"
+    small.mkdir()
+    workdir = small / "run"
+    small_mlp = ("--config.mlp.hidden_sizes=256,256", "--config.data.train_fraction=0.02")
+    result = _on_a_small_tmpfs(small, "3m", mnist_dir, "mnist_jax.main", *BASE[:1], *small_mlp,
+                               f"--workdir={workdir}")  # fmt: skip
     assert_user_error(result, f"cannot write a checkpoint in {workdir / 'checkpoints'}",
                       "No space left on device", "resume")  # fmt: skip
 
@@ -837,20 +844,11 @@ def test_full_disk_under_evaluate_or_export_is_one_line(bins, interrupted, tmp_p
     result = bins.run("mnist_jax.export", f"--workdir={interrupted}", "--output=/dev/full",
                       "--overwrite")  # fmt: skip
     assert_user_error(result, "cannot write into /dev/full", "No space left on device")
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare(1) to mount a private tmpfs")
     out = tmp_path / "small"
     out.mkdir()
-    command = " ".join([sys.executable, "-m", "mnist_jax.evaluate", f"--workdirs={interrupted}",
-                        f"--output_dir={out / 'eval'}", "--corruptions=none"])  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MNIST_DIR=mnist_dir, JAX_PLATFORMS="cpu")
-    env.pop(faults.ENV, None)
-    mount = f"mount -t tmpfs -o size=100k tmpfs {out}"
-    proc = subprocess.run(["unshare", "-m", "sh", "-c", f"{mount} && exec {command}"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-    if "mount:" in proc.stderr:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()[:200]}")
-    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    result = _on_a_small_tmpfs(out, "100k", mnist_dir, "mnist_jax.evaluate",
+                               f"--workdirs={interrupted}", f"--output_dir={out / 'eval'}",
+                               "--corruptions=none")  # fmt: skip
     assert_user_error(result, f"cannot write into {out / 'eval'}", "No space left on device")
     assert snapshot(interrupted) == before
 

@@ -285,33 +285,34 @@ def inference(options: Options, datasets: dict) -> list[dict]:
     results = []
     for path in options.throughput_configs:
         config = load_config(path, options.tiny)
-        data = _dataset(datasets, config)
-        par = Parallel.from_config(config.parallel)
-        trainer = Trainer.build(config, par, data["raw"])
-        variables = jax.device_get(models.init_variables(trainer.model, jax.random.key(0)))
-        evaluator = trainer.evaluator(data["raw"].test)
-        variables_dev = par.replicate(variables)
-        evaluator.compile(variables_dev)
-        evaluator(variables_dev)
-        batch_seconds = [evaluator(variables_dev)[0]["seconds"] for _ in range(3)]
-        logging.info(
-            "%s: %.0f test images/s", path, len(data["raw"].test) / statistics.median(batch_seconds)
-        )
-        apply = jax.jit(lambda v, x, m=trainer.model: m.apply(v, x))
-        one = jnp.zeros((1, 28, 28, 1), jnp.float32)
-        apply(variables, one).block_until_ready()
-        call = lambda a=apply, v=variables, x=one: a(v, x)
-        latency = [_timed(call) for _ in range(10 if options.tiny else 200)]
-        results.append(
-            {
-                "config": path,
-                "eval_batch": evaluator.global_batch,
-                "images_per_second": len(data["raw"].test) / statistics.median(batch_seconds),
-                "latency_ms_batch1_median": 1e3 * statistics.median(latency),
-                "latency_ms_batch1_p90": 1e3 * float(np.percentile(latency, 90)),
-            }
-        )
+        result = inference_of(config, _dataset(datasets, config), 10 if options.tiny else 200)
+        logging.info("%s: %.0f test images/s", path, result["images_per_second"])
+        results.append({"config": path} | result)
     return results
+
+
+def inference_of(config, data: dict, latency_calls: int = 200) -> dict:
+    """One config's test-set evaluation program (images/s, medians of 3) and batch-1 latency,
+    on freshly initialised variables (`data`: `_dataset`'s)."""
+    par = Parallel.from_config(config.parallel)
+    trainer = Trainer.build(config, par, data["raw"])
+    variables = jax.device_get(models.init_variables(trainer.model, jax.random.key(0)))
+    evaluator = trainer.evaluator(data["raw"].test)
+    variables_dev = par.replicate(variables)
+    evaluator.compile(variables_dev)
+    evaluator(variables_dev)
+    batch_seconds = [evaluator(variables_dev)[0]["seconds"] for _ in range(3)]
+    apply = jax.jit(lambda v, x, m=trainer.model: m.apply(v, x))
+    one = jnp.zeros((1, 28, 28, 1), jnp.float32)
+    apply(variables, one).block_until_ready()
+    call = lambda a=apply, v=variables, x=one: a(v, x)
+    latency = [_timed(call) for _ in range(latency_calls)]
+    return {
+        "eval_batch": evaluator.global_batch,
+        "images_per_second": len(data["raw"].test) / statistics.median(batch_seconds),
+        "latency_ms_batch1_median": 1e3 * statistics.median(latency),
+        "latency_ms_batch1_p90": 1e3 * float(np.percentile(latency, 90)),
+    }
 
 
 def machine() -> dict:

@@ -131,8 +131,9 @@ def split_variables(variables: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     return variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
 
-def check_contract(model: nn.Module, name: str) -> None:
-    """Fails at start-up, naming the model, when it breaks the contract (shapes only, no FLOPs)."""
+def check_contract(model: nn.Module, name: str) -> Any:
+    """Fails at start-up, naming the model, when it breaks the contract (shapes only, no FLOPs);
+    returns its variables' shapes (jax.ShapeDtypeStruct), for what else start-up checks."""
     x = jax.ShapeDtypeStruct((2, *INPUT_SHAPE), jnp.float32)
     key = jax.random.key(0)
     try:
@@ -159,6 +160,7 @@ def check_contract(model: nn.Module, name: str) -> None:
                 f"model {name!r} returns {getattr(logits, 'shape', type(logits).__name__)} for "
                 f"a batch of 2 (train={train}); the contract is logits of shape (batch, 10)"
             )
+    return variables
 
 
 def uses_convolutions(model: nn.Module) -> bool:

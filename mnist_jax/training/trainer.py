@@ -47,10 +47,10 @@ class Keys:
 PARAM_COPIES = 8
 
 
-def _check_memory(config: ml_collections.ConfigDict, model: Any) -> None:
-    """A model that cannot fit fails here, before anything is written (hidden_sizes=100000,
-    100000 ran out of memory after config.json, the lock and checkpoints/ existed)."""
-    shapes = jax.eval_shape(lambda: models.init_variables(model, jax.random.key(0)))
+def _check_memory(config: ml_collections.ConfigDict, shapes: Any) -> None:
+    """A model whose variables (`shapes`) cannot fit fails here, before anything is written
+    (hidden_sizes=100000,100000 ran out of memory after config.json, the lock and
+    checkpoints/ existed)."""
     count = models.count_params(shapes["params"])
     need = PARAM_COPIES * 4 * count
     device = jax.local_devices()[0]
@@ -129,8 +129,7 @@ class Trainer:
         nothing yet."""
         model = models.create_model(config)
         model = models.project_inputs(model, dataset.projection)
-        models.check_contract(model, config.model)
-        _check_memory(config, model)
+        _check_memory(config, models.check_contract(model, config.model))
         num_train = len(dataset.train)
         steps_per_epoch = _check(config, par, num_train)
         schedule = optim.create_schedule(config, steps_per_epoch)
