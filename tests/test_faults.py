@@ -637,6 +637,10 @@ TRAIN_ERRORS = [
      ["num_epochs=1000000000", "int32", "at most"]),
     ("beyond-memory", "none", None, ["--config.mlp.hidden_sizes=100000,100000"],
      ["has 10,0", "parameters: about", "GiB to train", "make config.mlp smaller"]),
+    ("activations-beyond-memory", "none", None,
+     ["--config.model=cnn", "--config.cnn.channels=4096,4096", "--config.data.train_fraction=1.0",
+      "--config.batch_size=50000"],
+     ["'cnn' at 50000 examples per device", "GiB of activations", "lower batch_size"]),
     ("kernel-beyond-map", "none", None, ["--config.model=cnn", "--config.cnn.kernel_sizes=100,100"],
      ["kernel_sizes[0]=100", "larger than the 28x28 map"]),
 ]  # fmt: skip

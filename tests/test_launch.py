@@ -444,6 +444,10 @@ def test_compare_on_slurm_dry_run_prints_the_worker_array_and_the_final_job(tmp_
         (("compare", "--seeds=x"), "'x' is not an integer"),
         (("compare", "--configs=mlp,nope", "--dry_run"), "nope is not a shipped config; valid: "),
         (("sweep", "experiments/dropout.py"), "sweep takes STUDY OUTDIR"),
+        (  # the sweep's own one line; the launcher adds none
+            ("compare", "--quick", "--dry_run", "--config.num_epochs=abc"),
+            "--config.num_epochs=abc: flag --config.num_epochs=abc: invalid literal",
+        ),
     ],
 )
 def test_bad_arguments_exit_1_with_one_line(args, message):

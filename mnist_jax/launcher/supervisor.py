@@ -153,8 +153,11 @@ def _wait(commands, procs, received, grace_seconds, poll_seconds) -> int:
             if i in statuses or p.poll() is None:
                 continue
             statuses[i] = exit_status(p.returncode)
+            # A lone command on the terminal that exits 1 has said why in its own one line.
+            alone = len(procs) == 1 and commands[i].log is None and p.returncode == 1
             if statuses[i] != 0:
-                _report(commands[i], p.returncode)
+                if not alone:
+                    _report(commands[i], p.returncode)
                 if first_failure is None:
                     first_failure = i
                     if grace_seconds is not None:

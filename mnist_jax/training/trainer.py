@@ -19,7 +19,7 @@ from mnist_jax import models
 from mnist_jax.core import logs
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import Dataset, Split, augment
-from mnist_jax.training import optim, steps
+from mnist_jax.training import memory, optim, steps
 from mnist_jax.training.evaluator import SplitEvaluator
 from mnist_jax.training.parallel import Parallel
 
@@ -40,39 +40,6 @@ class Keys:
     def from_seed(cls, seed: int, impl: str = "threefry2x32") -> "Keys":
         root = jax.random.key(seed, impl=impl)  # the keys derived from it keep its PRNG
         return cls(*(jax.random.fold_in(root, i) for i in range(3)))
-
-
-# Copies of the parameters a run holds at once: the weights, their gradients, Adam's two
-# moments, the moving average, the best epoch's, and host copies for a checkpoint.
-PARAM_COPIES = 8
-
-
-def _check_memory(config: ml_collections.ConfigDict, shapes: Any) -> None:
-    """A model whose variables (`shapes`) cannot fit fails here, before anything is written
-    (hidden_sizes=100000,100000 ran out of memory after config.json, the lock and
-    checkpoints/ existed)."""
-    count = models.count_params(shapes["params"])
-    need = PARAM_COPIES * 4 * count
-    device = jax.local_devices()[0]
-    limit = (device.memory_stats() or {}).get("bytes_limit") or _host_memory()
-    if limit and need > limit:
-        raise ConfigError(
-            f"model {config.model!r} has {count:,} parameters: about {need / 2**30:.1f} GiB to "
-            f"train ({PARAM_COPIES} float32 copies), more than the {limit / 2**30:.1f} GiB "
-            f"this {device.platform.upper()} device has; make config.{config.model} smaller"
-        )
-
-
-def _host_memory() -> int | None:
-    """The host's available memory in bytes (Linux's MemAvailable), or None where unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def _check(config: ml_collections.ConfigDict, par: Parallel, num_train: int) -> int:
@@ -129,7 +96,7 @@ class Trainer:
         nothing yet."""
         model = models.create_model(config)
         model = models.project_inputs(model, dataset.projection)
-        _check_memory(config, models.check_contract(model, config.model))
+        shapes = models.check_contract(model, config.model)
         num_train = len(dataset.train)
         steps_per_epoch = _check(config, par, num_train)
         schedule = optim.create_schedule(config, steps_per_epoch)
@@ -151,6 +118,7 @@ class Trainer:
                 f"microbatches={config.microbatches} would split the batch statistics of "
                 f"{config.model!r} (it keeps batch_stats); set microbatches=1"
             )
+        memory.check_fits(config, model, shapes, options.local_batch // options.parts)
         return cls(
             config, par, model, schedule, tx, options, steps_per_epoch,
             Keys.from_seed(config.seed, config.prng_impl),
