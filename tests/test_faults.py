@@ -857,6 +857,46 @@ def test_full_disk_under_evaluate_or_export_is_one_line(bins, interrupted, tmp_p
     assert snapshot(interrupted) == before
 
 
+def test_a_second_compare_into_an_output_directory_in_use_is_one_line(bins, tmp_path):
+    """Two compares on one OUTDIR each took a trial's lock from the other and both failed: the
+    second now stops at once, naming the first, and writes nothing."""
+    out = tmp_path / "compare"
+    first = rundir.RunDir(out, what="study output directory")
+    first.lock()  # what the first compare's sweep holds until its evaluation is done
+    try:
+        before = snapshot(out)
+        second = bins.run("mnist_jax.launch", "compare", str(out), "--quick", "--seeds=1")
+        assert snapshot(out) == before
+    finally:
+        first.release()
+    assert_user_error(second, f"study output directory {out} is in use by pid {os.getpid()}")
+
+
+def test_a_killed_evaluation_leaves_the_old_comparison_or_none_never_a_mixture(
+    bins, interrupted, tmp_path
+):
+    """kill -9 of evaluate when its new comparison is complete but not in place leaves the old
+    one byte for byte; in the middle of moving it in, no comparison.json at all (nothing that
+    looks finished); the next evaluate then completes and clears the killed one's staging."""
+    out = tmp_path / "eval"
+    args = [f"--workdirs={interrupted}", f"--output_dir={out}", "--corruptions=none",
+            "--latency_calls=5"]  # fmt: skip
+    assert bins.run("mnist_jax.evaluate", *args).status == 0
+    old = snapshot(out)
+    changed = [*args, "--ece_bins=10"]  # other inputs: a new comparison replaces the old
+    killed = bins.run("mnist_jax.evaluate", *changed, fault="kill@comparison_staged:1")
+    assert killed.status == -signal.SIGKILL, killed.stderr[-3000:]
+    assert {k: v for k, v in snapshot(out).items() if ".incoming." not in k} == old
+    killed = bins.run("mnist_jax.evaluate", *changed, fault="kill@comparison_file_published:2")
+    assert killed.status == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (out / "comparison.json").exists() and list(out.glob(".incoming.*"))
+    assert bins.run("mnist_jax.evaluate", *changed).status == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["options"]["ece_bins"] == 10, comparison["options"]
+    assert all((out / f).is_file() for f in comparison["figures"].values())
+    assert not list(out.glob(".incoming.*"))
+
+
 def _processes_naming(text: str) -> list[int]:
     """The pids whose command line contains `text`."""
     pids = []

@@ -21,7 +21,7 @@ from typing import Any
 
 from mnist_jax.core.errors import UserError
 from mnist_jax.evaluation import runs
-from mnist_jax.training import rundir
+from mnist_jax.training import faults, rundir
 
 MARKER = "comparison.json"  # what says that a comparison is complete: written last
 _STAGING = ".incoming."
@@ -80,6 +80,7 @@ def staging(out: Path) -> Iterator[Path]:
     stage.mkdir()
     try:
         yield stage
+        faults.point("comparison_staged")  # test hook: complete, not yet in place
         publish(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -101,6 +102,7 @@ def publish(stage: Path, out: Path) -> None:
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(path, target)
+        faults.point("comparison_file_published")  # test hook: one file moved in
 
 
 def _listed(out: Path) -> list[str]:

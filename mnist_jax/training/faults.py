@@ -19,7 +19,9 @@ and is computing; when the hook acts, a checkpoint still being written has commi
 that the moment is the same on every run), `metrics` (an epoch's metrics line is written, its
 checkpoint not yet started), `checkpoint_writing` (Orbax is writing a checkpoint in the
 background), `checkpoint_done` (that checkpoint is committed), `summary` (summary.json is
-written).
+written). Of an evaluation (evaluation/outputs.py): `comparison_staged` (a complete
+comparison is written in its staging directory), `comparison_file_published` (one of its files
+has been moved into the output directory).
 
 Unset, as everywhere outside the tests, a point costs one dictionary lookup.
 """
