@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import filters
@@ -160,10 +161,17 @@ def elastic_field(key: jax.Array, shape: tuple[int, int], alpha, sigma) -> jax.A
     return alpha * filters.gaussian_blur(noise, sigma)
 
 
+def elastic_fields(keys: jax.Array, shape: tuple[int, int], alpha, sigma) -> jax.Array:
+    """One `elastic_field` per key, (N, 2, H, W), computed once and kept in memory: fused into
+    the resampling that reads it, XLA:CPU computed the smoothing again for each use (the
+    augmentation of a batch of 128: 8.2 ms, 4.9 ms with this barrier; the same bits)."""
+    field = jax.vmap(elastic_field, (0, None, None, None))(keys, shape, alpha, sigma)
+    return lax.optimization_barrier(field)
+
+
 def elastic(images: jax.Array, keys: jax.Array, alpha: float, sigma: float) -> jax.Array:
     """Elastic distortion: displacement fields of strength `alpha` px smoothed at `sigma` px."""
-    field = jax.vmap(elastic_field, (0, None, None, None))(keys, images.shape[1:], alpha, sigma)
-    return warp(images, displacement=field)
+    return warp(images, displacement=elastic_fields(keys, images.shape[1:], alpha, sigma))
 
 
 # config.data key: (AugmentSpec field, valid range as the error message states it, check)
@@ -260,7 +268,7 @@ def augment(images: jax.Array, keys: jax.Array, spec: AugmentSpec) -> jax.Array:
             )
         if spec.elastic_alpha:
             elastic_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, ELASTIC_STREAM)
-            kwargs["displacement"] = jax.vmap(elastic_field, (0, None, None, None))(
+            kwargs["displacement"] = elastic_fields(
                 elastic_keys, images.shape[1:], spec.elastic_alpha, spec.elastic_sigma
             )
         images = warp(images, **kwargs)

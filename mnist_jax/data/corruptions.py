@@ -22,7 +22,7 @@ import numpy as np
 
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.data import filters, patterns
-from mnist_jax.data.augment import bilinear, draw, elastic_field, to_uint8, warp
+from mnist_jax.data.augment import bilinear, draw, elastic_fields, to_uint8, warp
 
 SIZE = 28
 
@@ -174,8 +174,7 @@ ELASTIC_SIGMA = 4.0
 # Simard et al. (2003)'s augmentation strength; MNIST-C's elastic is not in its final set.
 @_register("elastic", 34.0, 100.0, "elastic alpha in px (Simard et al.), sigma 4 px")
 def elastic(images, keys, s):
-    field = jax.vmap(elastic_field, (0, None, None, None))(keys, (SIZE, SIZE), s, ELASTIC_SIGMA)
-    return warp(images, displacement=field)
+    return warp(images, displacement=elastic_fields(keys, (SIZE, SIZE), s, ELASTIC_SIGMA))
 
 
 # ---- intensity ----
