@@ -192,21 +192,20 @@ def test_microbatches_make_the_same_updates(mnist_dir):
     assert all(d < 1e-3 * m for d, m in zip(apart, moved, strict=True)), (apart, moved)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_the_memory_check_bounds_what_xla_allocates_from_below(mnist_dir, name):
+def test_the_memory_check_bounds_what_xla_allocates_from_below(mnist_dir):
     # memory.check_fits refuses a run whose lower bound exceeds the device: the bound must stay
-    # below XLA's own analysis of the compiled step (or it refuses runs that fit), and, where
-    # activations are most of the step's memory (the CNN's), near it.
-    config = small_config(model=name, **{"parallel.mode": "shard_map"})
+    # below XLA's own analysis of the compiled step (or it refuses runs that fit), and near it
+    # where activations are most of the step's memory, as in the CNN (im2col patches on CPU).
+    config = small_config(model="cnn", **{"parallel.mode": "shard_map"})
     par = Parallel(config.parallel.mode)
     data = load_dataset(config.data)
     trainer = Trainer.build(config, par, data)
-    shapes = models.check_contract(trainer.model, name)
+    shapes = models.check_contract(trainer.model, "cnn")
     bound = memory.activations_kept(config, trainer.model, shapes, config.batch_size)
     train_data = par.replicate((data.train.images, data.train.labels))
     program, _ = trainer.train_program(1, par.replicate(trainer.init_state()), train_data)
     temp = program.memory_analysis().temp_size_in_bytes
-    assert (0.3 * temp if name == "cnn" else 0) < bound < temp, (bound, temp)
+    assert 0.3 * temp < bound < temp, (bound, temp)
 
 
 def run_steps(config, num_steps: int) -> dict:
