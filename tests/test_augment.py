@@ -165,6 +165,21 @@ def test_augment_is_deterministic_and_per_example(digits):
     assert jnp.array_equal(out, jnp.concatenate(halves))
 
 
+def test_the_elastic_fields_barrier_changes_speed_not_bits(digits, monkeypatch):
+    # The fields are kept in memory so that XLA does not recompute them per use; the results
+    # recorded for configs/mlp_best.py (elastic distortion) were made before, so the images
+    # must be the same to the bit with the barrier and without.
+    from mnist_jax.configs import mlp_best
+
+    spec = augment.AugmentSpec.from_config(mlp_best.get_config().data)
+    assert spec.elastic_alpha
+    keys = jax.random.split(jax.random.key(3), len(digits))
+    kept = np.asarray(jax.jit(lambda x, k: augment.augment(x, k, spec))(digits, keys))
+    monkeypatch.setattr(augment.lax, "optimization_barrier", lambda x: x)
+    fused = np.asarray(jax.jit(lambda x, k: augment.augment(x, k, spec))(digits, keys))
+    np.testing.assert_array_equal(kept, fused)
+
+
 def test_spec_reads_config_data_and_old_configs_mean_no_augmentation():
     data = default.get_config().data
     assert augment.AugmentSpec.from_config(data).is_identity
