@@ -245,7 +245,7 @@ def test_group_names_differ_when_configs_differ(runs):
     wide = runs_lib.open_run(str(runs["mlp_s0"]))
     wide.config_dict = json.loads(json.dumps(wide.config_dict))
     wide.config_dict["mlp"]["hidden_sizes"] = [32]
-    wide.workdir = wide.workdir.with_name("mlp_wide")
+    wide.workdir = wide.workdir.with_name("width=32,seed=1")  # a study trial: named w/o seed
     # Keys that do not change the numbers (data.dir, parallel.mode, formulations) do not split
     # a group.
     moved = runs_lib.open_run(str(runs["mlp_s1"]))
@@ -254,7 +254,7 @@ def test_group_names_differ_when_configs_differ(runs):
     moved.config_dict["data"]["dir"] = "/elsewhere"
     moved.config_dict["layers"]["conv_impl"] = "xla"
     groups = comparison_lib.group_runs([*opened, wide, moved])
-    assert groups == {"mlp-mlp_s0": [0, 1, 4], "cnn": [2], "mlp-mlp_wide": [3]}
+    assert groups == {"mlp-mlp_s0": [0, 1, 4], "cnn": [2], "mlp-width=32": [3]}
 
 
 def test_metrics_match_sklearn_and_summary_on_real_outputs(runs, plain, comparison):

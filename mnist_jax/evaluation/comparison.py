@@ -25,8 +25,13 @@ def _model_key(config_dict: dict[str, Any]) -> str:
 
 
 def _run_label(workdir: Any) -> str:
-    """A run's directory name, or its parent's for seed directories (runs/compare/mlp/seed_0)."""
-    return workdir.parent.name if rundir.is_seed_dir(workdir) else workdir.name
+    """A run's directory name without its seed: the parent's for seed directories
+    (runs/compare/mlp/seed_0), a study trial's name without its seed part
+    (trials/change=base,seed=0 -> change=base)."""
+    if rundir.is_seed_dir(workdir):
+        return workdir.parent.name
+    parts = [part for part in workdir.name.split(",") if not rundir.is_seed_dir(part)]
+    return ",".join(parts) or workdir.name
 
 
 def group_runs(runs: list[Any]) -> dict[str, list[int]]:

@@ -49,7 +49,8 @@ NEUTRAL_KEYS = frozenset(
 )
 
 
-SEED_DIR = re.compile(r"seed[_-]?\d+")  # a seed's directory in a set of runs: seed_0, seed-1, seed2
+# A seed's directory in a set of runs: seed_0, seed-1, seed2, and a study's seed=3.
+SEED_DIR = re.compile(r"seed[_=-]?\d+")
 
 
 def is_seed_dir(path: str | os.PathLike) -> bool:
