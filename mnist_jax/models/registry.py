@@ -131,6 +131,14 @@ def split_variables(variables: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     return variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
 
+def apply_any(model: nn.Module, variables: Any, x: jax.Array, train: bool) -> Any:
+    """`model.apply` for any model, with a fixed dropout key and its non-parameter collections
+    mutable: for start-up checks that trace it on shapes; (logits, state) when it keeps state."""
+    _, state = split_variables(variables)
+    rngs = {"dropout": jax.random.key(0)}
+    return model.apply(variables, x, train=train, rngs=rngs, mutable=list(state) or False)
+
+
 def check_contract(model: nn.Module, name: str) -> Any:
     """Fails at start-up, naming the model, when it breaks the contract (shapes only, no FLOPs);
     returns its variables' shapes (jax.ShapeDtypeStruct), for what else start-up checks."""
@@ -146,14 +154,9 @@ def check_contract(model: nn.Module, name: str) -> Any:
         ) from None
     if "params" not in variables:
         raise ConfigError(f"model {name!r} has no parameters")
-    _, state = split_variables(variables)
-
-    def apply(variables: Any, x: jax.Array, train: bool) -> Any:
-        rngs = {"dropout": key}
-        return model.apply(variables, x, train=train, rngs=rngs, mutable=list(state) or False)
-
+    state = len(variables) > 1  # collections besides 'params' (batch_stats)
     for train in (True, False):
-        out = jax.eval_shape(lambda v, x, t=train: apply(v, x, t), variables, x)
+        out = jax.eval_shape(lambda v, x, t=train: apply_any(model, v, x, t), variables, x)
         logits = out[0] if state else out
         if getattr(logits, "shape", None) != (2, NUM_CLASSES):
             raise ConfigError(

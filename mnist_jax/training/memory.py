@@ -25,7 +25,7 @@ import numpy as np
 from mnist_jax import models
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.models import layers
-from mnist_jax.models.registry import INPUT_SHAPE
+from mnist_jax.models.registry import INPUT_SHAPE, apply_any
 
 # Copies of the parameters a run holds at once: the weights, their gradients, Adam's two
 # moments, the moving average, the best epoch's, and host copies for a checkpoint.
@@ -82,15 +82,9 @@ def activations_kept(
 
 
 def _forward_bytes(model: nn.Module, shapes: Any, batch: int) -> int:
-    _, state = models.split_variables(shapes)
-    key = jax.random.key(0)
-
-    def forward(variables: Any, x: jax.Array) -> Any:
-        mutable = list(state) or False
-        return model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
-
     x = jax.ShapeDtypeStruct((batch, *INPUT_SHAPE), jnp.float32)
-    return _materialised(jax.make_jaxpr(forward)(shapes, x).jaxpr)
+    forward = jax.make_jaxpr(lambda v, x: apply_any(model, v, x, train=True))
+    return _materialised(forward(shapes, x).jaxpr)
 
 
 def _materialised(jaxpr: Any) -> int:
