@@ -1,7 +1,9 @@
 """plots.py: every figure is written, non-empty, of the expected pixel size (fast: no JAX)."""
 
 import itertools
+import math
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +157,28 @@ def test_accuracy_vs_cost_names_its_error_bars_and_keeps_tick_labels_apart(compa
         assert boxes, ax.get_xlabel()
         apart = all(a.x1 < b.x0 for a, b in itertools.pairwise(boxes))
         assert apart, [t.get_text() for t in labels]
+
+
+def test_many_models_get_one_legend_beside_the_axes_and_labels_that_do_not_overlap(monkeypatch):
+    """Nine models with a study's long names (the robustness study's case): each legend lies
+    outside every axes, the layout holds (no warning), and the seeds' tick labels stay apart."""
+    names = [f"cnn-change=setting_number_{i}" for i in range(9)]
+    models = {n: fake_model(n, 3, 2.0 + 0.2 * i, i)[0] for i, n in enumerate(names)}
+    for figure in ("learning_curves", "per_class_f1", "accuracy_vs_cost", "seeds"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "constrained_layout not applied" fails the test
+            fig = _drawn(({"models": models}, None), figure, monkeypatch)
+        renderer = fig.canvas.get_renderer()
+        if figure == "seeds":  # slanted parallel labels: apart by more than a line's height
+            labels = fig.axes[0].get_xticklabels()
+            ends = [t.get_window_extent(renderer).x1 for t in labels]
+            gap = min(b - a for a, b in itertools.pairwise(ends))
+            line = labels[0].get_fontsize() * fig.dpi / 72
+            assert gap * math.sin(math.radians(labels[0].get_rotation())) > 1.5 * line
+            continue
+        (legend,) = fig.legends
+        assert not any(ax.get_legend() for ax in fig.axes), figure
+        assert len(legend.get_texts()) == 9, figure
+        box = legend.get_window_extent(renderer)
+        assert all(box.x0 >= ax.bbox.x1 for ax in fig.axes), figure
+        assert not any(a.texts for a in fig.axes), figure  # no point named beside the legend

@@ -1,7 +1,7 @@
 """The comparison figures, one function per figure, drawn from what the evaluation binary computed.
 
 Every function takes the comparison dict (the content of comparison.json) and a path, and writes
-one PNG of a fixed pixel size (`FIGSIZES` x `DPI`; no tight bounding box, so sizes are
+one PNG of a fixed pixel size (`figure_size` x `DPI`; no tight bounding box, so sizes are
 predictable). Each model keeps one colour across all figures (`model_colors`).
 """
 
@@ -26,19 +26,26 @@ def model_colors(names: list[str]) -> dict[str, Any]:
     return {name: cycle[i % len(cycle)] for i, name in enumerate(names)}
 
 
+# Above this many models, a figure that tells models apart by colour puts one legend beside its
+# axes (LEGEND_WIDTH more inches) instead of over the data, and names no point twice.
+LEGEND_INSIDE_MAX = 3
+LEGEND_WIDTH = 3.4
+
+
 def figure_size(name: str, num_models: int, num_mistakes: int = 16) -> tuple[float, float]:
     """Size in inches of each figure; the PNG is this times DPI pixels."""
     n = max(num_models, 1)
     rows = max(math.ceil(num_mistakes / 8), 1)
+    legend = LEGEND_WIDTH if n > LEGEND_INSIDE_MAX else 0.0
     return {
         "confusion_matrices": (5.6 * n + 0.8, 5.4),
-        "learning_curves": (13.0, 4.8),
-        "per_class_f1": (11.0, 4.8),
-        "accuracy_vs_cost": (15.0, 4.8),
+        "learning_curves": (13.0 + legend, 4.8),
+        "per_class_f1": (11.0 + legend, 4.8),
+        "accuracy_vs_cost": (15.0 + legend, 4.8),
         "misclassified": (12.0, 0.6 + n * (0.4 + 1.6 * rows)),
         "reliability": (4.8 * n, 6.4),
         "seeds": (2.2 + 2.0 * n, 4.8),
-        "robustness": (15.0, 5.2),
+        "robustness": (15.0 + legend, 5.2),
         "corruption_gallery": (1.5 * min(n, 8) + 0.2, 0.7 + 1.7 * math.ceil(n / 8)),
     }[name]
 
@@ -70,6 +77,14 @@ def _pct(stat: dict[str, float]) -> str:
     if stat["std"]:
         return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}%"
     return f"{100 * stat['mean']:.2f}%"
+
+
+def _legend(fig: plt.Figure, ax: plt.Axes, num_models: int, **inside: Any) -> None:
+    """The models' legend: in `ax` where `inside` places it, or beside the axes for many models."""
+    if num_models <= LEGEND_INSIDE_MAX:
+        ax.legend(**inside)
+    else:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=9)
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -142,7 +157,7 @@ def learning_curves(comparison: dict, path: Path) -> None:
                         color=colors[m["name"]],
                         marker=".",
                         alpha=0.9,
-                        label=f"{m['name']} {split}" if r == 0 else None,
+                        label=_curve_label(m["name"], split, len(ms)) if r == 0 else None,
                     )
     ax_loss.set(yscale="log", xlabel="epoch", ylabel="cross-entropy loss (log scale)")
     ax_loss.set_title("Loss per epoch")
@@ -150,8 +165,11 @@ def learning_curves(comparison: dict, path: Path) -> None:
     ax_acc.set_title("Accuracy per epoch")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
         ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(ms) <= LEGEND_INSIDE_MAX:
+            ax.legend(fontsize=9)
+    if len(ms) > LEGEND_INSIDE_MAX:
+        _legend(fig, ax_loss, len(ms))
     fig.suptitle("Learning curves (dashed: train, solid: validation)", fontsize=12)
     _save(fig, path)
 
@@ -174,11 +192,19 @@ def per_class_f1(comparison: dict, path: Path) -> None:
     ax.axhline(1.0, color="gray", lw=0.8)
     ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 1.0 + 1e-9])
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", ncol=len(ms))
+    _legend(fig, ax, len(ms), loc="upper left", ncol=len(ms))
     several = any(m["num_runs"] > 1 for m in ms)
     pooled = "each model's runs pooled; " if several else ""
     ax.set_title(f"Per-class F1 on the test set ({pooled}y-axis zoomed)")
     _save(fig, path)
+
+
+def _curve_label(model: str, split: str, num_models: int) -> str | None:
+    """'cnn train' per curve for a few models; for many, the model's name once (the title
+    says which style is which split)."""
+    if num_models <= LEGEND_INSIDE_MAX:
+        return f"{model} {split}"
+    return model if split == "val" else None
 
 
 def accuracy_vs_cost(comparison: dict, path: Path) -> None:
@@ -211,6 +237,8 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
                 color=colors[m["name"]],
                 label=_label(m),
             )
+            if len(ms) > LEGEND_INSIDE_MAX:
+                continue  # the legend beside the axes names them; labels here would overlap
             ax.annotate(
                 m["name"],
                 (x, 100 * acc["mean"]),
@@ -235,7 +263,7 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
     pad = max(0.3 * (max(accs) - min(accs)), 0.3, 1.5 * max(stds))
     axes[0].set_ylim(min(accs) - pad, min(max(accs) + pad, 100.0))
     axes[0].set_ylabel("test accuracy (%)")
-    axes[0].legend(loc="lower right", fontsize=9)
+    _legend(fig, axes[0], len(ms), loc="lower right", fontsize=9)
     several = any(m["num_runs"] > 1 for m in ms)
     fig.suptitle(
         "Accuracy against cost"
@@ -340,7 +368,9 @@ def seeds(comparison: dict, path: Path) -> None:
             ax.scatter(x + 0.45, 100 * ensembles[m["name"]]["accuracy"], marker="*", s=180,
                        color=color, edgecolor="black", zorder=4,
                        label="ensemble of the seeds" if x == 0 else None)  # fmt: skip
-    ax.set_xticks(range(len(ms)), [_label(m) for m in ms])
+    many = len(ms) > LEGEND_INSIDE_MAX  # long names side by side: slanted so they do not overlap
+    slant = {"rotation": 25, "ha": "right", "rotation_mode": "anchor"} if many else {}
+    ax.set_xticks(range(len(ms)), [_label(m) for m in ms], **slant)
     ax.set_xlim(-0.6, len(ms) - 0.2)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
@@ -368,7 +398,7 @@ def robustness(comparison: dict, path: Path) -> None:
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower left")
+    _legend(fig, ax, len(ms), loc="lower left")
     ax.set_title(
         f"Accuracy under corruptions ({section['images_per_corruption']:,} test images each; "
         "bars: mean over seeds, error bars: one standard deviation)",
