@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # The test groups that run longest (one worker each, --dist loadgroup), first: they start on
 # both workers at once instead of one of them ending the run alone.
-LONG_GROUPS = ("installed", "evaluate", "slurm", "faults", "train")
+LONG_GROUPS = ("installed", "evaluate", "slurm", "faults", "train", "robustness_study")
 
 
 def _group(item: pytest.Item) -> str | None:
