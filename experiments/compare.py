@@ -7,7 +7,8 @@ the seed ensembles, the 12 default corruptions and each run's int8 model.
 
 Variant: comma-separated shipped config names in place of `mlp,cnn`, and/or `quick` (or
 `reduced`, the name of every study's small variant) for the configs' one-minute smoke variant,
-scored under 2 of the 12 corruptions (QUICK_CORRUPTIONS), e.g. `compare:lenet,cnn,quick`.
+scored under 2 of the 12 corruptions (QUICK_CORRUPTIONS) with a tenth of the speed timing
+(QUICK_TIMING), e.g. `compare:lenet,cnn,quick`.
 """
 
 from mnist_jax.core import configuration
@@ -18,6 +19,8 @@ DEFAULT_CONFIGS = ("mlp", "cnn")
 # The smoke test's robustness section: two of the 12 (noise and a geometric one), a sixth of
 # the evaluation's work; the full comparison scores all 12.
 QUICK_CORRUPTIONS = "gaussian_noise,rotate"
+# The smoke test's speed figures: a tenth of the default timing (rougher numbers, same fields).
+QUICK_TIMING = {"throughput_min_seconds": 0.1, "latency_calls": 20}
 
 
 def get_study(variant: str = "") -> Study:
@@ -35,6 +38,7 @@ def get_study(variant: str = "") -> Study:
         axes=[],
         seeds=[0, 1, 2],
         run_dir="{base}/seed_{seed}",
-        evaluate={"quantize": "int8"} | ({"corruptions": QUICK_CORRUPTIONS} if quick else {}),
+        evaluate={"quantize": "int8"}
+        | ({"corruptions": QUICK_CORRUPTIONS} | QUICK_TIMING if quick else {}),
         name="compare" + ("_quick" if quick else ""),
     )

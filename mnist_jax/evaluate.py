@@ -42,6 +42,9 @@ _EVAL_BATCH = flags.DEFINE_integer("eval_batch_size", 1000, "Global batch of the
 _TP_BATCH = flags.DEFINE_integer(
     "throughput_batch_size", 4096, "Batch size of the throughput measurement (one device)."
 )
+_TP_SECONDS = flags.DEFINE_float(
+    "throughput_min_seconds", 1.0, "Least seconds of timed batches behind each throughput figure."
+)
 _LAT_CALLS = flags.DEFINE_integer("latency_calls", 200, "Batch-1 calls timed for the latency.")
 _ECE_BINS = flags.DEFINE_integer("ece_bins", 15, "Equal-width confidence bins for ECE.")
 _MISTAKES = flags.DEFINE_integer(
@@ -100,6 +103,7 @@ def main(argv: list[str]) -> None:
         options = runner.Options(
             eval_batch_size=_EVAL_BATCH.value,
             throughput_batch_size=_TP_BATCH.value,
+            throughput_min_seconds=_TP_SECONDS.value,
             latency_calls=_LAT_CALLS.value,
             ece_bins=_ECE_BINS.value,
             num_mistakes=_MISTAKES.value,

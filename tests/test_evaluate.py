@@ -539,6 +539,8 @@ def test_bad_options_fail_before_any_slow_work(runs, tmp_path):
     bad = {
         "corruptions": ("rotate,blurr", ConfigError, "unknown corruption 'blurr'"),
         "quantize": ("int4", UserError, "--quantize='int4' is invalid; valid: none, int8"),
+        "latency_calls": (0, UserError, "--latency_calls must be >= 1, got 0"),
+        "throughput_min_seconds": (0.0, UserError, "--throughput_min_seconds must be > 0, got 0.0"),
         "test_sets": (("x=" + str(tmp_path / "nope.npz"),), DataError, "nope.npz does not exist"),
     }
     for key, (value, kind, message) in bad.items():

@@ -882,7 +882,7 @@ def test_a_killed_evaluation_leaves_the_old_comparison_or_none_never_a_mixture(
     looks finished); the next evaluate then completes and clears the killed one's staging."""
     out = tmp_path / "eval"
     args = [f"--workdirs={interrupted}", f"--output_dir={out}", "--corruptions=none",
-            "--latency_calls=5"]  # fmt: skip
+            "--latency_calls=5", "--throughput_min_seconds=0.05"]  # fmt: skip
     assert bins.run("mnist_jax.evaluate", *args).status == 0
     old = snapshot(out)
     changed = [*args, "--ece_bins=10"]  # other inputs: a new comparison replaces the old

@@ -70,6 +70,10 @@ class Options:
         for name in ("eval_batch_size", "throughput_batch_size", "latency_calls", "ece_bins"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if not self.throughput_min_seconds > 0:
+            raise UserError(
+                f"--throughput_min_seconds must be > 0, got {self.throughput_min_seconds}"
+            )
         if self.num_mistakes < 0:
             raise UserError(f"--num_mistakes must be >= 0, got {self.num_mistakes}")
         if self.quantize not in quantize.MODES:
