@@ -30,6 +30,8 @@ def model_colors(names: list[str]) -> dict[str, Any]:
 # axes (LEGEND_WIDTH more inches) instead of over the data, and names no point twice.
 LEGEND_INSIDE_MAX = 3
 LEGEND_WIDTH = 3.4
+# A figure of one panel per model wraps after this many panels a row.
+GRID_COLUMNS = 4
 
 
 def figure_size(name: str, num_models: int, num_mistakes: int = 16) -> tuple[float, float]:
@@ -38,7 +40,7 @@ def figure_size(name: str, num_models: int, num_mistakes: int = 16) -> tuple[flo
     rows = max(math.ceil(num_mistakes / 8), 1)
     legend = LEGEND_WIDTH if n > LEGEND_INSIDE_MAX else 0.0
     return {
-        "confusion_matrices": (5.6 * n + 0.8, 5.4),
+        "confusion_matrices": (5.6 * min(n, GRID_COLUMNS) + 0.8, 5.4 * math.ceil(n / GRID_COLUMNS)),
         "learning_curves": (13.0 + legend, 4.8),
         "per_class_f1": (11.0 + legend, 4.8),
         "accuracy_vs_cost": (15.0 + legend, 4.8),
@@ -95,15 +97,18 @@ def _save(fig: plt.Figure, path: Path) -> None:
 def confusion_matrices(comparison: dict, path: Path) -> None:
     """Row-normalised confusion matrices side by side; each cell annotated with its count."""
     ms = list(comparison["models"].values())
+    columns = min(len(ms), GRID_COLUMNS)
     fig, axes = plt.subplots(
-        1,
-        len(ms),
+        math.ceil(len(ms) / columns),
+        columns,
         figsize=figure_size("confusion_matrices", len(ms)),
         layout="constrained",
         squeeze=False,
     )
+    for ax in axes.ravel()[len(ms) :]:
+        ax.axis("off")  # the last row's empty places
     image = None
-    for ax, m in zip(axes[0], ms, strict=True):
+    for ax, m in zip(axes.ravel(), ms, strict=False):
         cm = np.asarray(m["confusion_matrix"], float)
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         # A power norm keeps the rare confusions visible next to a ~99% diagonal.
@@ -126,7 +131,7 @@ def confusion_matrices(comparison: dict, path: Path) -> None:
             f"accuracy {_pct(m['accuracy'])}{_over_runs(m)}",
             fontsize=10,
         )
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.85, label="fraction of the true class")
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.85, label="fraction of the true class")
     fig.suptitle(
         "Confusion matrices on the test set (cells: counts, summed over a model's runs)",
         fontsize=12,
@@ -273,31 +278,51 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
     _save(fig, path)
 
 
+# The mistakes' mosaic: 8 digits a row, each with a band above it for its caption (pixels).
+MOSAIC_COLUMNS, MOSAIC_GAP, MOSAIC_CAPTION = 8, 4, 10
+
+
+def _mosaic(images: np.ndarray, rows: int) -> np.ndarray:
+    """The 28x28 digits side by side on a blank (0) canvas, `MOSAIC_COLUMNS` a row: one image
+    per model instead of an axes per digit, which is what made this figure slow to draw."""
+    cell_w, cell_h = 28 + MOSAIC_GAP, 28 + MOSAIC_CAPTION
+    canvas = np.zeros((rows * cell_h, MOSAIC_COLUMNS * cell_w), np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, MOSAIC_COLUMNS)
+        top, left = r * cell_h + MOSAIC_CAPTION, c * cell_w + MOSAIC_GAP // 2
+        canvas[top : top + 28, left : left + 28] = image
+    return canvas
+
+
 def misclassified(comparison: dict, images: dict[str, np.ndarray], path: Path) -> None:
     """The most confident mistakes of each model: the digit, true -> predicted, confidence."""
     ms = list(comparison["models"].values())
     colors = model_colors([m["name"] for m in ms])
     k = max((len(m["confident_mistakes"]) for m in ms), default=0)
-    rows_per_model = max(math.ceil(k / 8), 1)
-    fig = plt.figure(figsize=figure_size("misclassified", len(ms), k), layout="constrained")
-    subfigs = np.atleast_1d(fig.subfigures(len(ms), 1))
-    for sub, m in zip(subfigs, ms, strict=True):
-        sub.suptitle(
+    rows_per_model = max(math.ceil(k / MOSAIC_COLUMNS), 1)
+    fig, axes = plt.subplots(
+        len(ms), 1, figsize=figure_size("misclassified", len(ms), k), layout="constrained",
+        squeeze=False,
+    )  # fmt: skip
+    cell_w, cell_h = 28 + MOSAIC_GAP, 28 + MOSAIC_CAPTION
+    for ax, m in zip(axes[:, 0], ms, strict=True):
+        ax.set_title(
             f"{_first_run(m)}: most confident mistakes (true → predicted, confidence)",
             color=colors[m["name"]],
             fontsize=11,
             fontweight="bold",
         )
-        axes = sub.subplots(rows_per_model, 8, squeeze=False).ravel()
-        for ax in axes:
-            ax.axis("off")
-        for ax, mistake, image in zip(
-            axes, m["confident_mistakes"], images[m["name"]], strict=False
-        ):
-            ax.imshow(image, cmap="gray_r", vmin=0, vmax=255)
-            ax.set_title(
+        ax.imshow(_mosaic(images[m["name"]], rows_per_model), cmap="gray_r", vmin=0, vmax=255)
+        ax.axis("off")
+        for i, mistake in enumerate(m["confident_mistakes"]):
+            r, c = divmod(i, MOSAIC_COLUMNS)
+            ax.text(
+                (c + 0.5) * cell_w - 0.5,
+                r * cell_h + MOSAIC_CAPTION - 1.5,
                 f"{mistake['label']} → {mistake['predicted']}  {100 * mistake['confidence']:.1f}%",
                 fontsize=9,
+                ha="center",
+                va="bottom",
             )
     fig.suptitle("Misclassified test digits", fontsize=12)
     _save(fig, path)
