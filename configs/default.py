@@ -69,6 +69,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.mlp.hidden_sizes = (512, 512)  # width of each hidden layer
     config.mlp.activation = "relu"  # 'relu', 'gelu', 'tanh', 'sigmoid', 'silu', 'elu'
     config.mlp.dropout = 0.2  # dropout rate after each hidden layer
+    config.mlp.input_norm = "dataset"  # 'per_image': each image standardised on its own first
 
     config.cnn = ml_collections.ConfigDict()
     config.cnn.channels = (32, 64)  # output channels of each conv block

@@ -214,8 +214,9 @@ def test_uses_convolutions_is_read_from_the_parameters(name, convolutional):
         assert not models.uses_convolutions(models.create_model(config))
 
 
-def test_per_image_input_norm_ignores_brightness_and_contrast(mnist_dir):
-    """cnn.input_norm='per_image': an affine change of a real digit's pixels (half the contrast
+@pytest.mark.parametrize("family", ["cnn", "mlp"])
+def test_per_image_input_norm_ignores_brightness_and_contrast(family, mnist_dir):
+    """<family>.input_norm='per_image': an affine change of a real digit's pixels (half the contrast
     on a grey background: p -> 0.5 + 0.5 p) leaves the logits as they were, up to the variance
     floor (1e-4 against a digit's variance of about 0.25 after the change: 0.02%); with the
     dataset's statistics it does not."""
@@ -225,8 +226,8 @@ def test_per_image_input_norm_ignores_brightness_and_contrast(mnist_dir):
     images, changed = standardise(pixels), standardise(0.5 + 0.5 * pixels)
     logits = {}
     for norm in ("dataset", "per_image"):
-        config = cnn.get_config()
-        config.cnn.input_norm = norm
+        config = configuration.load(f"configs/{family}.py")
+        config[family].input_norm = norm
         model, variables = _init(config)
         logits[norm] = [model.apply(variables, x) for x in (images, changed)]
     np.testing.assert_allclose(*logits["per_image"], rtol=1e-3, atol=1e-3)

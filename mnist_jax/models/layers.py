@@ -39,7 +39,7 @@ CONV_IMPLS = ("auto", "xla", "im2col")
 POOL_IMPLS = ("auto", "reduce_window", "reshape")
 POOLS = ("max", "avg", "none")
 PADDINGS = ("SAME", "VALID")  # of the CNNs' convolutions
-INPUT_NORMS = ("dataset", "per_image")  # of the CNNs' inputs (input_standardization)
+INPUT_NORMS = ("dataset", "per_image")  # of the models' inputs (input_standardization)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
