@@ -12,9 +12,11 @@ import pytest
 from conftest import ROOT, run_module
 
 from mnist_jax.configs import cnn_robust
+from mnist_jax.core.errors import ConfigError
 from mnist_jax.models import registry
 from mnist_jax.studies import runner
 from mnist_jax.studies import search as search_lib
+from mnist_jax.studies import study as study_lib
 from mnist_jax.training import rundir, train
 
 
@@ -48,6 +50,12 @@ def test_robustness_trials_each_make_one_change(tmp_path):
         assert {k for k in base if config[k] != base[k]} == set(keys), change
         assert config["num_epochs"] == 2 and config["data.train_fraction"] == 0.1
     assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    some = runner.load("experiments/robustness.py:kernel_5,avg_pool")  # beside base, in order
+    assert [t.name for t in study_lib.expand(some)] == [
+        f"change={c},seed={s}" for s in (0, 1, 2) for c in ("base", "avg_pool", "kernel_5")
+    ]
+    with pytest.raises(ConfigError, match="unknown robustness setting 'kernel_7'; valid: "):
+        runner.load("experiments/robustness.py:reduced,kernel_7")
 
 
 @pytest.mark.xdist_group("robustness_study")  # a long one: handed out first (conftest.py)
