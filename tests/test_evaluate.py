@@ -452,6 +452,7 @@ def test_robustness_section_matches_corruptions_applied_by_hand(plain, compariso
     model, variables, _ = plain["cnn_s0"]
     for entry in section["corruptions"]:
         assert entry["severity"] == corruptions.get(entry["name"]).default_severity
+        assert entry["family"] == corruptions.get(entry["name"]).family
         assert entry["models"]["mlp"]["accuracy"]["n"] == 2
         (got,) = entry["models"]["cnn"]["accuracy"]["values"]
         assert got < result["models"]["cnn"]["accuracy"]["mean"]

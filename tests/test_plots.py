@@ -182,3 +182,26 @@ def test_many_models_get_one_legend_beside_the_axes_and_labels_that_do_not_overl
         box = legend.get_window_extent(renderer)
         assert all(box.x0 >= ax.bbox.x1 for ax in fig.axes), figure
         assert not any(a.texts for a in fig.axes), figure  # no point named beside the legend
+
+
+def test_robustness_groups_corruptions_by_family_and_names_each_family_once(monkeypatch):
+    """Corruptions listed out of family order are drawn family by family (first use first),
+    each family named once above its bars; a comparison without families draws them as listed."""
+    models = {n: fake_model(n, 1, 3.0, i)[0] for i, n in enumerate(("mlp", "cnn"))}
+    listed = [("gaussian_noise", "noise"), ("rotate", "geometry"), ("brightness", "intensity"),
+              ("elastic", "geometry"), ("impulse_noise", "noise")]  # fmt: skip
+    scores = {n: {"accuracy": m["accuracy"]} for n, m in models.items()}
+    section = {"images_per_corruption": 1000, "corruptions": [
+        {"name": name, "family": family, "models": scores} for name, family in listed
+    ]}  # fmt: skip
+    fig = _drawn(({"models": models, "robustness": section}, None), "robustness", monkeypatch)
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_xticklabels()]
+    assert names == ["clean", "gaussian_noise", "impulse_noise", "rotate", "elastic", "brightness"]
+    (top,) = ax.child_axes
+    assert [t.get_text() for t in top.get_xticklabels()] == ["noise", "geometry", "intensity"]
+    for entry in section["corruptions"]:
+        del entry["family"]
+    fig = _drawn(({"models": models, "robustness": section}, None), "robustness", monkeypatch)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][1:] == [n for n, _ in listed]
+    assert not fig.axes[0].child_axes

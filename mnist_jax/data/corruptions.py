@@ -36,13 +36,19 @@ class Corruption:
     default_severity: float
     max_severity: float
     unit: str  # one line: what the severity measures, and how randomness enters
+    family: str  # one of FAMILIES: what a figure or table groups it under
 
 
+# The kinds of corruption, in the order figures show them: pixel noise, blur, geometric
+# warps, changes of intensity over the whole image (brightness, contrast, fog), occlusion of a
+# part of it (stripes, lines, blobs), and changes of the strokes (edges, dilation, erosion).
+FAMILIES = ("noise", "blur", "geometry", "intensity", "occlusion", "stroke")
 CORRUPTIONS: dict[str, Corruption] = {}
 
 
-def _register(name: str, default: float, maximum: float, unit: str):
+def _register(name: str, family: str, default: float, maximum: float, unit: str):
     """Add `f` to CORRUPTIONS, made the exact identity (bitwise) at severity 0."""
+    assert family in FAMILIES, family
 
     def wrap(f):
         @functools.wraps(f)
@@ -50,7 +56,7 @@ def _register(name: str, default: float, maximum: float, unit: str):
             s = jnp.asarray(severity, jnp.float32)
             return jnp.where(s > 0, f(images, keys, s), images)
 
-        CORRUPTIONS[name] = Corruption(name, fn, default, maximum, unit)
+        CORRUPTIONS[name] = Corruption(name, fn, default, maximum, unit, family)
         return fn
 
     return wrap
@@ -84,14 +90,14 @@ def _sample_at(x: jax.Array, dy: jax.Array, dx: jax.Array) -> jax.Array:
 
 
 # MNIST-C's levels are 0.08 .. 0.38 (not in its final set).
-@_register("gaussian_noise", 0.3, 1.0, "noise std, fraction of full scale")
+@_register("gaussian_noise", "noise", 0.3, 1.0, "noise std, fraction of full scale")
 def gaussian_noise(images, keys, s):
     noise = _per_key(keys, lambda k: draw(jax.random.normal, k, (SIZE, SIZE)))
     return _from_unit(_unit(images) + s * noise)
 
 
 # MNIST-C: 3 photons per unit intensity.
-@_register("shot_noise", 0.58, 1.0, "Poisson noise std of a white pixel (photons = 1/s^2)")
+@_register("shot_noise", "noise", 0.58, 1.0, "Poisson noise std of a white pixel (photons = 1/s^2)")
 def shot_noise(images, keys, s):
     photons = 1.0 / jnp.maximum(s, 1e-3) ** 2
     x = _unit(images).reshape(len(images), -1)  # flat: see augment.draw
@@ -101,7 +107,9 @@ def shot_noise(images, keys, s):
 
 
 # MNIST-C: salt and pepper, amount 0.17.
-@_register("impulse_noise", 0.17, 1.0, "fraction of pixels set to black or white (half each)")
+@_register(
+    "impulse_noise", "noise", 0.17, 1.0, "fraction of pixels set to black or white (half each)"
+)
 def impulse_noise(images, keys, s):
     u = _per_key(keys, lambda k: draw(jax.random.uniform, k, (SIZE, SIZE)))
     out = jnp.where(u < s / 2, 0, jnp.where(u < s, 255, images))
@@ -112,13 +120,15 @@ def impulse_noise(images, keys, s):
 
 
 # MNIST-C's levels are 1 .. 6 px (not in its final set).
-@_register("gaussian_blur", 1.5, 4.0, "Gaussian std in px")
+@_register("gaussian_blur", "blur", 1.5, 4.0, "Gaussian std in px")
 def gaussian_blur(images, keys, s):
     return to_uint8(filters.gaussian_blur(images.astype(jnp.float32), s, max_sigma=4.0))
 
 
 # MNIST-C: blur 0.7 px, local pixel swaps by up to 1 px (twice), blur again.
-@_register("glass_blur", 1.5, 4.0, "max local pixel displacement in px (random, uniform per px)")
+@_register(
+    "glass_blur", "blur", 1.5, 4.0, "max local pixel displacement in px (random, uniform per px)"
+)
 def glass_blur(images, keys, s):
     """Blur (std 0.7 px), move every pixel by a random integer offset within +-s, blur again."""
     x = filters.gaussian_blur(images.astype(jnp.float32), 0.7)
@@ -133,7 +143,7 @@ MOTION_SAMPLES = 15
 
 
 # MNIST-C: ImageMagick motion blur, radius 10 and sigma 3 px, angle in +-45 deg.
-@_register("motion_blur", 6.0, 14.0, "blur length in px; direction uniform in +-45 deg")
+@_register("motion_blur", "blur", 6.0, 14.0, "blur length in px; direction uniform in +-45 deg")
 def motion_blur(images, keys, s):
     """Average of images along a centred line segment: a camera moving during the exposure."""
     angle = jnp.deg2rad(_per_key(keys, lambda k: jax.random.uniform(k, minval=-45.0, maxval=45.0)))
@@ -147,22 +157,28 @@ def motion_blur(images, keys, s):
 
 
 # MNIST-C: 0.4 rad (23 deg), shear 0.4 rad, scale 0.7, translate 3 px per axis, random signs.
-@_register("rotate", 23.0, 180.0, "degrees, random sign")
+@_register("rotate", "geometry", 23.0, 180.0, "degrees, random sign")
 def rotate(images, keys, s):
     return warp(images, rotation=s * _per_key(keys, _sign))
 
 
-@_register("shear", 23.0, 60.0, "degrees of horizontal shear, random sign")
+@_register("shear", "geometry", 23.0, 60.0, "degrees of horizontal shear, random sign")
 def shear(images, keys, s):
     return warp(images, shear=s * _per_key(keys, _sign))
 
 
-@_register("scale", 0.3, 0.9, "fraction by which the digit shrinks (scale 1 - s); no randomness")
+@_register(
+    "scale",
+    "geometry",
+    0.3,
+    0.9,
+    "fraction by which the digit shrinks (scale 1 - s); no randomness",
+)
 def scale(images, keys, s):
     return warp(images, scale=1.0 - s)
 
 
-@_register("translate", 3.0, 14.0, "px along each axis, random sign per axis")
+@_register("translate", "geometry", 3.0, 14.0, "px along each axis, random sign per axis")
 def translate(images, keys, s):
     signs = _per_key(keys, lambda k: jnp.where(jax.random.bernoulli(k, shape=(2,)), 1.0, -1.0))
     return warp(images, translate=s * signs)
@@ -172,7 +188,7 @@ ELASTIC_SIGMA = 4.0
 
 
 # Simard et al. (2003)'s augmentation strength; MNIST-C's elastic is not in its final set.
-@_register("elastic", 34.0, 100.0, "elastic alpha in px (Simard et al.), sigma 4 px")
+@_register("elastic", "geometry", 34.0, 100.0, "elastic alpha in px (Simard et al.), sigma 4 px")
 def elastic(images, keys, s):
     return warp(images, displacement=elastic_fields(keys, (SIZE, SIZE), s, ELASTIC_SIGMA))
 
@@ -181,13 +197,13 @@ def elastic(images, keys, s):
 
 
 # MNIST-C: +0.5 to the HSV value, which for grey images adds 0.5.
-@_register("brightness", 0.5, 1.0, "added intensity, fraction of full scale")
+@_register("brightness", "intensity", 0.5, 1.0, "added intensity, fraction of full scale")
 def brightness(images, keys, s):
     return _from_unit(_unit(images) + s)
 
 
 # MNIST-C's levels keep 0.4 .. 0.05 of the contrast (not in its final set).
-@_register("contrast", 0.7, 1.0, "fraction of contrast removed about the image mean")
+@_register("contrast", "intensity", 0.7, 1.0, "fraction of contrast removed about the image mean")
 def contrast(images, keys, s):
     x = _unit(images)
     mean = x.mean(axis=(1, 2), keepdims=True)
@@ -195,7 +211,9 @@ def contrast(images, keys, s):
 
 
 # MNIST-C: columns 0..6 and 21..27 inverted.
-@_register("stripe", 7.0, 14.0, "width in px of the inverted band at the left and right edges")
+@_register(
+    "stripe", "occlusion", 7.0, 14.0, "width in px of the inverted band at the left and right edges"
+)
 def stripe(images, keys, s):
     cols = jnp.arange(SIZE)
     band = (cols < s) | (cols >= SIZE - s)
@@ -210,19 +228,29 @@ def _add_ink(images, ink, s):
 
 
 # MNIST-C's line, dotted line and zigzag have no severity: full-intensity ink, as here at 1.
-@_register("dotted_line", 1.0, 1.0, "ink intensity of a random dotted line across the image")
+@_register(
+    "dotted_line", "occlusion", 1.0, 1.0, "ink intensity of a random dotted line across the image"
+)
 def dotted_line(images, keys, s):
     return _add_ink(images, _per_key(keys, patterns.dotted_line), s)
 
 
-@_register("zigzag", 1.0, 1.0, "ink intensity of a random zigzag line (period 4 px, 2 px high)")
+@_register(
+    "zigzag",
+    "occlusion",
+    1.0,
+    1.0,
+    "ink intensity of a random zigzag line (period 4 px, 2 px high)",
+)
 def zigzag(images, keys, s):
     return _add_ink(images, _per_key(keys, patterns.zigzag), s)
 
 
 # MNIST-C adds 3.0 times a plasma fractal normalised over a 256 px map, of which its 28 px crop
 # spans only part of [0, 1]; this fractal spans [0, 1] within the image, so 1.5 is comparable.
-@_register("fog", 1.5, 5.0, "weight of the fractal fog layer added before renormalising")
+@_register(
+    "fog", "intensity", 1.5, 5.0, "weight of the fractal fog layer added before renormalising"
+)
 def fog(images, keys, s):
     x = _unit(images)
     peak = x.max(axis=(1, 2), keepdims=True)
@@ -230,26 +258,28 @@ def fog(images, keys, s):
 
 
 # MNIST-C: its severity 4 (mud); opacity 1 is that.
-@_register("spatter", 1.0, 1.0, "opacity of grey mud blobs (MNIST-C severity 4 shapes)")
+@_register(
+    "spatter", "occlusion", 1.0, 1.0, "opacity of grey mud blobs (MNIST-C severity 4 shapes)"
+)
 def spatter(images, keys, s):
     m = s * _per_key(keys, patterns.mud)
     return _from_unit(_unit(images) * (1 - m) + m * 63 / 255)  # grey mud over the digit
 
 
 # MNIST-C: the edge map replaces the image (skimage.feature.canny defaults).
-@_register("canny_edges", 1.0, 1.0, "blend weight of the Canny edge map (1 = edges only)")
+@_register("canny_edges", "stroke", 1.0, 1.0, "blend weight of the Canny edge map (1 = edges only)")
 def canny_edges(images, keys, s):
     x = _unit(images)
     return _from_unit((1 - s) * x + s * patterns.canny(x))
 
 
 # Not in MNIST-C: stroke thickness changes, as between writers and pens.
-@_register("dilate", 1.0, 3.0, "radius in px of a grey dilation (thicker strokes)")
+@_register("dilate", "stroke", 1.0, 3.0, "radius in px of a grey dilation (thicker strokes)")
 def dilate(images, keys, s):
     return to_uint8(filters.max_filter(images.astype(jnp.float32), s))
 
 
-@_register("erode", 1.0, 3.0, "radius in px of a grey erosion (thinner strokes)")
+@_register("erode", "stroke", 1.0, 3.0, "radius in px of a grey erosion (thinner strokes)")
 def erode(images, keys, s):
     return to_uint8(filters.min_filter(images.astype(jnp.float32), s))
 

@@ -404,15 +404,39 @@ def seeds(comparison: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def _by_family(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The corruption entries with each family's together, families in order of first use."""
+    order = list(dict.fromkeys(c.get("family") for c in entries))
+    return sorted(entries, key=lambda c: order.index(c.get("family")))
+
+
+def _family_axis(ax: plt.Axes, families: list[str | None]) -> None:
+    """Each family's name above its corruptions (bar rows 1.. after 'clean' at 0), and a line
+    between families; nothing for a comparison written before corruptions had families."""
+    if None in families:
+        return
+    starts = [i for i, f in enumerate(families) if i == 0 or f != families[i - 1]]
+    ends = [*starts[1:], len(families)]
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([1 + (a + b - 1) / 2 for a, b in zip(starts, ends, strict=True)],
+                   [families[a] for a in starts])  # fmt: skip
+    top.tick_params(length=0)
+    for a in starts:
+        ax.axvline(a + 0.5, color="gray", lw=0.8, alpha=0.6)
+
+
 def robustness(comparison: dict, path: Path) -> None:
-    """Accuracy per corruption, one bar per model: the mean over seeds, error bars one std."""
+    """Accuracy per corruption, one bar per model: the mean over seeds, error bars one std; the
+    corruptions grouped by family (named above the bars) where the comparison records them."""
     section = comparison["robustness"]
     ms = list(comparison["models"])
     colors = model_colors(ms)
+    entries = _by_family(section["corruptions"])
     rows = [("clean", {m: comparison["models"][m]["accuracy"] for m in ms})] + [
-        (c["name"], {m: c["models"][m]["accuracy"] for m in ms}) for c in section["corruptions"]
+        (c["name"], {m: c["models"][m]["accuracy"] for m in ms}) for c in entries
     ]
     fig, ax = plt.subplots(figsize=figure_size("robustness", len(ms)), layout="constrained")
+    _family_axis(ax, [c.get("family") for c in entries])
     width = 0.8 / len(ms)
     for i, m in enumerate(ms):
         x = np.arange(len(rows)) + (i - (len(ms) - 1) / 2) * width

@@ -61,6 +61,7 @@ class CorruptedTestSet:
                 "name": n,
                 "severity": corruptions.get(n).default_severity,
                 "unit": corruptions.get(n).unit,
+                "family": corruptions.get(n).family,
             }
             for n in self.names
         ]
