@@ -11,7 +11,6 @@ import jax
 import pytest
 from conftest import ROOT, run_module
 
-from mnist_jax.configs import cnn_robust
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.models import registry
 from mnist_jax.studies import runner
@@ -60,21 +59,19 @@ def test_robustness_trials_each_make_one_change(tmp_path):
 
 @pytest.mark.xdist_group("robustness_study")  # a long one: handed out first (conftest.py)
 def test_robustness_reduced(tmp_path, mnist_dir):
-    """Two settings beside `base`, trained and evaluated in one comparison: the two mechanisms
-    the study names show even after 2 epochs on 10% of the data."""
-    spec = "experiments/robustness.py:reduced,per_image_norm,noise_training"
-    paths = runner.run_study(spec, str(tmp_path))
+    """One setting beside `base`, trained and evaluated in one comparison: per-image
+    standardisation's effect shows even after 2 epochs on 10% of the data. (What a model saw in
+    training, `noise_training`'s half, is checked by tests/test_evaluate.py's noisy CNN.)"""
+    paths = runner.run_study("experiments/robustness.py:reduced,per_image_norm", str(tmp_path))
     result = json.loads(paths["comparison.json"].read_text())
-    names = [f"cnn-change={c}" for c in ("base", "per_image_norm", "noise_training")]
+    names = ["cnn-change=base", "cnn-change=per_image_norm"]
     assert list(result["models"]) == names
     clean = {n: m["accuracy"]["mean"] for n, m in result["models"].items()}
-    assert min(clean.values()) > 0.9, clean  # measured: 95.5-96.0%
+    assert min(clean.values()) > 0.9, clean  # measured: 95.9% and 96.0%
     section = result["robustness"]
     corruption = {c["name"]: c["models"] for c in section["corruptions"]}
     assert list(corruption) == ["gaussian_noise", "brightness"]
-    seen = {n: m["seen_in_training"] for n, m in section["mean_over_corruptions"].items()}
-    assert "gaussian_noise" in cnn_robust.TRAINING_CORRUPTIONS  # of the two, the one it saw
-    assert seen == {n: ["gaussian_noise"] if n.endswith("noise_training") else [] for n in names}
+    assert not any(m["seen_in_training"] for m in section["mean_over_corruptions"].values())
     # Per-image standardisation removes a brightness shift (up to the pixels it saturates).
     # Measured: per_image_norm 95.5% under brightness (96.0% clean), base 18.6% (95.9% clean).
     bright = {n: corruption["brightness"][n]["accuracy"]["mean"] for n in names}
