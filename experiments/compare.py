@@ -8,19 +8,18 @@ the seed ensembles, the 12 default corruptions and each run's int8 model.
 Variant: comma-separated shipped config names in place of `mlp,cnn`, and/or `quick` (or
 `reduced`, the name of every study's small variant) for the configs' one-minute smoke variant,
 scored under 2 of the 12 corruptions (QUICK_CORRUPTIONS) with a tenth of the speed timing
-(QUICK_TIMING), e.g. `compare:lenet,cnn,quick`.
+(evaluation.runner.QUICK_TIMING), e.g. `compare:lenet,cnn,quick`.
 """
 
 from mnist_jax.core import configuration
 from mnist_jax.core.errors import ConfigError
+from mnist_jax.evaluation import runner as eval_runner
 from mnist_jax.studies.study import Study
 
 DEFAULT_CONFIGS = ("mlp", "cnn")
 # The smoke test's robustness section: two of the 12 (noise and a geometric one), a sixth of
 # the evaluation's work; the full comparison scores all 12.
 QUICK_CORRUPTIONS = "gaussian_noise,rotate"
-# The smoke test's speed figures: a tenth of the default timing (rougher numbers, same fields).
-QUICK_TIMING = {"throughput_min_seconds": 0.1, "latency_calls": 20}
 
 
 def get_study(variant: str = "") -> Study:
@@ -39,6 +38,6 @@ def get_study(variant: str = "") -> Study:
         seeds=[0, 1, 2],
         run_dir="{base}/seed_{seed}",
         evaluate={"quantize": "int8"}
-        | ({"corruptions": QUICK_CORRUPTIONS} | QUICK_TIMING if quick else {}),
+        | ({"corruptions": QUICK_CORRUPTIONS} | eval_runner.QUICK_TIMING if quick else {}),
         name="compare" + ("_quick" if quick else ""),
     )

@@ -4,13 +4,13 @@ MNIST files exactly as `python -m mnist_jax.sweep --study=experiments/<x>.py:red
 the regularisation study's trials as the runner expands them.
 """
 
-import importlib.util
 import json
 
 import jax
 import pytest
 from conftest import ROOT, run_module
 
+from mnist_jax.core import configuration
 from mnist_jax.core.errors import ConfigError
 from mnist_jax.models import registry
 from mnist_jax.studies import runner
@@ -24,14 +24,6 @@ def _at_root(monkeypatch):
     monkeypatch.chdir(ROOT)  # the study files name their configs relative to the repository
 
 
-def _study_module(name: str):
-    """experiments/<name>.py as a module (experiments/ is not part of the installed package)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _trial_config(out, name) -> dict:
     return json.loads((out / "trials" / name / "config.json").read_text())
 
@@ -39,7 +31,7 @@ def _trial_config(out, name) -> dict:
 def test_robustness_trials_each_make_one_change(tmp_path):
     """All nine settings as the runner expands them: configs/cnn.py with exactly the keys of
     the setting's change, at the reduced size (no training)."""
-    changes = _study_module("robustness").CHANGES
+    changes = configuration.import_file(ROOT / "experiments/robustness.py", "test").CHANGES
     statuses = runner.run_study("experiments/robustness.py:reduced", str(tmp_path), dry_run=True)
     trials = {t.name: rundir.flatten(rundir.config_to_dict(t.config)) for t, _ in statuses}
     assert list(trials) == [f"change={change},seed=0" for change in changes]

@@ -34,11 +34,16 @@ LEGEND_WIDTH = 3.4
 GRID_COLUMNS = 4
 
 
+def _many(num_models: int) -> bool:
+    """Whether a figure keeps its legend beside the axes rather than over the data."""
+    return num_models > LEGEND_INSIDE_MAX
+
+
 def figure_size(name: str, num_models: int, num_mistakes: int = 16) -> tuple[float, float]:
     """Size in inches of each figure; the PNG is this times DPI pixels."""
     n = max(num_models, 1)
     rows = max(math.ceil(num_mistakes / 8), 1)
-    legend = LEGEND_WIDTH if n > LEGEND_INSIDE_MAX else 0.0
+    legend = LEGEND_WIDTH if _many(n) else 0.0
     return {
         "confusion_matrices": (5.6 * min(n, GRID_COLUMNS) + 0.8, 5.4 * math.ceil(n / GRID_COLUMNS)),
         "learning_curves": (13.0 + legend, 4.8),
@@ -83,10 +88,10 @@ def _pct(stat: dict[str, float]) -> str:
 
 def _legend(fig: plt.Figure, ax: plt.Axes, num_models: int, **inside: Any) -> None:
     """The models' legend: in `ax` where `inside` places it, or beside the axes for many models."""
-    if num_models <= LEGEND_INSIDE_MAX:
-        ax.legend(**inside)
-    else:
+    if _many(num_models):
         fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=9)
+    else:
+        ax.legend(**inside)
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -171,10 +176,7 @@ def learning_curves(comparison: dict, path: Path) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        if len(ms) <= LEGEND_INSIDE_MAX:
-            ax.legend(fontsize=9)
-    if len(ms) > LEGEND_INSIDE_MAX:
-        _legend(fig, ax_loss, len(ms))
+    _legend(fig, ax_loss, len(ms), fontsize=9)  # both axes draw the same curves: one legend
     fig.suptitle("Learning curves (dashed: train, solid: validation)", fontsize=12)
     _save(fig, path)
 
@@ -207,7 +209,7 @@ def per_class_f1(comparison: dict, path: Path) -> None:
 def _curve_label(model: str, split: str, num_models: int) -> str | None:
     """'cnn train' per curve for a few models; for many, the model's name once (the title
     says which style is which split)."""
-    if num_models <= LEGEND_INSIDE_MAX:
+    if not _many(num_models):
         return f"{model} {split}"
     return model if split == "val" else None
 
@@ -242,7 +244,7 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
                 color=colors[m["name"]],
                 label=_label(m),
             )
-            if len(ms) > LEGEND_INSIDE_MAX:
+            if _many(len(ms)):
                 continue  # the legend beside the axes names them; labels here would overlap
             ax.annotate(
                 m["name"],
@@ -278,18 +280,25 @@ def accuracy_vs_cost(comparison: dict, path: Path) -> None:
     _save(fig, path)
 
 
-# The mistakes' mosaic: 8 digits a row, each with a band above it for its caption (pixels).
+# The mistakes' mosaic: 8 digits a row, each in a cell with a band above it for its caption
+# and a gap beside it (pixels).
 MOSAIC_COLUMNS, MOSAIC_GAP, MOSAIC_CAPTION = 8, 4, 10
+CELL_W, CELL_H = 28 + MOSAIC_GAP, 28 + MOSAIC_CAPTION
+
+
+def _cell(i: int) -> tuple[int, int]:
+    """(top, left) of the i-th cell of the mosaic, in pixels."""
+    r, c = divmod(i, MOSAIC_COLUMNS)
+    return r * CELL_H, c * CELL_W
 
 
 def _mosaic(images: np.ndarray, rows: int) -> np.ndarray:
     """The 28x28 digits side by side on a blank (0) canvas, `MOSAIC_COLUMNS` a row: one image
     per model instead of an axes per digit, which is what made this figure slow to draw."""
-    cell_w, cell_h = 28 + MOSAIC_GAP, 28 + MOSAIC_CAPTION
-    canvas = np.zeros((rows * cell_h, MOSAIC_COLUMNS * cell_w), np.uint8)
+    canvas = np.zeros((rows * CELL_H, MOSAIC_COLUMNS * CELL_W), np.uint8)
     for i, image in enumerate(images):
-        r, c = divmod(i, MOSAIC_COLUMNS)
-        top, left = r * cell_h + MOSAIC_CAPTION, c * cell_w + MOSAIC_GAP // 2
+        top, left = _cell(i)
+        top, left = top + MOSAIC_CAPTION, left + MOSAIC_GAP // 2
         canvas[top : top + 28, left : left + 28] = image
     return canvas
 
@@ -304,7 +313,6 @@ def misclassified(comparison: dict, images: dict[str, np.ndarray], path: Path) -
         len(ms), 1, figsize=figure_size("misclassified", len(ms), k), layout="constrained",
         squeeze=False,
     )  # fmt: skip
-    cell_w, cell_h = 28 + MOSAIC_GAP, 28 + MOSAIC_CAPTION
     for ax, m in zip(axes[:, 0], ms, strict=True):
         ax.set_title(
             f"{_first_run(m)}: most confident mistakes (true → predicted, confidence)",
@@ -315,10 +323,10 @@ def misclassified(comparison: dict, images: dict[str, np.ndarray], path: Path) -
         ax.imshow(_mosaic(images[m["name"]], rows_per_model), cmap="gray_r", vmin=0, vmax=255)
         ax.axis("off")
         for i, mistake in enumerate(m["confident_mistakes"]):
-            r, c = divmod(i, MOSAIC_COLUMNS)
-            ax.text(
-                (c + 0.5) * cell_w - 0.5,
-                r * cell_h + MOSAIC_CAPTION - 1.5,
+            top, left = _cell(i)
+            ax.text(  # centred over the digit, at the foot of its caption band
+                left + CELL_W / 2 - 0.5,
+                top + MOSAIC_CAPTION - 1.5,
                 f"{mistake['label']} → {mistake['predicted']}  {100 * mistake['confidence']:.1f}%",
                 fontsize=9,
                 ha="center",
@@ -393,8 +401,8 @@ def seeds(comparison: dict, path: Path) -> None:
             ax.scatter(x + 0.45, 100 * ensembles[m["name"]]["accuracy"], marker="*", s=180,
                        color=color, edgecolor="black", zorder=4,
                        label="ensemble of the seeds" if x == 0 else None)  # fmt: skip
-    many = len(ms) > LEGEND_INSIDE_MAX  # long names side by side: slanted so they do not overlap
-    slant = {"rotation": 25, "ha": "right", "rotation_mode": "anchor"} if many else {}
+    # Many long names side by side: slanted so that they do not overlap.
+    slant = {"rotation": 25, "ha": "right", "rotation_mode": "anchor"} if _many(len(ms)) else {}
     ax.set_xticks(range(len(ms)), [_label(m) for m in ms], **slant)
     ax.set_xlim(-0.6, len(ms) - 0.2)
     ax.set_ylabel("test accuracy (%)")

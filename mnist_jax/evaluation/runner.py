@@ -46,6 +46,11 @@ SCHEMA_VERSION = 4
 GALLERY_INDEX = 0  # the test digit shown under every corruption
 
 
+# The Options of a smoke test's speed figures: a tenth of the default timing (rougher numbers,
+# the same fields), for the studies' quick and reduced variants.
+QUICK_TIMING = {"throughput_min_seconds": 0.1, "latency_calls": 20}
+
+
 @dataclasses.dataclass
 class Options:
     """Evaluation settings (the flags of the binary); recorded in comparison.json."""
